@@ -1,0 +1,241 @@
+"""Task specs: a folder with task.yaml, a description, workspace/ and a hidden eval/.
+
+Every invalid spec fails with a TaskSpecError naming the file, the field and the fix.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+TASKS_DIR = Path(__file__).resolve().parents[2] / "tasks"
+
+_DURATION = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)\s*h)?\s*(?:(\d+(?:\.\d+)?)\s*m)?\s*(?:(\d+(?:\.\d+)?)\s*s)?\s*$")
+
+
+class TaskSpecError(ValueError):
+    """A task folder or task.yaml that cannot be used; the message says where and how to fix."""
+
+
+def parse_duration(value: Any) -> float:
+    """Seconds from a number (seconds) or a text like '1h30m', '20m', '90s'."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration such as '20m', '1h30m' or a number of seconds")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    else:
+        m = _DURATION.match(str(value))
+        if not m or not any(m.groups()):
+            raise ValueError(
+                f"{value!r} is not a duration; write e.g. '20m', '1h30m', '90s' or seconds"
+            )
+        h, mi, s = (float(g) if g else 0.0 for g in m.groups())
+        seconds = h * 3600 + mi * 60 + s
+    if seconds <= 0:
+        raise ValueError("a duration must be positive")
+    return seconds
+
+
+Duration = Annotated[float, Field(description="seconds, or a text like '20m' / '1h30m'")]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Budget(_Strict):
+    """What a run may spend. Working time excludes pauses and time the runner was down."""
+
+    working_time: Duration = 1800.0
+    steps: int = Field(200, ge=1, le=1_000_000)
+    submissions: int = Field(3, ge=0, le=1000)
+
+    @field_validator("working_time", mode="before")
+    @classmethod
+    def _duration(cls, v: Any) -> float:
+        return parse_duration(v)
+
+
+class Limits(_Strict):
+    """Sandbox limits for every command the agent runs."""
+
+    memory_mb: int = Field(2048, ge=64)
+    processes: int = Field(256, ge=8)
+    command_timeout: Duration = 120.0
+    output_chars: int = Field(8000, ge=500)
+
+    @field_validator("command_timeout", mode="before")
+    @classmethod
+    def _duration(cls, v: Any) -> float:
+        return parse_duration(v)
+
+
+class Evaluator(_Strict):
+    """The hidden evaluator: a command run from the task's eval/ folder.
+
+    `{workspace}` in the command is replaced by the run's workspace path. The command must
+    print a JSON object on its last line with at least a numeric `score`."""
+
+    command: str
+    timeout: Duration = 300.0
+    score_range: tuple[float, float] = (0.0, 100.0)
+
+    @field_validator("timeout", mode="before")
+    @classmethod
+    def _duration(cls, v: Any) -> float:
+        return parse_duration(v)
+
+    @model_validator(mode="after")
+    def _range(self) -> Evaluator:
+        lo, hi = self.score_range
+        if lo >= hi:
+            raise ValueError("score_range must be [low, high] with low < high")
+        return self
+
+
+TriggerKind = Literal[
+    "no_progress",  # no file matching `pattern` in the workspace by step `step`
+    "session_killed_early",  # a session was killed before it finished
+    "repeated_failure",  # the same failing command `count` times in a row
+    "no_submission",  # no submission by step `step`
+    "low_score",  # a submission scored below `score`
+    "step_reached",  # plainly: at step `step`
+    "polling",  # `count` polls of a session in a row with no new output
+]
+
+
+class Trigger(_Strict):
+    kind: TriggerKind
+    step: int | None = Field(None, ge=1)
+    count: int | None = Field(None, ge=1)
+    pattern: str | None = None
+    score: float | None = None
+
+    @model_validator(mode="after")
+    def _needs(self) -> Trigger:
+        needs = {
+            "no_progress": ("step", "pattern"),
+            "no_submission": ("step",),
+            "step_reached": ("step",),
+            "repeated_failure": ("count",),
+            "polling": ("count",),
+            "low_score": ("score",),
+        }.get(self.kind, ())
+        missing = [n for n in needs if getattr(self, n) is None]
+        if missing:
+            raise ValueError(f"trigger kind {self.kind!r} needs {', '.join(missing)}")
+        return self
+
+
+class Hint(_Strict):
+    """Guidance the simulated annotator posts when its trigger matches (once per run)."""
+
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    trigger: Trigger
+    kind: Literal["knowledge", "strategy", "correction", "hint", "other"] = "hint"
+    text: str = Field(min_length=1, max_length=4000)
+
+
+class TaskSpec(_Strict):
+    """The contents of task.yaml."""
+
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    title: str = Field(min_length=1)
+    description: str = "description.md"
+    budget: Budget = Budget()
+    limits: Limits = Limits()
+    network: bool = False
+    evaluator: Evaluator
+    hints: list[Hint] = []
+
+
+class Task:
+    """A loaded, validated task folder."""
+
+    def __init__(self, path: Path, spec: TaskSpec, description: str) -> None:
+        self.path = path
+        self.spec = spec
+        self.description = description
+
+    @property
+    def id(self) -> str:
+        return self.spec.id
+
+    @property
+    def workspace_template(self) -> Path:
+        return self.path / "workspace"
+
+    @property
+    def eval_dir(self) -> Path:
+        return self.path / "eval"
+
+
+def _field_path(loc: tuple[Any, ...]) -> str:
+    return ".".join(str(p) for p in loc) or "(top level)"
+
+
+def load_task(path: str | Path) -> Task:
+    """Load and validate a task folder."""
+    folder = Path(path).resolve()
+    spec_file = folder / "task.yaml"
+    if not folder.is_dir():
+        raise TaskSpecError(f"{folder}: not a folder; pass a built-in task id or a task folder")
+    if not spec_file.is_file():
+        raise TaskSpecError(f"{spec_file}: missing; a task folder needs a task.yaml")
+    try:
+        raw = yaml.safe_load(spec_file.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise TaskSpecError(f"{spec_file}: not valid YAML ({exc}); fix the syntax") from exc
+    if not isinstance(raw, dict):
+        raise TaskSpecError(f"{spec_file}: must be a mapping of fields (id, title, evaluator, ...)")
+    try:
+        spec = TaskSpec.model_validate(raw)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            field = _field_path(err["loc"])
+            msg = err["msg"]
+            if err["type"] == "extra_forbidden":
+                msg = "unknown field; remove it or check its spelling"
+            elif err["type"] == "missing":
+                msg = "required field is missing; add it"
+            problems.append(f"{spec_file}: field '{field}': {msg}")
+        raise TaskSpecError("\n".join(problems)) from exc
+    desc_file = folder / spec.description
+    if not desc_file.is_file():
+        raise TaskSpecError(
+            f"{spec_file}: field 'description': file {spec.description!r} not found in {folder}; "
+            "create it or point the field at the description file"
+        )
+    for sub, why in (("workspace", "copied into each run"), ("eval", "holds the hidden evaluator")):
+        if not (folder / sub).is_dir():
+            raise TaskSpecError(f"{folder}: missing folder '{sub}/' ({why}); create it")
+    return Task(folder, spec, desc_file.read_text(encoding="utf-8"))
+
+
+def builtin_tasks() -> list[Task]:
+    """The tasks shipped under tasks/, sorted by id."""
+    if not TASKS_DIR.is_dir():
+        return []
+    return sorted(
+        (load_task(p) for p in TASKS_DIR.iterdir() if (p / "task.yaml").is_file()),
+        key=lambda t: t.id,
+    )
+
+
+def resolve_task(name_or_path: str) -> Task:
+    """A built-in task id, or a path to a task folder."""
+    candidate = Path(name_or_path)
+    if candidate.is_dir():
+        return load_task(candidate)
+    builtin = TASKS_DIR / name_or_path
+    if (builtin / "task.yaml").is_file():
+        return load_task(builtin)
+    known = ", ".join(t.id for t in builtin_tasks()) or "none"
+    raise TaskSpecError(
+        f"{name_or_path!r}: no such task; use a built-in id ({known}) or a path to a task folder"
+    )

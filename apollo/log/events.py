@@ -1,0 +1,115 @@
+"""Event kinds of the run log and the record types that travel through the Store.
+
+Every run is an append-only sequence of events. The agent's context, resume, the console,
+supervision and export are all functions of this sequence (DESIGN.md "The log").
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class Kind(StrEnum):
+    """The kinds of event a run's log holds."""
+
+    RUN_STARTED = "run_started"  # {task, task_path, model, limits, options}
+    RUN_RESUMED = "run_resumed"  # {sessions: [reattached session ids], interrupted: [...]}
+    MODEL_CALL = "model_call"  # {purpose, input: {prev, keep, add}, tools, output, usage, ...}
+    OBSERVATION = "observation"  # {tool_call_id, tool, output (blob), exit, duration_ms, ...}
+    GUIDANCE = "guidance"  # {id, author, kind, text, drift_from_step?, urgent?}
+    GUIDANCE_DELIVERED = "guidance_delivered"  # {guidance_id, step}
+    SUMMARY = "summary"  # {covers: [first, last], text (blob), cited_guidance: [ids]}
+    CONTROL = "control"  # {action: pause|resume|stop, author}
+    LABEL = "label"  # {step, verdict, reason, source, author, rule?}
+    SUBMISSION = "submission"  # {n, score, details}
+    RUN_FINISHED = "run_finished"  # {status, reason}
+
+
+class RunStatus(StrEnum):
+    """Status of a run, as cached in the runs table."""
+
+    CREATED = "created"
+    RUNNING = "running"
+    PAUSED = "paused"
+    FINISHED = "finished"
+    STOPPED = "stopped"
+    FAILED = "failed"
+    TIMEOUT = "timeout"
+
+    @property
+    def ended(self) -> bool:
+        return self in _ENDED
+
+
+_ENDED = {RunStatus.FINISHED, RunStatus.STOPPED, RunStatus.FAILED, RunStatus.TIMEOUT}
+
+
+class Role(StrEnum):
+    """Annotator roles, from most to least privileged."""
+
+    ADMIN = "admin"
+    ANNOTATOR = "annotator"
+    VIEWER = "viewer"
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One entry of a run's log. `seq` is dense and starts at 1 within a run."""
+
+    run_id: str
+    seq: int
+    ts: float
+    kind: str
+    actor: str
+    step: int | None
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class NewEvent:
+    """An event before the store has given it a sequence number and a timestamp."""
+
+    kind: str
+    payload: dict[str, Any]
+    actor: str = "agent"
+    step: int | None = None
+
+
+@dataclass(slots=True)
+class RunRecord:
+    """A row of the runs table: a cache derived from the run's events."""
+
+    id: str
+    task: str
+    status: str
+    step: int
+    created: float
+    updated: float
+    config: dict[str, Any] = field(default_factory=dict)
+    last_score: float | None = None
+    guidance_count: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Annotator:
+    """A person (or program) that may act on runs; the token is kept only as a hash."""
+
+    id: str
+    name: str
+    role: str
+    created: float
+    revoked: bool = False
+
+
+def blob_id(text: str) -> str:
+    """The content address of a text blob (sha256, hex)."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def canonical_json(value: Any) -> str:
+    """Deterministic compact JSON, so equal messages share one blob."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True)

