@@ -59,5 +59,7 @@ def cap_output(text: str, limit: int) -> tuple[str, bool]:
     head = limit * 2 // 3
     tail = limit - head
     cut = len(text) - head - tail
-    marker = f"\n[... {cut} characters cut; output was {len(text)} characters, head and tail kept ...]\n"
+    marker = (
+        f"\n[... {cut} characters cut; output was {len(text)} characters, head and tail kept ...]\n"
+    )
     return text[:head] + marker + text[-tail:], True

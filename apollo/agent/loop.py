@@ -1,0 +1,443 @@
+"""The ReAct loop (DESIGN.md "A step"): every step reads its context from the log and writes
+everything it does back to it, so a killed runner resumes exactly where it stopped."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from apollo.agent.context import ContextView, replay
+from apollo.agent.prompts import prompt
+from apollo.agent.summarize import (
+    condensed_entries,
+    ensure_reflections,
+    guidance_to_keep,
+    split_step,
+)
+from apollo.agent.tools import AGENT_TOOL_NAMES, AGENT_TOOLS
+from apollo.env.evaluate import evaluate
+from apollo.env.task import Task
+from apollo.env.tools.base import ToolContext, ToolResult
+from apollo.env.tools.registry import ToolBox
+from apollo.env.workspace import Workspace
+from apollo.llm.base import ChatModel, Completion, ModelError
+from apollo.log.calls import encode_input
+from apollo.log.events import Event, Kind, NewEvent, RunStatus, canonical_json
+from apollo.log.store import Store
+
+# Kinds other writers (CLI, console, annotators) put in a run's log that the agent acts on.
+EXTERNAL_KINDS = (Kind.GUIDANCE, Kind.CONTROL)
+
+
+@dataclass
+class AgentConfig:
+    """Knobs of the loop that are not part of the task."""
+
+    # Summarize when the context would pass this many tokens (estimated).
+    summary_threshold_tokens: int = 100_000
+    # Sampling parameters passed to the model on every act call.
+    params: dict[str, Any] = field(default_factory=dict)
+    # How often the log is polled for guidance and controls while a tool runs or the run is
+    # paused; guidance reaches a sleeping agent within about this long.
+    poll_interval_s: float = 0.2
+    # Cap on steps below the task's own budget (demos, smoke runs); None keeps the task's.
+    max_steps: int | None = None
+
+
+class WorkClock:
+    """Working time: runs only while the agent works (not paused, not while the runner is down)."""
+
+    def __init__(self, used_s: float) -> None:
+        self._base = used_s
+        self._since: float | None = time.monotonic()
+
+    def used(self) -> float:
+        running = time.monotonic() - self._since if self._since is not None else 0.0
+        return self._base + running
+
+    def pause(self) -> None:
+        self._base = self.used()
+        self._since = None
+
+    def resume(self) -> None:
+        if self._since is None:
+            self._since = time.monotonic()
+
+
+def _fmt_duration(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s"
+
+
+class Agent:
+    """Drives one run until it finishes, fails, times out or is stopped."""
+
+    def __init__(
+        self,
+        store: Store,
+        run_id: str,
+        task: Task,
+        workspace: Workspace,
+        model: ChatModel,
+        config: AgentConfig | None = None,
+        on_event: Callable[[Event], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.run_id = run_id
+        self.task = task
+        self.workspace = workspace
+        self.model = model
+        self.config = config or AgentConfig()
+        self.on_event = on_event
+        self.toolbox = ToolBox()
+        self.view = ContextView()
+        self.clock = WorkClock(0.0)
+        self._synced = 0
+        self._wake = asyncio.Event()
+
+    # -- the log --------------------------------------------------------------------------
+    def _append(self, events: Sequence[NewEvent], texts: dict[str, str] | None = None) -> None:
+        for ev in self.store.append(self.run_id, events):
+            self.view.apply(ev, texts)
+            self._synced = max(self._synced, ev.seq)
+            if self.on_event:
+                self.on_event(ev)
+
+    def _put(self, message: dict[str, Any], texts: dict[str, str]) -> str:
+        text = canonical_json(message)
+        blob = self.store.put_blob(text)
+        texts[blob] = text
+        return blob
+
+    def sync(self) -> bool:
+        """Apply guidance and controls others wrote since the last look; True if any came."""
+        new = self.store.events(self.run_id, after=self._synced, kinds=EXTERNAL_KINDS)
+        for ev in new:
+            self.view.apply(ev)
+            self._synced = max(self._synced, ev.seq)
+            if self.on_event:
+                self.on_event(ev)
+        if self.view.pending_guidance() or self.view.stop_requested:
+            self._wake.set()
+        return bool(new)
+
+    # -- start / resume -------------------------------------------------------------------
+    def _start(self) -> None:
+        spec = self.task.spec
+        texts: dict[str, str] = {}
+        task_text = prompt("task").format(
+            title=spec.title,
+            description=self.task.description.strip(),
+            working_time=_fmt_duration(spec.budget.working_time),
+            steps=self._max_steps(),
+            submissions=spec.budget.submissions,
+            network="allowed" if spec.network else "none",
+        )
+        messages = [
+            self._put({"role": "system", "content": prompt("system")}, texts),
+            self._put({"role": "user", "content": task_text}, texts),
+        ]
+        tools = [t.schema() for t in (*self.toolbox.specs(), *AGENT_TOOLS)]
+        tools_blob = self.store.put_blob(canonical_json(tools))
+        payload = {
+            "task": spec.id,
+            "task_path": str(self.task.path),
+            "model": self.model.name,
+            "limits": spec.budget.model_dump(),
+            "messages": messages,
+            "tools": tools_blob,
+        }
+        self._append([NewEvent(Kind.RUN_STARTED, payload)], texts)
+
+    def _resume(self) -> None:
+        """Reattach sessions and close tool calls a crash left without a result."""
+        texts: dict[str, str] = {}
+        events = [
+            NewEvent(
+                Kind.OBSERVATION,
+                {
+                    "tool_call_id": call_id,
+                    "tool": tool,
+                    "message": self._put(
+                        {"role": "tool", "tool_call_id": call_id, "content": prompt("interrupted")},
+                        texts,
+                    ),
+                    "error": True,
+                    "interrupted": True,
+                    "work_s": self.view.work_s,
+                },
+                step=self.view.last_step,
+            )
+            for call_id, tool in self.view.pending_tool_calls.items()
+        ]
+        sessions = self.workspace.reattach_sessions()
+        events.append(
+            NewEvent(
+                Kind.RUN_RESUMED,
+                {"sessions": sessions, "interrupted": list(self.view.pending_tool_calls)},
+                step=self.view.last_step,
+            )
+        )
+        self._append(events, texts)
+
+    # -- the loop -------------------------------------------------------------------------
+    async def run(self) -> str:
+        """Run (or resume) until the run ends; returns the final status."""
+        self.view = replay(self.store, self.run_id)
+        self._synced = self.view.last_seq
+        self.clock = WorkClock(self.view.work_s)
+        if self.view.started is None:
+            self._start()
+        else:
+            self._resume()
+        budget = self.task.spec.budget
+        max_steps = self._max_steps()
+        while True:
+            self.sync()
+            if self.view.stop_requested:
+                return await self._finish(RunStatus.STOPPED, "stopped by an annotator", score=False)
+            if self.view.paused:
+                await self._wait_while_paused()
+                continue
+            if self.view.last_step >= max_steps:
+                return await self._finish(RunStatus.TIMEOUT, f"step budget ({max_steps}) spent")
+            if self.clock.used() >= budget.working_time:
+                return await self._finish(RunStatus.TIMEOUT, "working time budget spent")
+            outcome = await self._step(self.view.last_step + 1)
+            if outcome is not None:
+                return outcome
+
+    async def _wait_while_paused(self) -> None:
+        self.clock.pause()
+        while self.view.paused and not self.view.stop_requested:
+            await asyncio.sleep(self.config.poll_interval_s)
+            self.sync()
+        self.clock.resume()
+
+    async def _step(self, step: int) -> str | None:
+        self._deliver_guidance(step)
+        if self.view.token_estimate() > self.config.summary_threshold_tokens:
+            await self._summarize(step)
+        try:
+            entries = self.view.entries
+            completion = await self._call_model(
+                "act", step, [e.blob for e in entries], self.view.message_texts()
+            )
+        except ModelError as exc:
+            return await self._finish(RunStatus.FAILED, f"model call failed: {exc}", score=False)
+        return await self._act(step, completion)
+
+    def _deliver_guidance(self, step: int) -> None:
+        """Queued guidance becomes a <real_user> turn after the latest observation."""
+        pending = self.view.pending_guidance()
+        if not pending:
+            return
+        texts: dict[str, str] = {}
+        events = [
+            NewEvent(
+                Kind.GUIDANCE_DELIVERED,
+                {
+                    "guidance_id": g.id,
+                    "step": step,
+                    "message": self._put(
+                        {"role": "user", "content": f"<real_user>{g.text}</real_user>"}, texts
+                    ),
+                },
+                step=step,
+            )
+            for g in pending
+        ]
+        self._append(events, texts)
+        self._wake.clear()
+
+    async def _call_model(
+        self, purpose: str, step: int, ids: list[str], messages: list[str]
+    ) -> Completion:
+        """One recorded model call (`ids` are the blobs of `messages`, already stored). The
+        input is logged as a delta against the previous call."""
+        texts: dict[str, str] = {}
+        tools = self.toolbox.specs()
+        schemas = [t.schema() for t in (*tools, *AGENT_TOOLS)] if purpose == "act" else None
+        payload: dict[str, Any] = {
+            "purpose": purpose,
+            "input": encode_input(self.view.last_call_seq, self.view.last_call_ids, ids),
+            "tools": self.view.tools_blob if schemas else None,
+        }
+        try:
+            completion = await self.model.complete(messages, schemas, self.config.params)
+        except ModelError as exc:
+            payload.update(error=str(exc), attempts=exc.attempts, work_s=self.clock.used())
+            self._append([NewEvent(Kind.MODEL_CALL, payload, step=step)])
+            raise
+        payload.update(
+            output={
+                "content": completion.content,
+                "reasoning": completion.reasoning,
+                "tool_calls": [tc.to_message() for tc in completion.tool_calls],
+            },
+            output_message=self._put(completion.assistant_message(), texts),
+            usage=completion.usage,
+            latency_ms=round(completion.latency_ms, 3),
+            model=completion.model or self.model.name,
+            repaired=completion.repaired,
+            parse_error=completion.parse_error,
+            work_s=self.clock.used(),
+        )
+        self._append([NewEvent(Kind.MODEL_CALL, payload, step=step)], texts)
+        return completion
+
+    async def _act(self, step: int, completion: Completion) -> str | None:
+        if not completion.tool_calls:
+            problem = completion.parse_error or prompt("no_tool_call")
+            texts: dict[str, str] = {}
+            message = {"role": "user", "content": f"{problem}\n\n{self._footer(step)}"}
+            payload = {
+                "tool_call_id": None,
+                "tool": None,
+                "message": self._put(message, texts),
+                "error": True,
+                "malformed": True,
+                "work_s": self.clock.used(),
+            }
+            self._append([NewEvent(Kind.OBSERVATION, payload, step=step)], texts)
+            return None
+        finished: str | None = None
+        for call in completion.tool_calls:
+            started = time.perf_counter()
+            try:
+                args = json.loads(call.arguments or "{}")
+                if not isinstance(args, dict):
+                    raise ValueError("arguments must be a JSON object")
+            except ValueError as exc:
+                result = ToolResult(
+                    f"Invalid arguments for {call.name}: {exc}", exit=None, error=True
+                )
+            else:
+                result = await self._run_tool(call.name, args)
+                if call.name == "finish":
+                    finished = str(args.get("summary", ""))
+            texts = {}
+            message = {
+                "role": "tool",
+                "tool_call_id": call.id,
+                "content": f"{result.output}\n\n{self._footer(step)}",
+            }
+            payload = {
+                "tool_call_id": call.id,
+                "tool": call.name,
+                "message": self._put(message, texts),
+                "exit": result.exit,
+                "error": result.error,
+                "truncated": result.truncated,
+                "duration_ms": round((time.perf_counter() - started) * 1000, 3),
+                "meta": result.meta,
+                "work_s": self.clock.used(),
+            }
+            self._append([NewEvent(Kind.OBSERVATION, payload, step=step)], texts)
+        if finished is not None:
+            return await self._finish(RunStatus.FINISHED, finished or "the agent called finish")
+        return None
+
+    async def _run_tool(self, name: str, args: dict[str, Any]) -> ToolResult:
+        if name in AGENT_TOOL_NAMES:
+            return await self._agent_tool(name, args)
+        ctx = ToolContext(workspace=self.workspace, wake=self._wake)
+        watcher = asyncio.create_task(self._watch())
+        try:
+            return await self.toolbox.call(name, args, ctx)
+        finally:
+            watcher.cancel()
+
+    async def _watch(self) -> None:
+        """While a tool runs, look for guidance so that waits end early."""
+        while True:
+            await asyncio.sleep(self.config.poll_interval_s)
+            self.sync()
+
+    async def _agent_tool(self, name: str, args: dict[str, Any]) -> ToolResult:
+        if name == "think":
+            return ToolResult("Noted.")
+        if name == "finish":
+            return ToolResult("Finishing: the workspace will be scored one last time.")
+        left = self.task.spec.budget.submissions - self.view.submissions
+        if left <= 0:
+            return ToolResult(
+                "No submissions left: keep improving and call finish when done.", error=True
+            )
+        return await self._submit(final=False, note=str(args.get("note", "")))
+
+    async def _submit(self, final: bool, note: str = "") -> ToolResult:
+        result = await evaluate(self.task, self.workspace)
+        n = self.view.submissions + (0 if final else 1)
+        payload = {
+            "n": n,
+            "score": result.score,
+            "details": result.details,
+            "error": result.error,
+            "final": final,
+            "note": note,
+            "work_s": self.clock.used(),
+        }
+        self._append([NewEvent(Kind.SUBMISSION, payload, step=self.view.last_step)])
+        if result.score is None:
+            return ToolResult(f"The evaluator could not score this: {result.error}", error=True)
+        lo, hi = self.task.spec.evaluator.score_range
+        details = json.dumps(result.details, ensure_ascii=False)[:2000]
+        return ToolResult(f"Score: {result.score:g} (range {lo:g}-{hi:g}). Details: {details}")
+
+    async def _finish(self, status: RunStatus, reason: str, score: bool = True) -> str:
+        if score:
+            await self._submit(final=True)
+        await self.workspace.shutdown()
+        payload = {"status": status.value, "reason": reason, "work_s": self.clock.used()}
+        self._append([NewEvent(Kind.RUN_FINISHED, payload, step=self.view.last_step)])
+        return status.value
+
+    def _max_steps(self) -> int:
+        steps = self.task.spec.budget.steps
+        return min(steps, self.config.max_steps) if self.config.max_steps else steps
+
+    def _footer(self, step: int) -> str:
+        budget = self.task.spec.budget
+        return prompt("footer").format(
+            step=step,
+            max_steps=self._max_steps(),
+            time_left=_fmt_duration(budget.working_time - self.clock.used()),
+            submissions_left=budget.submissions - self.view.submissions,
+        )
+
+    # -- summarization --------------------------------------------------------------------
+    async def _summarize(self, step: int) -> None:
+        through = split_step(self.view)
+        if through is None:
+            return
+        first = min(self.view.window_steps())
+        entries = condensed_entries(self.view, through)
+        request = canonical_json({"role": "user", "content": prompt("summarize")})
+        ids = [e.blob for e in entries] + [self.store.put_blob(request)]
+        messages = [e.text or "" for e in entries] + [request]
+        try:
+            completion = await self._call_model("summarize", step, ids, messages)
+        except ModelError:
+            # Carry on unsummarized; the next step tries again and the failure is in the log.
+            return
+        keep = guidance_to_keep(self.view, through)
+        text, repaired = ensure_reflections(completion.content or "", keep)
+        texts: dict[str, str] = {}
+        payload = {
+            "covers": [first, through],
+            "messages": [
+                self._put({"role": "assistant", "content": text}, texts),
+                self._put({"role": "user", "content": prompt("continue")}, texts),
+            ],
+            "cited_guidance": [g.id for g in keep],
+            "repaired_guidance": repaired,
+            "work_s": self.clock.used(),
+        }
+        self._append([NewEvent(Kind.SUMMARY, payload, step=step)], texts)

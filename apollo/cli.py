@@ -1,0 +1,262 @@
+"""The `apollo` command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Callable, Sequence
+
+from apollo.env.task import TaskSpecError, builtin_tasks, resolve_task
+from apollo.log.events import Event, Role
+from apollo.log.store import Store, StoreError
+from apollo.log.writes import GUIDANCE_KINDS, post_control, post_guidance
+from apollo.rollout.home import Home, RunLocked
+from apollo.rollout.progress import describe
+
+CLI_AUTHOR = "cli"
+# The demo: the long-job task shows sessions, polling and the simulated annotator at work.
+DEMO_TASK = "patient-training"
+DEMO_STEPS = 16
+DEMO_SUMMARY_THRESHOLD = 5000  # the embedded model's window is small: summarize early
+
+
+def _printer(store: Store) -> Callable[[Event], None]:
+    def show(ev: Event) -> None:
+        line = describe(ev, store)
+        if line:
+            print(line, flush=True)
+
+    return show
+
+
+async def _drive(home: Home, run_id: str, quiet: bool) -> str:
+    from apollo.rollout.runner import Runner  # heavy imports only for commands that run
+
+    runner = Runner(home)
+    try:
+        return await runner.drive(run_id, None if quiet else _printer(runner.store))
+    finally:
+        await runner.aclose()
+
+
+def cmd_run(args: argparse.Namespace, home: Home) -> int:
+    from apollo.rollout.runner import Runner, RunOptions
+
+    task = resolve_task(args.task)
+    options = RunOptions(
+        model=args.model,
+        model_name=args.model_name,
+        api_key_env=args.api_key_env,
+        annotator=args.annotator,
+        unsafe_no_sandbox=args.unsafe_no_sandbox,
+        summary_threshold_tokens=args.summary_threshold,
+        constrain=args.constrain,
+        max_steps=args.max_steps,
+    )
+    run_id = Runner(home).create(task, options)
+    print(f"run {run_id}  task {task.id}  model {args.model}  home {home.path}", flush=True)
+    status = asyncio.run(_drive(home, run_id, args.quiet))
+    print(f"run {run_id} ended: {status}", flush=True)
+    return 0 if status in ("finished", "timeout") else 1
+
+
+def cmd_resume(args: argparse.Namespace, home: Home) -> int:
+    print(f"run {args.run}  resuming", flush=True)
+    status = asyncio.run(_drive(home, args.run, args.quiet))
+    print(f"run {args.run} ended: {status}", flush=True)
+    return 0 if status in ("finished", "timeout") else 1
+
+
+def cmd_runs(args: argparse.Namespace, home: Home) -> int:
+    store = home.open_store()
+    rows = store.list_runs(limit=args.limit)
+    print(f"{'id':<30} {'task':<24} {'status':<9} {'step':>6} {'score':>7} {'guid':>5}")
+    for r in rows:
+        score = "" if r.last_score is None else f"{r.last_score:g}"
+        print(f"{r.id:<30} {r.task:<24} {r.status:<9} {r.step:>6} {score:>7} {r.guidance_count:>5}")
+    return 0
+
+
+def cmd_show(args: argparse.Namespace, home: Home) -> int:
+    store = home.open_store()
+    run = store.get_run(args.run)
+    if run is None:
+        raise StoreError(f"no run {args.run!r} (see `apollo runs`)")
+    print(f"run {run.id}  task {run.task}  status {run.status}  step {run.step}")
+    if args.json:
+        for ev in store.events(run.id):
+            print(
+                json.dumps(
+                    {
+                        "seq": ev.seq,
+                        "ts": ev.ts,
+                        "kind": ev.kind,
+                        "actor": ev.actor,
+                        "step": ev.step,
+                        "payload": ev.payload,
+                    }
+                )
+            )
+        return 0
+    show = _printer(store)
+    for ev in store.events(run.id):
+        show(ev)
+    return 0
+
+
+def cmd_guide(args: argparse.Namespace, home: Home) -> int:
+    store = home.open_store()
+    ev = post_guidance(
+        store,
+        args.run,
+        args.author,
+        args.text,
+        kind=args.kind,
+        drift_from_step=args.drift_from,
+        urgent=args.urgent,
+    )
+    print(
+        f"guidance {ev.payload['id']} queued for run {args.run} (seq {ev.seq}); "
+        "it is delivered at the agent's next step"
+    )
+    return 0
+
+
+def cmd_control(args: argparse.Namespace, home: Home) -> int:
+    post_control(home.open_store(), args.run, args.author, args.control)
+    print(f"{args.control} requested for run {args.run}; it takes effect at the next step")
+    return 0
+
+
+def cmd_tasks(args: argparse.Namespace, home: Home) -> int:
+    for task in builtin_tasks():
+        budget = task.spec.budget
+        print(
+            f"{task.id}\t{task.spec.title}\t{budget.steps} steps\t"
+            f"{budget.working_time / 60:g} min\t{len(task.spec.hints)} hints"
+        )
+    return 0
+
+
+def cmd_annotators(args: argparse.Namespace, home: Home) -> int:
+    store = home.open_store()
+    if args.action == "add":
+        ann, token = store.add_annotator(args.name, args.role)
+        print(f"annotator {ann.name} ({ann.role}) added; token (shown once): {token}")
+    elif args.action == "revoke":
+        ann = store.revoke_annotator(args.name)
+        print(f"annotator {ann.name} revoked")
+    else:
+        for a in store.list_annotators():
+            print(f"{a.name}\t{a.role}\t{'revoked' if a.revoked else 'active'}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--home",
+        help="data directory for the store and workspaces (default: $APOLLO_HOME or ~/.apollo)",
+    )
+    parser = argparse.ArgumentParser(
+        prog="apollo",
+        description="Asynchronous human-agent rollouts for long-horizon agent training.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(
+        name: str, fn: Callable[[argparse.Namespace, Home], int], help_: str
+    ) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, parents=[common], help=help_, description=help_)
+        p.set_defaults(fn=fn)
+        return p
+
+    p = add("run", cmd_run, "run a task end to end, with live progress")
+    p.add_argument("task", help="a built-in task id (see `apollo tasks`) or a task folder")
+    p.add_argument(
+        "--model",
+        default="embedded",
+        help="'embedded' (packaged SmolLM2 on llama.cpp) or an OpenAI-compatible base URL",
+    )
+    p.add_argument("--model-name", default="default", help="model name sent to the endpoint")
+    p.add_argument("--api-key-env", help="environment variable that holds the endpoint's API key")
+    p.add_argument(
+        "--annotator",
+        choices=["simulated", "none"],
+        default="none",
+        help="follow the run with the rule-based simulated annotator",
+    )
+    p.add_argument("--summary-threshold", type=int, help="summarize above this many tokens")
+    p.add_argument(
+        "--constrain",
+        choices=["json_schema"],
+        help="constrained decoding of tool calls (the embedded model always uses it)",
+    )
+    p.add_argument(
+        "--unsafe-no-sandbox",
+        action="store_true",
+        help="run agent commands without bubblewrap (only where you trust the model)",
+    )
+    p.add_argument("--quiet", action="store_true", help="no live progress")
+
+    p = add(
+        "resume", cmd_resume, "continue a run from its log (after a crash or a stop of the runner)"
+    )
+    p.add_argument("run")
+    p.add_argument("--quiet", action="store_true", help="no live progress")
+
+    p = add("runs", cmd_runs, "list runs: id, task, status, step")
+    p.add_argument("--limit", type=int, default=50)
+
+    p = add("show", cmd_show, "show a run's timeline")
+    p.add_argument("run")
+    p.add_argument("--json", action="store_true", help="raw events as JSON lines")
+
+    p = add("guide", cmd_guide, "send guidance to a running agent (delivered at its next step)")
+    p.add_argument("run")
+    p.add_argument("text")
+    p.add_argument("--kind", choices=GUIDANCE_KINDS, default="hint")
+    p.add_argument(
+        "--drift-from",
+        type=int,
+        metavar="STEP",
+        help="the run drifted from this step on (its actions there get masked)",
+    )
+    p.add_argument("--urgent", action="store_true")
+    p.add_argument("--author", default=CLI_AUTHOR)
+
+    for name, action in (("pause", "pause"), ("unpause", "resume"), ("stop", "stop")):
+        p = add(name, cmd_control, f"{name} a run at its next step boundary")
+        p.add_argument("run")
+        p.add_argument("--author", default=CLI_AUTHOR)
+        p.set_defaults(control=action)
+
+    add("tasks", cmd_tasks, "list built-in tasks (id first)")
+
+    p = add("annotators", cmd_annotators, "manage annotator accounts")
+    p.add_argument("action", choices=["add", "list", "revoke"])
+    p.add_argument("name", nargs="?")
+    p.add_argument("--role", choices=[r.value for r in Role], default=Role.ANNOTATOR.value)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `apollo` command."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "annotators" and args.action != "list" and not args.name:
+        parser.error("annotators add/revoke need a NAME")
+    try:
+        return int(args.fn(args, Home(args.home)))
+    except (TaskSpecError, StoreError, RunLocked, ValueError) as exc:
+        print(f"apollo: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("apollo: interrupted; the run can continue with `apollo resume RUN`", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

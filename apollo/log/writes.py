@@ -1,0 +1,68 @@
+"""Writes that people and programs other than the agent make to a run's log.
+
+Guidance, controls and labels from the CLI, the console and annotators all go through here,
+so each carries who made it and is validated the same way.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any, Literal
+
+from apollo.log.events import Event, Kind
+from apollo.log.store import Store, StoreError
+
+GuidanceKind = Literal["knowledge", "strategy", "correction", "hint", "other"]
+GUIDANCE_KINDS: tuple[str, ...] = ("knowledge", "strategy", "correction", "hint", "other")
+MAX_GUIDANCE_CHARS = 4000
+
+
+def _live_run(store: Store, run_id: str) -> None:
+    run = store.get_run(run_id)
+    if run is None:
+        raise StoreError(f"no run {run_id!r} (see `apollo runs`)")
+
+
+def post_guidance(
+    store: Store,
+    run_id: str,
+    author: str,
+    text: str,
+    kind: str = "hint",
+    drift_from_step: int | None = None,
+    urgent: bool = False,
+    extra: dict[str, Any] | None = None,
+) -> Event:
+    """Queue guidance for a run; the agent delivers it at its next step boundary."""
+    text = text.strip()
+    if not text:
+        raise ValueError("guidance text is empty; write what the agent should know or do")
+    if len(text) > MAX_GUIDANCE_CHARS:
+        raise ValueError(
+            f"guidance is {len(text)} characters; keep it under {MAX_GUIDANCE_CHARS} (be short)"
+        )
+    if kind not in GUIDANCE_KINDS:
+        raise ValueError(f"unknown guidance kind {kind!r}; use one of {', '.join(GUIDANCE_KINDS)}")
+    if drift_from_step is not None and drift_from_step < 1:
+        raise ValueError("drift_from_step must be a step number (1 or more)")
+    _live_run(store, run_id)
+    payload: dict[str, Any] = {
+        "id": "g-" + uuid.uuid4().hex[:12],
+        "author": author,
+        "kind": kind,
+        "text": text,
+        "drift_from_step": drift_from_step,
+        "urgent": urgent,
+        **(extra or {}),
+    }
+    return store.append_one(run_id, Kind.GUIDANCE, payload, actor=author)
+
+
+def post_control(store: Store, run_id: str, author: str, action: str) -> Event:
+    """Pause, resume or stop a run; takes effect at the agent's next step boundary."""
+    if action not in ("pause", "resume", "stop"):
+        raise ValueError(f"unknown control {action!r}; use pause, resume or stop")
+    _live_run(store, run_id)
+    return store.append_one(
+        run_id, Kind.CONTROL, {"action": action, "author": author}, actor=author
+    )

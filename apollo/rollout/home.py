@@ -1,0 +1,49 @@
+"""Where Apollo keeps its store and run folders (`--home` or APOLLO_HOME)."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from pathlib import Path
+from typing import IO
+
+from apollo.log.sqlite import SQLiteStore
+
+DEFAULT_HOME = Path.home() / ".apollo"
+
+
+class RunLocked(RuntimeError):
+    """Another live runner drives this run."""
+
+
+class Home:
+    """A data directory: `apollo.db` plus `runs/<run id>/` (workspace, sessions, lock)."""
+
+    def __init__(self, path: str | Path | None = None) -> None:
+        self.path = Path(path or os.environ.get("APOLLO_HOME") or DEFAULT_HOME).resolve()
+        self.path.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def db_path(self) -> Path:
+        return self.path / "apollo.db"
+
+    def open_store(self) -> SQLiteStore:
+        return SQLiteStore(self.db_path)
+
+    def run_dir(self, run_id: str) -> Path:
+        return self.path / "runs" / run_id
+
+    def lock_run(self, run_id: str) -> IO[str]:
+        """Take the run's lock for this process. The OS drops it when the process dies, so a
+        `kill -9` never leaves a run locked, and two runners never drive one run."""
+        folder = self.run_dir(run_id)
+        folder.mkdir(parents=True, exist_ok=True)
+        handle = open(folder / "runner.lock", "a+")  # noqa: SIM115 - held for the run's life
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            handle.close()
+            raise RunLocked(
+                f"run {run_id} is being driven by another live runner; stop that one first"
+            ) from exc
+        return handle

@@ -1,0 +1,78 @@
+"""One-line renderings of log events, for live progress in a terminal and `apollo show`."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from typing import Any
+
+from apollo.log.events import Event, Kind
+from apollo.log.store import Store
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\x1b]")
+
+
+def clip(text: str, width: int = 110) -> str:
+    """One safe line: control characters (terminal escapes included) shown as '?'."""
+    flat = _CONTROL.sub("?", " ".join(text.split()))
+    return flat if len(flat) <= width else flat[: width - 1] + "…"
+
+
+def _call_summary(payload: dict[str, Any]) -> str:
+    out = payload.get("output") or {}
+    calls = out.get("tool_calls") or []
+    if not calls:
+        return "no tool call: " + clip(out.get("content") or "", 80)
+    parts = []
+    for c in calls:
+        fn = c["function"]
+        try:
+            args = json.loads(fn["arguments"] or "{}")
+            shown = ", ".join(f"{k}={clip(str(v), 60)}" for k, v in args.items())
+        except ValueError:
+            shown = clip(fn["arguments"] or "", 60)
+        parts.append(f"{fn['name']}({shown})")
+    return "; ".join(parts)
+
+
+def describe(ev: Event, store: Store) -> str | None:
+    """A line for an event, or None for events not worth a line."""
+    p = ev.payload
+    k = ev.kind
+    stamp = time.strftime("%H:%M:%S", time.localtime(ev.ts))
+    step = f"step {ev.step:>4}" if ev.step else "         "
+    if k == Kind.RUN_STARTED:
+        text = f"run started: task {p.get('task')} · model {p.get('model')}"
+    elif k == Kind.RUN_RESUMED:
+        text = f"run resumed · sessions reattached: {', '.join(p.get('sessions') or []) or 'none'}"
+    elif k == Kind.MODEL_CALL:
+        if p.get("error"):
+            text = f"model call FAILED: {clip(p['error'], 90)}"
+        elif p.get("purpose") == "summarize":
+            text = "summarizing the older half of the context"
+        else:
+            text = f"→ {_call_summary(p)}"
+    elif k == Kind.OBSERVATION:
+        msg = json.loads(store.get_blob(p["message"]))
+        body = str(msg.get("content") or "").rsplit("\n\n[step ", 1)[0]
+        flag = "ERROR " if p.get("error") else ""
+        text = f"← {flag}{p.get('tool') or 'malformed call'}: {clip(body, 90)}"
+    elif k == Kind.GUIDANCE:
+        text = f"guidance queued from {ev.actor} [{p.get('kind')}]: {clip(p.get('text', ''), 80)}"
+    elif k == Kind.GUIDANCE_DELIVERED:
+        text = f"guidance {p.get('guidance_id')} delivered at step {p.get('step')}"
+    elif k == Kind.SUMMARY:
+        first, last = p["covers"]
+        text = f"context summarized (steps {first}-{last} condensed)"
+    elif k == Kind.CONTROL:
+        text = f"control: {p.get('action')} by {ev.actor}"
+    elif k == Kind.SUBMISSION:
+        score = p.get("score")
+        what = "final score" if p.get("final") else f"submission {p.get('n')}"
+        text = f"{what}: {score if score is not None else 'error: ' + str(p.get('error'))}"
+    elif k == Kind.RUN_FINISHED:
+        text = f"run {p.get('status')}: {clip(str(p.get('reason', '')), 90)}"
+    else:
+        return None
+    return f"{stamp} {step}  {text}"

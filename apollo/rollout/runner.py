@@ -1,0 +1,130 @@
+"""The runner: drives many runs in one asyncio loop, each from its log.
+
+A run's configuration lives in the store (runs.config), so a restarted runner, or
+`apollo resume`, can pick any run up again from its log alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from apollo.agent.loop import Agent, AgentConfig
+from apollo.env.task import Task, load_task
+from apollo.env.workspace import Workspace
+from apollo.llm.base import ChatModel
+from apollo.llm.embedded import EmbeddedModel
+from apollo.llm.openai_client import OpenAIChatModel
+from apollo.log.events import Event
+from apollo.log.store import Store, StoreError
+from apollo.rollout.annotator import SimulatedAnnotator
+from apollo.rollout.home import Home
+
+EMBEDDED = "embedded"
+
+
+@dataclass
+class RunOptions:
+    """How to run a task; stored with the run so resume uses the same settings."""
+
+    model: str = EMBEDDED  # "embedded" or an OpenAI-compatible base URL (…/v1)
+    model_name: str = "default"
+    api_key_env: str | None = None  # name of the environment variable holding the key
+    annotator: str = "none"  # "simulated" or "none"
+    unsafe_no_sandbox: bool = False
+    summary_threshold_tokens: int | None = None
+    constrain: str | None = None  # constrained decoding for endpoints that support it
+    max_steps: int | None = None  # cap below the task's step budget
+    params: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> RunOptions:
+        known = {
+            k: v for k, v in config.get("options", {}).items() if k in cls.__dataclass_fields__
+        }
+        return cls(**known)
+
+
+class Runner:
+    """Creates runs and drives them; one embedded model server is shared by all runs."""
+
+    def __init__(self, home: Home, store: Store | None = None) -> None:
+        self.home = home
+        self.store = store or home.open_store()
+        self._models: dict[str, ChatModel] = {}
+        self._embedded: EmbeddedModel | None = None
+
+    def create(self, task: Task, options: RunOptions) -> str:
+        """Register a new run of `task`; nothing runs until `drive`."""
+        if options.annotator not in ("simulated", "none"):
+            raise ValueError(f"unknown annotator {options.annotator!r}; use simulated or none")
+        config = {"task_path": str(task.path), "options": asdict(options)}
+        return self.store.create_run(task.id, config).id
+
+    async def model(self, options: RunOptions) -> ChatModel:
+        """The chat model for a run's options (started on first use, then shared)."""
+        key = f"{options.model}|{options.model_name}|{options.constrain}"
+        if key in self._models:
+            return self._models[key]
+        model: ChatModel
+        if options.model == EMBEDDED:
+            if self._embedded is None:
+                self._embedded = EmbeddedModel()
+                await self._embedded.start()
+            model = self._embedded.chat_model()
+        else:
+            model = OpenAIChatModel(
+                options.model,
+                model=options.model_name,
+                api_key_env=options.api_key_env,
+                constrain=options.constrain,
+            )
+        self._models[key] = model
+        return model
+
+    async def drive(self, run_id: str, on_event: Callable[[Event], None] | None = None) -> str:
+        """Run or resume `run_id` until it ends; returns its final status."""
+        record = self.store.get_run(run_id)
+        if record is None:
+            raise StoreError(f"no run {run_id!r} (see `apollo runs`)")
+        options = RunOptions.from_config(record.config)
+        task = load_task(record.config["task_path"])
+        lock = self.home.lock_run(run_id)
+        annotator_task: asyncio.Task[None] | None = None
+        try:
+            run_dir = self.home.run_dir(run_id)
+            opener = Workspace.open if (run_dir / "workspace").is_dir() else Workspace.create
+            workspace = opener(task, run_dir, allow_unsandboxed=options.unsafe_no_sandbox)
+            config = AgentConfig(params=dict(options.params), max_steps=options.max_steps)
+            if options.summary_threshold_tokens:
+                config.summary_threshold_tokens = options.summary_threshold_tokens
+            agent = Agent(
+                self.store, run_id, task, workspace, await self.model(options), config, on_event
+            )
+            if options.annotator == "simulated":
+                annotator = SimulatedAnnotator(self.store, run_id, task, workspace.path)
+                annotator_task = asyncio.create_task(annotator.follow())
+            return await agent.run()
+        finally:
+            if annotator_task is not None:
+                annotator_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await annotator_task
+            lock.close()
+
+    async def drive_many(self, run_ids: list[str]) -> dict[str, str]:
+        """Drive several runs concurrently in this loop; returns each one's final status."""
+        results = await asyncio.gather(*(self.drive(r) for r in run_ids), return_exceptions=True)
+        return {
+            r: (res if isinstance(res, str) else f"error: {res}")
+            for r, res in zip(run_ids, results, strict=True)
+        }
+
+    async def aclose(self) -> None:
+        for model in self._models.values():
+            await model.aclose()
+        if self._embedded is not None:
+            await self._embedded.stop()
