@@ -31,7 +31,7 @@ def condensed_entries(view: ContextView, through_step: int) -> list[Entry]:
 
 
 def _normal(text: str) -> str:
-    return _SPACE.sub(" ", text).strip()
+    return _SPACE.sub(" ", text).strip().casefold()
 
 
 def guidance_to_keep(view: ContextView, through_step: int) -> list[Guidance]:
@@ -61,5 +61,6 @@ def ensure_reflections(summary: str, guidance: list[Guidance]) -> tuple[str, lis
         head, _, tail = summary.rpartition(_REFLECTIONS_END)
         repaired = head.rstrip() + lines + "\n" + _REFLECTIONS_END + tail
     else:
-        repaired = summary.rstrip() + "\n<reflections>" + lines + "\n</reflections>"
+        section = "<reflections>" + lines + "\n</reflections>"
+        repaired = f"{summary.rstrip()}\n{section}" if summary.strip() else section
     return repaired, [g.id for g in missing]
