@@ -78,9 +78,8 @@ class ContextView:
             if p.get("purpose") == "act" and not p.get("error"):
                 step = ev.step or 0
                 self.last_step = max(self.last_step, step)
-                self.entries.append(self._entry(step, p["output_message"], texts))
-                calls = (p.get("output") or {}).get("tool_calls") or []
-                self.pending_tool_calls = {c["id"]: c["function"]["name"] for c in calls}
+                self.entries.append(self._entry(step, p["output"], texts))
+                self.pending_tool_calls = {c["id"]: c["name"] for c in p.get("calls", [])}
         elif k == Kind.OBSERVATION:
             self.entries.append(self._entry(ev.step or 0, p["message"], texts))
             if p.get("tool_call_id"):

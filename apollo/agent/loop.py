@@ -275,13 +275,11 @@ class Agent:
             payload.update(error=str(exc), attempts=exc.attempts, work_s=self.clock.used())
             self._append([NewEvent(Kind.MODEL_CALL, payload, step=step)])
             raise
+        # The assistant message is stored once, as the blob the next call's input refers to;
+        # the payload keeps only what the fold needs to pair tool results with their calls.
         payload.update(
-            output={
-                "content": completion.content,
-                "reasoning": completion.reasoning,
-                "tool_calls": [tc.to_message() for tc in completion.tool_calls],
-            },
-            output_message=self._put(completion.assistant_message(), texts),
+            output=self._put(completion.assistant_message(), texts),
+            calls=[{"id": tc.id, "name": tc.name} for tc in completion.tool_calls],
             usage=completion.usage,
             latency_ms=round(completion.latency_ms, 3),
             model=completion.model or self.model.name,

@@ -53,3 +53,9 @@ def model_input(store: Store, run_id: str, seq: int) -> list[dict[str, Any]]:
         prev = ev.seq
     texts = store.get_blobs(ids)
     return [json.loads(texts[i]) for i in ids]
+
+
+def call_output(store: Store, payload: dict[str, Any]) -> dict[str, Any]:
+    """The assistant message a model_call produced ({} for a failed call)."""
+    blob = payload.get("output")
+    return json.loads(store.get_blob(blob)) if blob else {}

@@ -15,6 +15,8 @@ from typing import Any
 from apollo.log.events import Annotator, Event, NewEvent, Role, RunRecord, RunStatus, blob_id
 from apollo.log.store import Store, StoreError, hash_token, new_run_id, new_token, run_updates
 
+# Ordinary rowid tables: payloads and blobs are often kilobytes, which WITHOUT ROWID tables
+# store poorly (rows past ~1/20 of a page spill into overflow chains).
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     id TEXT PRIMARY KEY,
@@ -37,12 +39,12 @@ CREATE TABLE IF NOT EXISTS events (
     step INTEGER,
     payload TEXT NOT NULL,
     PRIMARY KEY (run_id, seq)
-) WITHOUT ROWID;
+);
 CREATE TABLE IF NOT EXISTS blobs (
     id TEXT PRIMARY KEY,
     z INTEGER NOT NULL,
     data BLOB NOT NULL
-) WITHOUT ROWID;
+);
 CREATE TABLE IF NOT EXISTS annotators (
     id TEXT PRIMARY KEY,
     name TEXT NOT NULL UNIQUE,

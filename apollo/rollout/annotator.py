@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from apollo.env.task import Hint, Task
+from apollo.log.calls import call_output
 from apollo.log.events import Event, Kind, Role
 from apollo.log.store import Store
 from apollo.log.writes import post_guidance
@@ -44,11 +45,13 @@ class RunFacts:
     poll_streak: int = 0
     call_args: dict[str, tuple[str, dict[str, Any]]] = field(default_factory=dict)
 
-    def apply(self, ev: Event, me: str) -> None:
+    def apply(self, ev: Event, me: str, store: Store) -> None:
         p = ev.payload
         if ev.kind == Kind.MODEL_CALL and p.get("purpose") == "act":
             self.step = max(self.step, ev.step or 0)
-            for call in (p.get("output") or {}).get("tool_calls") or []:
+            if not any(c["name"] == "run" for c in p.get("calls", [])):
+                return
+            for call in call_output(store, p).get("tool_calls") or []:
                 try:
                     args = json.loads(call["function"]["arguments"] or "{}")
                 except ValueError:
@@ -76,7 +79,7 @@ class RunFacts:
                 self.last_failed_command = command
             else:
                 self.fail_streak, self.last_failed_command = 0, None
-        if tool in _POLL_TOOLS and not meta.get("new_output"):
+        if tool in _POLL_TOOLS and not meta.get("new_bytes"):
             self.poll_streak += 1
         else:
             self.poll_streak = 0
@@ -126,7 +129,7 @@ class SimulatedAnnotator:
     def check(self) -> list[Event]:
         """Read new events, post every hint whose trigger now holds; returns what it posted."""
         for ev in self.store.events(self.run_id, after=self._seq):
-            self.facts.apply(ev, self.name)
+            self.facts.apply(ev, self.name, self.store)
             self._seq = ev.seq
         posted = []
         if self.facts.finished:

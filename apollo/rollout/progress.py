@@ -7,6 +7,7 @@ import re
 import time
 from typing import Any
 
+from apollo.log.calls import call_output
 from apollo.log.events import Event, Kind
 from apollo.log.store import Store
 
@@ -19,8 +20,7 @@ def clip(text: str, width: int = 110) -> str:
     return flat if len(flat) <= width else flat[: width - 1] + "…"
 
 
-def _call_summary(payload: dict[str, Any]) -> str:
-    out = payload.get("output") or {}
+def _call_summary(out: dict[str, Any]) -> str:
     calls = out.get("tool_calls") or []
     if not calls:
         return "no tool call: " + clip(out.get("content") or "", 80)
@@ -52,7 +52,7 @@ def describe(ev: Event, store: Store) -> str | None:
         elif p.get("purpose") == "summarize":
             text = "summarizing the older half of the context"
         else:
-            text = f"→ {_call_summary(p)}"
+            text = f"→ {_call_summary(call_output(store, p))}"
     elif k == Kind.OBSERVATION:
         msg = json.loads(store.get_blob(p["message"]))
         body = str(msg.get("content") or "").rsplit("\n\n[step ", 1)[0]
