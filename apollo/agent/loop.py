@@ -104,8 +104,9 @@ class Agent:
     # -- the log --------------------------------------------------------------------------
     def _append(self, events: Sequence[NewEvent], texts: dict[str, str] | None = None) -> None:
         for ev in self.store.append(self.run_id, events):
+            # `_synced` is not advanced here: guidance another process wrote while this
+            # append waited for the lock has a lower seq and must still be picked up.
             self.view.apply(ev, texts)
-            self._synced = max(self._synced, ev.seq)
             if self.on_event:
                 self.on_event(ev)
 
@@ -116,7 +117,10 @@ class Agent:
         return blob
 
     def sync(self) -> bool:
-        """Apply guidance and controls others wrote since the last look; True if any came."""
+        """Apply guidance and controls others wrote since the last look; True if any came.
+
+        Any such event not yet seen has a higher seq than every one already seen, because
+        seqs are assigned at commit; so the cursor is the highest external seq seen."""
         new = self.store.events(self.run_id, after=self._synced, kinds=EXTERNAL_KINDS)
         for ev in new:
             self.view.apply(ev)

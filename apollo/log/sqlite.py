@@ -40,6 +40,8 @@ CREATE TABLE IF NOT EXISTS events (
     payload TEXT NOT NULL,
     PRIMARY KEY (run_id, seq)
 );
+-- Readers that follow only some kinds (the agent polling for guidance) seek by kind.
+CREATE INDEX IF NOT EXISTS events_kind ON events (run_id, kind, seq);
 CREATE TABLE IF NOT EXISTS blobs (
     id TEXT PRIMARY KEY,
     z INTEGER NOT NULL,

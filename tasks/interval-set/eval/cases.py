@@ -101,7 +101,7 @@ def floats_and_negatives(m):
 
 def bounds_keep_type(m):
     s = m.IntervalSet([(1, 3)])
-    (start, end), = s.intervals()
+    [(start, end)] = s.intervals()
     eq((type(start), type(end)), (int, int))
 
 
