@@ -54,6 +54,7 @@ def cmd_run(args: argparse.Namespace, home: Home) -> int:
         summary_threshold_tokens=args.summary_threshold,
         constrain=args.constrain,
         max_steps=args.max_steps,
+        min_steps=args.min_steps,
     )
     run_id = Runner(home).create(task, options)
     print(f"run {run_id}  task {task.id}  model {args.model}  home {home.path}", flush=True)
@@ -191,7 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--summary-threshold", type=int, help="summarize above this many tokens")
     p.add_argument(
         "--constrain",
-        choices=["json_schema"],
+        choices=["json_object", "json_schema"],
         help="constrained decoding of tool calls (the embedded model always uses it)",
     )
     p.add_argument(
@@ -199,7 +200,28 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="run agent commands without bubblewrap (only where you trust the model)",
     )
+    p.add_argument("--max-steps", type=int, help="stop after this many steps (below the task's)")
+    p.add_argument("--min-steps", type=int, default=0, help="refuse `finish` before this step")
     p.add_argument("--quiet", action="store_true", help="no live progress")
+
+    p = add(
+        "demo",
+        cmd_run,
+        "run a built-in task end to end on the embedded model with the simulated annotator",
+    )
+    p.set_defaults(
+        task=DEMO_TASK,
+        model="embedded",
+        model_name="default",
+        api_key_env=None,
+        annotator="simulated",
+        summary_threshold=DEMO_SUMMARY_THRESHOLD,
+        constrain=None,
+        unsafe_no_sandbox=False,
+        quiet=False,
+    )
+    p.add_argument("--max-steps", type=int, default=DEMO_STEPS, help="steps to run")
+    p.add_argument("--min-steps", type=int, default=DEMO_STEPS, help="refuse `finish` before")
 
     p = add(
         "resume", cmd_resume, "continue a run from its log (after a crash or a stop of the runner)"

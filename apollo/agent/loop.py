@@ -46,6 +46,8 @@ class AgentConfig:
     poll_interval_s: float = 0.2
     # Cap on steps below the task's own budget (demos, smoke runs); None keeps the task's.
     max_steps: int | None = None
+    # `finish` is refused before this step: weak models otherwise quit at once.
+    min_steps: int = 0
 
 
 class WorkClock:
@@ -299,7 +301,7 @@ class Agent:
             problem = completion.parse_error or prompt("no_tool_call")
             texts: dict[str, str] = {}
             message = {"role": "user", "content": f"{problem}\n\n{self._footer(step)}"}
-            payload = {
+            payload: dict[str, Any] = {
                 "tool_call_id": None,
                 "tool": None,
                 "message": self._put(message, texts),
@@ -322,7 +324,7 @@ class Agent:
                 )
             else:
                 result = await self._run_tool(call.name, args)
-                if call.name == "finish":
+                if call.name == "finish" and not result.error:
                     finished = str(args.get("summary", ""))
             texts = {}
             message = {
@@ -366,6 +368,12 @@ class Agent:
         if name == "think":
             return ToolResult("Noted.")
         if name == "finish":
+            if self.view.last_step < self.config.min_steps:
+                return ToolResult(
+                    f"finish is not available before step {self.config.min_steps}: "
+                    "keep working on the task.",
+                    error=True,
+                )
             return ToolResult("Finishing: the workspace will be scored one last time.")
         left = self.task.spec.budget.submissions - self.view.submissions
         if left <= 0:
@@ -377,7 +385,7 @@ class Agent:
     async def _submit(self, final: bool, note: str = "") -> ToolResult:
         result = await evaluate(self.task, self.workspace)
         n = self.view.submissions + (0 if final else 1)
-        payload = {
+        payload: dict[str, Any] = {
             "n": n,
             "score": result.score,
             "details": result.details,

@@ -105,11 +105,17 @@ class _Collector:
         return bytes(self.head + middle + self.tail).decode("utf-8", errors="replace")
 
 
-async def _drain(stream: asyncio.StreamReader | None, sink: _Collector) -> None:
-    if stream is None:
-        return
-    while chunk := await stream.read(65536):
-        sink.feed(chunk)
+async def _drain(fd: int, sink: _Collector) -> None:
+    """Read a pipe into `sink` until every writer has closed it."""
+    reader = asyncio.StreamReader()
+    transport, _ = await asyncio.get_running_loop().connect_read_pipe(
+        lambda: asyncio.StreamReaderProtocol(reader), open(fd, "rb", buffering=0)
+    )
+    try:
+        while chunk := await reader.read(65536):
+            sink.feed(chunk)
+    finally:
+        transport.close()
 
 
 # --- pids cgroups: as root RLIMIT_NPROC is not enforced, a cgroup's pids.max is ----------
@@ -302,6 +308,8 @@ class Sandbox:
             argv.append("--die-with-parent")
         for b in layout.binds:
             argv += ["--bind" if b.writable else "--ro-bind", str(b.host), b.inside]
+        # Only the binds and /tmp stay writable; the sandbox's own root becomes read-only.
+        argv += ["--remount-ro", "/"]
         argv += ["--clearenv", "--chdir", layout.workdir.inside]
         for key, value in _env(layout.workdir.inside).items():
             argv += ["--setenv", key, value]
@@ -350,20 +358,28 @@ class Sandbox:
         cpu_s = int(timeout * (os.cpu_count() or 1)) + 1
         argv = self._launch_argv(inner, cgroup=cgroup, exit_file=None, cpu_s=cpu_s)
         out, err = _Collector(), _Collector()
+        # Our own pipes rather than asyncio's: in Python 3.11 Process.wait() also waits for
+        # the pipes to close, which a leftover grandchild could delay forever.
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe() if not merge_stderr else (-1, out_w)
         started = time.monotonic()
-        proc = await asyncio.create_subprocess_exec(
-            *argv,
-            cwd=cwd,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT if merge_stderr else subprocess.PIPE,
-            start_new_session=True,
-        )
-        readers = [
-            asyncio.ensure_future(_drain(proc.stdout, out)),
-            asyncio.ensure_future(_drain(proc.stderr, err)),
-        ]
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *argv,
+                cwd=cwd,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=out_w,
+                stderr=err_w,
+                start_new_session=True,
+            )
+        finally:
+            os.close(out_w)
+            if not merge_stderr:
+                os.close(err_w)
+        readers = [asyncio.ensure_future(_drain(out_r, out))]
+        if not merge_stderr:
+            readers.append(asyncio.ensure_future(_drain(err_r, err)))
         timed_out = False
         try:
             await asyncio.wait_for(proc.wait(), timeout)

@@ -131,7 +131,7 @@ class SimulatedAnnotator:
         for ev in self.store.events(self.run_id, after=self._seq):
             self.facts.apply(ev, self.name, self.store)
             self._seq = ev.seq
-        posted = []
+        posted: list[Event] = []
         if self.facts.finished:
             return posted
         for hint in self.task.spec.hints:

@@ -38,6 +38,7 @@ class RunOptions:
     summary_threshold_tokens: int | None = None
     constrain: str | None = None  # constrained decoding for endpoints that support it
     max_steps: int | None = None  # cap below the task's step budget
+    min_steps: int = 0  # refuse `finish` before this step
     params: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -98,7 +99,11 @@ class Runner:
             run_dir = self.home.run_dir(run_id)
             opener = Workspace.open if (run_dir / "workspace").is_dir() else Workspace.create
             workspace = opener(task, run_dir, allow_unsandboxed=options.unsafe_no_sandbox)
-            config = AgentConfig(params=dict(options.params), max_steps=options.max_steps)
+            config = AgentConfig(
+                params=dict(options.params),
+                max_steps=options.max_steps,
+                min_steps=options.min_steps,
+            )
             if options.summary_threshold_tokens:
                 config.summary_threshold_tokens = options.summary_threshold_tokens
             agent = Agent(

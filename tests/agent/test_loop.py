@@ -4,6 +4,7 @@ OpenAI-compatible server."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import time
 from pathlib import Path
@@ -57,7 +58,7 @@ def test_run_end_to_end_with_exact_inputs_in_the_log(tmp_path: Path) -> None:
         "finish",
     ]
     # The context only ever grows by the new step's messages.
-    for prev, nxt in zip(bodies, bodies[1:], strict=False):
+    for prev, nxt in itertools.pairwise(bodies):
         assert nxt["messages"][: len(prev["messages"])] == prev["messages"]
     assert call_output(out.store, calls[1].payload)["tool_calls"][0]["function"]["name"] == (
         "write_file"

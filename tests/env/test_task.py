@@ -83,11 +83,11 @@ def test_yaml_syntax_error_is_reported(tmp_path: Path) -> None:
 
 def test_missing_description_and_folders(tmp_path: Path) -> None:
     folder = make_task(tmp_path / "t", GOOD, description=False)
-    with pytest.raises(TaskSpecError, match="field 'description'.*not found"):
+    with pytest.raises(TaskSpecError, match=r"field 'description'.*not found"):
         load_task(folder)
     bare = tmp_path / "bare"
     bare.mkdir()
-    with pytest.raises(TaskSpecError, match="missing; a task folder needs a task.yaml"):
+    with pytest.raises(TaskSpecError, match=r"missing; a task folder needs a task\.yaml"):
         load_task(bare)
 
 
