@@ -22,6 +22,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from apollo.env.task import Limits
 
@@ -105,17 +106,79 @@ class _Collector:
         return bytes(self.head + middle + self.tail).decode("utf-8", errors="replace")
 
 
-async def _drain(fd: int, sink: _Collector) -> None:
+async def _drain(pipe: BinaryIO, sink: _Collector) -> None:
     """Read a pipe into `sink` until every writer has closed it."""
     reader = asyncio.StreamReader()
     transport, _ = await asyncio.get_running_loop().connect_read_pipe(
-        lambda: asyncio.StreamReaderProtocol(reader), open(fd, "rb", buffering=0)
+        lambda: asyncio.StreamReaderProtocol(reader), pipe
     )
     try:
         while chunk := await reader.read(65536):
             sink.feed(chunk)
     finally:
         transport.close()
+
+
+async def _execute(
+    argv: list[str],
+    cwd: Path,
+    env: dict[str, str],
+    timeout: float,
+    cgroup: Path | None,
+    merge_stderr: bool,
+) -> CommandResult:
+    """Run argv in a new process group, kill the group at the timeout, then collect output."""
+    out, err = _Collector(), _Collector()
+    # Our own pipes rather than asyncio's: in Python 3.11 Process.wait() also waits for the
+    # pipes to close, which a leftover grandchild could delay forever.
+    pipes = [(*os.pipe(), out)] + ([] if merge_stderr else [(*os.pipe(), err)])
+    readers: list[asyncio.Future[None]] = []
+    proc: asyncio.subprocess.Process | None = None
+    timed_out = False
+    started = time.monotonic()
+    with contextlib.ExitStack() as stack:
+        files = [stack.enter_context(open(r, "rb", buffering=0)) for r, _w, _ in pipes]
+        try:
+            try:
+                proc = await asyncio.create_subprocess_exec(
+                    *argv,
+                    cwd=cwd,
+                    env=env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=pipes[0][1],
+                    stderr=pipes[1][1] if len(pipes) > 1 else subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            finally:
+                for _r, w, _ in pipes:
+                    os.close(w)
+            readers = [
+                asyncio.ensure_future(_drain(f, sink))
+                for f, (_r, _w, sink) in zip(files, pipes, strict=True)
+            ]
+            try:
+                await asyncio.wait_for(proc.wait(), timeout)
+            except TimeoutError:
+                timed_out = True
+                kill_group(proc.pid)
+                await proc.wait()
+        finally:
+            if proc is not None and proc.returncode is None:  # cancelled: leave nothing behind
+                kill_group(proc.pid)
+            if cgroup is not None:
+                await release_cgroup(cgroup)
+            if readers:
+                _done, pending = await asyncio.wait(readers, timeout=_PIPE_GRACE_S)
+                for task in pending:
+                    task.cancel()
+                await asyncio.gather(*pending, return_exceptions=True)
+    return CommandResult(
+        output=out.text(),
+        stderr=err.text(),
+        exit_code=None if timed_out else proc.returncode,
+        timed_out=timed_out,
+        duration_s=time.monotonic() - started,
+    )
 
 
 # --- pids cgroups: as root RLIMIT_NPROC is not enforced, a cgroup's pids.max is ----------
@@ -357,51 +420,7 @@ class Sandbox:
         # runs have no --die-with-parent); scaled by cores so threaded code is not cut short.
         cpu_s = int(timeout * (os.cpu_count() or 1)) + 1
         argv = self._launch_argv(inner, cgroup=cgroup, exit_file=None, cpu_s=cpu_s)
-        out, err = _Collector(), _Collector()
-        # Our own pipes rather than asyncio's: in Python 3.11 Process.wait() also waits for
-        # the pipes to close, which a leftover grandchild could delay forever.
-        out_r, out_w = os.pipe()
-        err_r, err_w = os.pipe() if not merge_stderr else (-1, out_w)
-        started = time.monotonic()
-        try:
-            proc = await asyncio.create_subprocess_exec(
-                *argv,
-                cwd=cwd,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=out_w,
-                stderr=err_w,
-                start_new_session=True,
-            )
-        finally:
-            os.close(out_w)
-            if not merge_stderr:
-                os.close(err_w)
-        readers = [asyncio.ensure_future(_drain(out_r, out))]
-        if not merge_stderr:
-            readers.append(asyncio.ensure_future(_drain(err_r, err)))
-        timed_out = False
-        try:
-            await asyncio.wait_for(proc.wait(), timeout)
-        except TimeoutError:
-            timed_out = True
-            kill_group(proc.pid)
-            await proc.wait()
-        finally:
-            if proc.returncode is None:  # cancelled: never leave the command behind
-                kill_group(proc.pid)
-            if cgroup is not None:
-                await release_cgroup(cgroup)
-            _done, pending = await asyncio.wait(readers, timeout=_PIPE_GRACE_S)
-            for task in pending:
-                task.cancel()
-        return CommandResult(
-            output=out.text(),
-            stderr=err.text(),
-            exit_code=None if timed_out else proc.returncode,
-            timed_out=timed_out,
-            duration_s=time.monotonic() - started,
-        )
+        return await _execute(argv, cwd, env, timeout, cgroup, merge_stderr)
 
     def spawn_detached(
         self, command: str, *, stdin: int, output: int, exit_file: Path
