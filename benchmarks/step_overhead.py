@@ -10,6 +10,7 @@ Target: median <= 5 ms.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import resource
 import shutil
@@ -66,7 +67,7 @@ def one_run(home: Path, port: int) -> list[float]:
     assert len(records) == STEPS, len(records)
     last = records[-1]["body"]["messages"]
     print(f"  context at the last step: {len(last)} messages, {len(json.dumps(last))} bytes")
-    return [b["received"] - a["finished"] for a, b in zip(records, records[1:], strict=False)]
+    return [b["received"] - a["finished"] for a, b in itertools.pairwise(records)]
 
 
 def main() -> None:
