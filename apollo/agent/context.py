@@ -55,6 +55,8 @@ class ContextView:
     paused: bool = False
     stop_requested: bool = False
     finished: dict[str, Any] | None = None
+    finish_summary: str | None = None  # the agent called finish; the run is ending
+    final_scored: bool = False
     submissions: int = 0
     work_s: float = 0.0
     summaries: int = 0
@@ -84,6 +86,8 @@ class ContextView:
             self.entries.append(self._entry(ev.step or 0, p["message"], texts))
             if p.get("tool_call_id"):
                 self.pending_tool_calls.pop(p["tool_call_id"], None)
+            if "finish" in (p.get("meta") or {}):
+                self.finish_summary = p["meta"]["finish"]
         elif k == Kind.GUIDANCE:
             self.guidance[p["id"]] = Guidance(
                 id=p["id"],
@@ -119,7 +123,9 @@ class ContextView:
             elif action == "stop":
                 self.stop_requested = True
         elif k == Kind.SUBMISSION:
-            if not p.get("final"):
+            if p.get("final"):
+                self.final_scored = True
+            else:
                 self.submissions += 1
         elif k == Kind.RUN_FINISHED:
             self.finished = p

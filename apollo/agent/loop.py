@@ -164,6 +164,7 @@ class Agent:
     def _resume(self) -> None:
         """Reattach sessions and close tool calls a crash left without a result."""
         texts: dict[str, str] = {}
+        footer = self._footer(self.view.last_step)
         events = [
             NewEvent(
                 Kind.OBSERVATION,
@@ -171,7 +172,11 @@ class Agent:
                     "tool_call_id": call_id,
                     "tool": tool,
                     "message": self._put(
-                        {"role": "tool", "tool_call_id": call_id, "content": prompt("interrupted")},
+                        {
+                            "role": "tool",
+                            "tool_call_id": call_id,
+                            "content": f"{prompt('interrupted')}\n\n{footer}",
+                        },
                         texts,
                     ),
                     "error": True,
@@ -198,10 +203,14 @@ class Agent:
         self.view = replay(self.store, self.run_id)
         self._synced = self.view.last_seq
         self.clock = WorkClock(self.view.work_s)
+        if self.view.finished is not None:
+            return str(self.view.finished.get("status"))
         if self.view.started is None:
             self._start()
         else:
             self._resume()
+            if self.view.finish_summary is not None:  # killed while finishing
+                return await self._finish(RunStatus.FINISHED, self.view.finish_summary)
         budget = self.task.spec.budget
         max_steps = self._max_steps()
         while True:
@@ -311,7 +320,6 @@ class Agent:
             }
             self._append([NewEvent(Kind.OBSERVATION, payload, step=step)], texts)
             return None
-        finished: str | None = None
         for call in completion.tool_calls:
             started = time.perf_counter()
             try:
@@ -324,8 +332,6 @@ class Agent:
                 )
             else:
                 result = await self._run_tool(call.name, args)
-                if call.name == "finish" and not result.error:
-                    finished = str(args.get("summary", ""))
             texts = {}
             message = {
                 "role": "tool",
@@ -344,8 +350,8 @@ class Agent:
                 "work_s": self.clock.used(),
             }
             self._append([NewEvent(Kind.OBSERVATION, payload, step=step)], texts)
-        if finished is not None:
-            return await self._finish(RunStatus.FINISHED, finished or "the agent called finish")
+        if self.view.finish_summary is not None:
+            return await self._finish(RunStatus.FINISHED, self.view.finish_summary)
         return None
 
     async def _run_tool(self, name: str, args: dict[str, Any]) -> ToolResult:
@@ -374,7 +380,10 @@ class Agent:
                     "keep working on the task.",
                     error=True,
                 )
-            return ToolResult("Finishing: the workspace will be scored one last time.")
+            summary = str(args.get("summary", "")) or "the agent called finish"
+            return ToolResult(
+                "Finishing: the workspace will be scored one last time.", meta={"finish": summary}
+            )
         left = self.task.spec.budget.submissions - self.view.submissions
         if left <= 0:
             return ToolResult(
@@ -402,7 +411,7 @@ class Agent:
         return ToolResult(f"Score: {result.score:g} (range {lo:g}-{hi:g}). Details: {details}")
 
     async def _finish(self, status: RunStatus, reason: str, score: bool = True) -> str:
-        if score:
+        if score and not self.view.final_scored:
             await self._submit(final=True)
         await self.workspace.shutdown()
         payload = {"status": status.value, "reason": reason, "work_s": self.clock.used()}

@@ -30,6 +30,9 @@ from apollo.env.task import Limits
 MAX_FILE_BYTES = 16 << 30
 # Bytes of output kept from each end of a stream; the middle of a huge output is only counted.
 KEEP_BYTES = 1 << 20
+# Empty command cgroups older than this are left-overs of a crashed runner; swept this often.
+_SWEEP_EVERY_S = 60.0
+_last_sweep = 0.0
 # How long to keep reading a finished command's pipes, for stragglers that still hold them.
 _PIPE_GRACE_S = 2.0
 
@@ -212,11 +215,27 @@ def _pids_parent() -> Path | None:
     return None
 
 
+def _sweep_stale(parent: Path) -> None:
+    """Remove empty command cgroups left by runners that died before cleaning up. Only old
+    ones: a fresh empty cgroup may be about to receive its command."""
+    global _last_sweep
+    now = time.time()
+    if now - _last_sweep < _SWEEP_EVERY_S:
+        return
+    _last_sweep = now
+    for child in parent.iterdir():
+        # rmdir of a cgroup fails (EBUSY) while it still has processes, so live ones stay.
+        with contextlib.suppress(OSError):
+            if child.is_dir() and now - child.stat().st_mtime > _SWEEP_EVERY_S:
+                child.rmdir()
+
+
 def new_pids_cgroup(max_pids: int) -> Path | None:
     """A fresh cgroup limited to `max_pids` tasks, or None when cgroups are not usable here."""
     parent = _pids_parent()
     if parent is None:
         return None
+    _sweep_stale(parent)
     path = parent / uuid.uuid4().hex[:16]
     try:
         path.mkdir()
