@@ -8,7 +8,10 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 
+from apollo.env.sandbox import SandboxUnavailable
 from apollo.env.task import TaskSpecError, builtin_tasks, resolve_task
+from apollo.llm.base import ModelError
+from apollo.llm.embedded import EmbeddedError
 from apollo.log.events import Event, Role
 from apollo.log.store import Store, StoreError
 from apollo.log.writes import GUIDANCE_KINDS, post_control, post_guidance
@@ -272,7 +275,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("annotators add/revoke need a NAME")
     try:
         return int(args.fn(args, Home(args.home)))
-    except (TaskSpecError, StoreError, RunLocked, ValueError) as exc:
+    except (
+        TaskSpecError,
+        StoreError,
+        RunLocked,
+        SandboxUnavailable,
+        ModelError,
+        EmbeddedError,
+        ValueError,
+    ) as exc:
         print(f"apollo: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from apollo.agent.loop import Agent, AgentConfig
+from apollo.env.sandbox import Sandbox
 from apollo.env.task import Task, load_task
 from apollo.env.workspace import Workspace
 from apollo.llm.base import ChatModel
@@ -62,6 +63,13 @@ class Runner:
         """Register a new run of `task`; nothing runs until `drive`."""
         if options.annotator not in ("simulated", "none"):
             raise ValueError(f"unknown annotator {options.annotator!r}; use simulated or none")
+        # Refuse before anything is written when commands could not be sandboxed.
+        Sandbox.create(
+            self.home.path,
+            task.spec.limits,
+            network=task.spec.network,
+            allow_unsandboxed=options.unsafe_no_sandbox,
+        )
         config = {"task_path": str(task.path), "options": asdict(options)}
         return self.store.create_run(task.id, config).id
 

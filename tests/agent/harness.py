@@ -19,9 +19,9 @@ from apollo.log.sqlite import SQLiteStore
 from tests.env.conftest import make_task_dir
 
 
-def act(name: str, **args: Any) -> dict[str, Any]:
+def act(tool: str, **args: Any) -> dict[str, Any]:
     """A scripted reply that calls one tool."""
-    return reply(f"calling {name}", tool_calls=[call(name, args)])
+    return reply(f"calling {tool}", tool_calls=[call(tool, args)])
 
 
 @dataclass

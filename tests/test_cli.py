@@ -1,0 +1,157 @@
+"""The `apollo` command, run as a separate process like a user would."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from apollo.cli import build_parser
+from apollo.env.task import builtin_tasks
+from apollo.llm.scripted import ScriptedServer
+from tests.agent.harness import act, make_task
+
+
+def apollo(
+    *args: str, home: Path, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "apollo.cli", *args, "--home", str(home)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        check=False,
+    )
+
+
+def test_every_command_has_help(tmp_path: Path) -> None:
+    parser = build_parser()
+    commands = parser._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    assert {"run", "resume", "runs", "guide", "show", "tasks", "demo"} <= set(commands)
+    for name in commands:
+        done = apollo(name, "--help", home=tmp_path)
+        assert done.returncode == 0, name
+        assert "--home" in done.stdout, name
+
+
+def test_tasks_lists_ids_first(tmp_path: Path) -> None:
+    done = apollo("tasks", home=tmp_path)
+    ids = [line.split("\t")[0] for line in done.stdout.splitlines()]
+    assert ids == [t.id for t in builtin_tasks()]
+    assert {"filter-noisy-labels", "interval-set", "patient-training"} <= set(ids)
+
+
+def test_run_show_runs_and_guide_from_another_terminal(tmp_path: Path) -> None:
+    task = make_task(tmp_path)
+    home = tmp_path / "home"
+    script: list[dict[str, Any]] = [
+        act("think", thought="start"),
+        act("sleep", seconds=60),
+        act("finish", summary="guided"),
+    ]
+    with ScriptedServer(script) as server:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "apollo.cli",
+                "run",
+                str(task.path),
+                "--model",
+                server.base_url,
+                "--home",
+                str(home),
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert proc.stdout is not None
+        first = proc.stdout.readline()
+        assert first.startswith("run r")
+        run_id = first.split()[1]
+        deadline = time.monotonic() + 30
+        while len(server.requests) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        guided = apollo("guide", run_id, "The answer is 42.", "--kind", "knowledge", home=home)
+        assert guided.returncode == 0, guided.stderr
+        assert "queued" in guided.stdout
+        rest, _ = proc.communicate(timeout=60)
+        assert proc.returncode == 0
+        third = server.requests[2].body["messages"][-1]
+    assert third == {"role": "user", "content": "<real_user>The answer is 42.</real_user>"}
+    # Live progress: one line per action and result, guidance queued then delivered.
+    assert "→ think(thought=start)" in rest
+    assert "guidance queued from cli [knowledge]" in rest
+    assert "delivered at step 3" in rest
+    assert f"run {run_id} ended: finished" in rest
+
+    runs = apollo("runs", home=home).stdout.splitlines()
+    assert runs[0].split()[:4] == ["id", "task", "status", "step"]
+    assert runs[1].split()[:4] == [run_id, "fake-task", "finished", "3"]
+    shown = apollo("show", run_id, home=home).stdout
+    assert "run started" in shown and "final score" in shown
+    # Resuming a finished run changes nothing and says how it ended.
+    before = apollo("show", run_id, "--json", home=home).stdout
+    again = apollo("resume", run_id, home=home)
+    assert again.returncode == 0 and "ended: finished" in again.stdout
+    assert apollo("show", run_id, "--json", home=home).stdout == before
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["run", "no-such-task"], "no such task; use a built-in id"),
+        (["guide", "r-missing", "hello"], "no run 'r-missing'"),
+        (["show", "r-missing"], "no run 'r-missing'"),
+        (["resume", "r-missing"], "no run 'r-missing'"),
+        (["pause", "r-missing"], "no run 'r-missing'"),
+    ],
+)
+def test_bad_input_gets_a_clear_error(tmp_path: Path, args: list[str], message: str) -> None:
+    done = apollo(*args, home=tmp_path)
+    assert done.returncode == 2
+    assert message in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_empty_guidance_is_refused_and_nothing_written(tmp_path: Path) -> None:
+    from apollo.log.sqlite import SQLiteStore
+
+    store = SQLiteStore(tmp_path / "apollo.db")
+    run = store.create_run("t", {})
+    done = apollo("guide", run.id, "   ", home=tmp_path)
+    assert done.returncode == 2 and "guidance text is empty" in done.stderr
+    assert store.events(run.id) == []
+
+
+def test_without_bubblewrap_a_run_refuses_unless_unsafe(tmp_path: Path) -> None:
+    task = make_task(tmp_path)
+    bin_dir = tmp_path / "bin"  # a PATH with python and bash but no bwrap
+    bin_dir.mkdir()
+    for tool in ("python3", "bash", "sh", "cat"):
+        found = subprocess.run(["which", tool], capture_output=True, text=True).stdout.strip()
+        os.symlink(os.path.realpath(found), bin_dir / tool)
+    env = {**os.environ, "PATH": str(bin_dir)}
+    home = tmp_path / "home"
+    with ScriptedServer([act("run", command="echo hi"), act("finish", summary="x")]) as server:
+        refused = apollo("run", str(task.path), "--model", server.base_url, home=home, env=env)
+        assert refused.returncode == 2
+        assert "bubblewrap" in refused.stderr and "--unsafe-no-sandbox" in refused.stderr
+        assert "run r" not in refused.stdout, "a refused run must not be registered"
+        allowed = apollo(
+            "run",
+            str(task.path),
+            "--model",
+            server.base_url,
+            "--unsafe-no-sandbox",
+            home=home,
+            env=env,
+        )
+    assert allowed.returncode == 0, allowed.stderr
+    assert "← run: hi" in allowed.stdout
