@@ -54,7 +54,7 @@ async def test_crash_reports_exit_code_and_stderr(tmp_path: Path) -> None:
         ("print('score: 12')", "not JSON"),
         ("print('[1, 2]')", "not an object"),
         ("print('{\"accuracy\": 0.5}')", "no finite numeric 'score'"),
-        ("print('{\"score\": \"high\"}')", "no finite numeric 'score'"),
+        ('print(\'{"score": "high"}\')', "no finite numeric 'score'"),
         ("pass", "printed nothing"),
     ],
 )

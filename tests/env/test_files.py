@@ -64,7 +64,9 @@ async def test_write_read_edit_round_trip(ctx: ToolContext) -> None:
     assert (ctx.workspace.path / "pkg" / "mod.py").is_file()
     read = await box.call("read_file", {"path": "pkg/mod.py", "start_line": 2, "end_line": 3}, ctx)
     assert read.output == "pkg/mod.py, lines 2-3 of 3:\n     2\tb = 2\n     3\tc = 3"
-    edited = await box.call("edit_file", {"path": "pkg/mod.py", "old": "b = 2", "new": "b = 5"}, ctx)
+    edited = await box.call(
+        "edit_file", {"path": "pkg/mod.py", "old": "b = 2", "new": "b = 5"}, ctx
+    )
     assert not edited.error and "line 2" in edited.output
     assert (ctx.workspace.path / "pkg" / "mod.py").read_text() == "a = 1\nb = 5\nc = 3\n"
 

@@ -107,13 +107,13 @@ print("started", len(children))
 
 
 async def test_process_limit_stops_a_fork_storm(tmp_path: Path) -> None:
-    assert _pids_parent() is not None, "this machine has a writable pids cgroup"
     task = load_task(make_task_dir(tmp_path, limits={"processes": 32}))
     ws = Workspace.create(task, tmp_path / "run")
     done = await ws.sandbox.run(FORK_MANY, timeout=20)
     assert "refused:" in done.output
     started = int(done.output.split("started")[1])
-    assert started < 32
+    # As root RLIMIT_NPROC is not enforced: this holds through the command's pids cgroup.
+    assert started < 32, f"no pids cgroup here ({_pids_parent()=}) and running as root"
 
 
 TICKER = "while true; do date +%s%N > tick; sleep 0.05; done"

@@ -102,9 +102,10 @@ def test_session_survives_its_manager_and_is_reattached(workspace: Workspace) ->
 
 def test_split_utf8_character_is_not_garbled(workspace: Workspace) -> None:
     sessions = workspace.sessions
-    sid = sessions.start(r"printf 'caf\xc3'; sleep 0.6; printf '\xa9\n'").id
-    time.sleep(0.3)
-    assert sessions.read(sid).text == "caf"
+    sid = sessions.start(r"printf 'caf\xc3'; sleep 1; printf '\xa9\n'").id
+    assert _read_until(sessions, sid, "caf") == "caf"
+    time.sleep(0.2)
+    assert sessions.read(sid).text == ""  # the half character waits for its other half
     assert _read_until(sessions, sid, "\n") == "é\n"
 
 

@@ -116,9 +116,13 @@ async def test_session_tools_end_to_end(ctx: ToolContext) -> None:
     assert not started.error and started.meta["session"] == "talk"
     sent = await box.call("session_input", {"id": "talk", "text": "first"}, ctx)
     assert not sent.error and "6 characters" in sent.output  # the newline was added
-    time.sleep(0.3)
     out = await box.call("session_output", {"id": "talk"}, ctx)
+    deadline = time.monotonic() + 5
+    while "(no new output)" in out.output and time.monotonic() < deadline:
+        time.sleep(0.05)
+        out = await box.call("session_output", {"id": "talk"}, ctx)
     assert "1\tfirst" in out.output and "running" in out.output
+    time.sleep(0.3)
     again = await box.call("session_output", {"id": "talk"}, ctx)
     assert "(no new output)" in again.output
     listing = await box.call("session_list", {}, ctx)
