@@ -58,6 +58,8 @@ class ContextView:
     finish_summary: str | None = None  # the agent called finish; the run is ending
     final_scored: bool = False
     submissions: int = 0
+    # Per session, how much of its output the log shows the agent has been given.
+    session_cursors: dict[str, int] = field(default_factory=dict)
     work_s: float = 0.0
     summaries: int = 0
     summarized_through: int = 0  # last step condensed into the latest summary
@@ -86,8 +88,11 @@ class ContextView:
             self.entries.append(self._entry(ev.step or 0, p["message"], texts))
             if p.get("tool_call_id"):
                 self.pending_tool_calls.pop(p["tool_call_id"], None)
-            if "finish" in (p.get("meta") or {}):
-                self.finish_summary = p["meta"]["finish"]
+            meta = p.get("meta") or {}
+            if "finish" in meta:
+                self.finish_summary = meta["finish"]
+            if "cursor" in meta and "session" in meta:
+                self.session_cursors[meta["session"]] = meta["cursor"]
         elif k == Kind.GUIDANCE:
             self.guidance[p["id"]] = Guidance(
                 id=p["id"],

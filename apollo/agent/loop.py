@@ -187,6 +187,9 @@ class Agent:
             )
             for call_id, tool in self.view.pending_tool_calls.items()
         ]
+        manager = self.workspace.sessions
+        for sid in manager.ids():
+            manager.rewind(sid, self.view.session_cursors.get(sid, 0))
         sessions = self.workspace.reattach_sessions()
         events.append(
             NewEvent(

@@ -86,6 +86,7 @@ class SessionOutput:
     text: str
     new_bytes: int
     skipped_bytes: int
+    cursor: int  # bytes of output.log shown so far, this read included
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -348,4 +349,9 @@ class SessionManager:
                     + tail.decode("utf-8", errors="replace")
                 )
         _write_atomic(folder / "cursor", str(cursor + consumed))
-        return SessionOutput(text, consumed, skipped)
+        return SessionOutput(text, consumed, skipped, cursor + consumed)
+
+    def rewind(self, sid: str, cursor: int) -> None:
+        """Set how much output the agent has been shown. A resumed run sets it from its log,
+        so output read just before a crash, but never recorded, is shown again."""
+        _write_atomic(self._dir(sid) / "cursor", str(max(0, cursor)))

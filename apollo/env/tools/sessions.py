@@ -77,6 +77,7 @@ async def session_output(ctx: ToolContext, args: dict[str, Any]) -> ToolResult:
         running=status.running,
         exit_code=status.exit_code,
         new_bytes=output.new_bytes,
+        cursor=output.cursor,
         woke_on_guidance=outcome is WaitOutcome.GUIDANCE,
     )
 

@@ -1,0 +1,91 @@
+"""Resume details that random kills rarely hit: output read but never recorded, a run killed
+while finishing, a tool call left without its result."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+from apollo.agent.loop import Agent, AgentConfig
+from apollo.env.workspace import Workspace
+from apollo.llm.openai_client import OpenAIChatModel
+from apollo.llm.scripted import ScriptedServer
+from apollo.log.events import Kind, NewEvent
+from apollo.log.sqlite import SQLiteStore
+from tests.agent.harness import act, make_task, wait_for_requests
+
+JOB = "echo one; sleep 0.5; echo two; sleep 100"
+
+
+async def drive(store: SQLiteStore, run_id: str, workspace: Workspace, url: str) -> str:
+    model = OpenAIChatModel(url, "scripted", max_retries=1)
+    try:
+        task = workspace.task
+        return await Agent(store, run_id, task, workspace, model, AgentConfig()).run()
+    finally:
+        await model.aclose()
+
+
+def test_output_read_but_not_recorded_is_shown_again_after_resume(tmp_path: Path) -> None:
+    task = make_task(tmp_path)
+    store = SQLiteStore(tmp_path / "apollo.db")
+    run_id = store.create_run(task.id, {}).id
+    run_dir = tmp_path / "runs" / run_id
+    first = [
+        act("session_start", command=JOB, name="job"),
+        {**act("session_output", id="job"), "delay": 0.3},
+        act("sleep", seconds=60),
+    ]
+    with ScriptedServer(first) as server:
+
+        async def crash_while_sleeping() -> None:
+            runner = asyncio.create_task(
+                drive(store, run_id, Workspace.create(task, run_dir), server.base_url)
+            )
+            await wait_for_requests(server, 3)
+            await asyncio.sleep(0.8)  # "two" is printed meanwhile
+            runner.cancel()  # the runner dies: no finish, sessions keep running
+
+        asyncio.run(crash_while_sleeping())
+    workspace = Workspace.open(task, run_dir)
+    # A read that happened just before the crash, whose observation never reached the log.
+    assert "two" in workspace.sessions.read("job").text
+
+    second = [act("session_output", id="job"), act("finish", summary="done")]
+    with ScriptedServer(second) as server:
+        status = asyncio.run(drive(store, run_id, workspace, server.base_url))
+    assert status == "finished"
+    resumed = store.events(run_id, kinds=[Kind.RUN_RESUMED])[0].payload
+    assert resumed["sessions"] == ["job"]
+    # The interrupted sleep got a result saying so, and the chunk came back exactly once.
+    outputs = []
+    for ev in store.events(run_id, kinds=[Kind.OBSERVATION]):
+        outputs.append((ev.payload["tool"], json.loads(store.get_blob(ev.payload["message"]))))
+    assert outputs[2][0] == "sleep" and "restarted" in outputs[2][1]["content"]
+    texts = [m["content"] for tool, m in outputs if tool == "session_output"]
+    assert texts[0].startswith("one\n") and "two" not in texts[0]
+    assert texts[1].startswith("two\n")
+
+
+def test_a_run_killed_while_finishing_finishes_without_new_steps(tmp_path: Path) -> None:
+    task = make_task(tmp_path)
+    store = SQLiteStore(tmp_path / "apollo.db")
+    run_id = store.create_run(task.id, {}).id
+    run_dir = tmp_path / "runs" / run_id
+    with ScriptedServer([act("finish", summary="all done")]) as server:
+        status = asyncio.run(drive(store, run_id, Workspace.create(task, run_dir), server.base_url))
+    assert status == "finished"
+    # Cut the log back to just after the finish result, as if killed before scoring.
+    events = store.events(run_id)
+    cut = next(e.seq for e in events if e.kind == Kind.OBSERVATION)
+    kept = [NewEvent(e.kind, e.payload, e.actor, e.step) for e in events if e.seq <= cut]
+    fresh = store.create_run(task.id, {}).id
+    store.append(fresh, kept)
+    with ScriptedServer([]) as server:  # any model call would fail: there is no script
+        status = asyncio.run(drive(store, fresh, Workspace.open(task, run_dir), server.base_url))
+        assert server.requests == []
+    assert status == "finished"
+    tail = [e.kind for e in store.events(fresh)][len(kept) :]
+    assert tail == [Kind.RUN_RESUMED, Kind.SUBMISSION, Kind.RUN_FINISHED]
+    assert store.events(fresh)[-1].payload["reason"] == "all done"
