@@ -18,7 +18,7 @@ from apollo.agent.summarize import (
     guidance_to_keep,
     split_step,
 )
-from apollo.agent.tools import AGENT_TOOL_NAMES, AGENT_TOOLS
+from apollo.agent.tools import FINISH, SUBMIT, THINK
 from apollo.env.evaluate import evaluate
 from apollo.env.task import Task
 from apollo.env.tools.base import ToolContext, ToolResult
@@ -97,7 +97,9 @@ class Agent:
         self.model = model
         self.config = config or AgentConfig()
         self.on_event = on_event
-        self.toolbox = ToolBox()
+        self.toolbox = ToolBox(
+            extra=[(THINK, self._think), (SUBMIT, self._submit_tool), (FINISH, self._finish_tool)]
+        )
         self.view = ContextView()
         self.clock = WorkClock(0.0)
         self._synced = 0
@@ -149,7 +151,7 @@ class Agent:
             self._put({"role": "system", "content": prompt("system")}, texts),
             self._put({"role": "user", "content": task_text}, texts),
         ]
-        tools = [t.schema() for t in (*self.toolbox.specs(), *AGENT_TOOLS)]
+        tools = [t.schema() for t in self.toolbox.specs()]
         tools_blob = self.store.put_blob(canonical_json(tools))
         payload = {
             "task": spec.id,
@@ -280,8 +282,7 @@ class Agent:
         """One recorded model call (`ids` are the blobs of `messages`, already stored). The
         input is logged as a delta against the previous call."""
         texts: dict[str, str] = {}
-        tools = self.toolbox.specs()
-        schemas = [t.schema() for t in (*tools, *AGENT_TOOLS)] if purpose == "act" else None
+        schemas = [t.schema() for t in self.toolbox.specs()] if purpose == "act" else None
         payload: dict[str, Any] = {
             "purpose": purpose,
             "input": encode_input(self.view.last_call_seq, self.view.last_call_ids, ids),
@@ -327,14 +328,9 @@ class Agent:
             started = time.perf_counter()
             try:
                 args = json.loads(call.arguments or "{}")
-                if not isinstance(args, dict):
-                    raise ValueError("arguments must be a JSON object")
             except ValueError as exc:
-                result = ToolResult(
-                    f"Invalid arguments for {call.name}: {exc}", exit=None, error=True
-                )
-            else:
-                result = await self._run_tool(call.name, args)
+                args = f"not valid JSON ({exc})"  # the toolbox explains what it expected
+            result = await self._run_tool(call.name, args)
             texts = {}
             message = {
                 "role": "tool",
@@ -357,9 +353,7 @@ class Agent:
             return await self._finish(RunStatus.FINISHED, self.view.finish_summary)
         return None
 
-    async def _run_tool(self, name: str, args: dict[str, Any]) -> ToolResult:
-        if name in AGENT_TOOL_NAMES:
-            return await self._agent_tool(name, args)
+    async def _run_tool(self, name: str, args: Any) -> ToolResult:
         ctx = ToolContext(workspace=self.workspace, wake=self._wake)
         watcher = asyncio.create_task(self._watch())
         try:
@@ -373,22 +367,24 @@ class Agent:
             await asyncio.sleep(self.config.poll_interval_s)
             self.sync()
 
-    async def _agent_tool(self, name: str, args: dict[str, Any]) -> ToolResult:
-        if name == "think":
-            return ToolResult("Noted.")
-        if name == "finish":
-            if self.view.last_step < self.config.min_steps:
-                return ToolResult(
-                    f"finish is not available before step {self.config.min_steps}: "
-                    "keep working on the task.",
-                    error=True,
-                )
-            summary = str(args.get("summary", "")) or "the agent called finish"
+    # -- the agent's own tools ------------------------------------------------------------
+    async def _think(self, ctx: ToolContext, args: dict[str, Any]) -> ToolResult:
+        return ToolResult("Noted.")
+
+    async def _finish_tool(self, ctx: ToolContext, args: dict[str, Any]) -> ToolResult:
+        if self.view.last_step < self.config.min_steps:
             return ToolResult(
-                "Finishing: the workspace will be scored one last time.", meta={"finish": summary}
+                f"finish is not available before step {self.config.min_steps}: "
+                "keep working on the task.",
+                error=True,
             )
-        left = self.task.spec.budget.submissions - self.view.submissions
-        if left <= 0:
+        summary = str(args.get("summary", "")) or "the agent called finish"
+        return ToolResult(
+            "Finishing: the workspace will be scored one last time.", meta={"finish": summary}
+        )
+
+    async def _submit_tool(self, ctx: ToolContext, args: dict[str, Any]) -> ToolResult:
+        if self.view.submissions >= self.task.spec.budget.submissions:
             return ToolResult(
                 "No submissions left: keep improving and call finish when done.", error=True
             )

@@ -34,6 +34,3 @@ FINISH = ToolSpec(
         "required": ["summary"],
     },
 )
-
-AGENT_TOOLS = (THINK, SUBMIT, FINISH)
-AGENT_TOOL_NAMES = frozenset(t.name for t in AGENT_TOOLS)
