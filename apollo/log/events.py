@@ -22,9 +22,11 @@ class Kind(StrEnum):
     OBSERVATION = "observation"  # {tool_call_id, tool, output (blob), exit, duration_ms, ...}
     GUIDANCE = "guidance"  # {id, author, kind, text, drift_from_step?, urgent?}
     GUIDANCE_DELIVERED = "guidance_delivered"  # {guidance_id, step}
+    GUIDANCE_CANCELLED = "guidance_cancelled"  # {guidance_id, reason}: queued when the run ended
     SUMMARY = "summary"  # {covers: [first, last], text (blob), cited_guidance: [ids]}
     CONTROL = "control"  # {action: pause|resume|stop, author}
     LABEL = "label"  # {step, verdict, reason, source, author, rule?}
+    PRESENCE = "presence"  # {seconds}: time an annotator spent watching the run
     SUBMISSION = "submission"  # {n, score, details}
     RUN_FINISHED = "run_finished"  # {status, reason}
 
