@@ -37,6 +37,7 @@ class Guidance:
     urgent: bool = False
     drift_from_step: int | None = None
     delivered_step: int | None = None
+    cancelled: bool = False
 
 
 @dataclass
@@ -79,7 +80,7 @@ class ContextView:
         elif k == Kind.MODEL_CALL:
             self.last_call_ids = apply_input(self.last_call_seq, self.last_call_ids, p["input"])
             self.last_call_seq = ev.seq
-            if p.get("purpose") == "act" and not p.get("error"):
+            if p.get("purpose") == "act" and "output" in p:
                 step = ev.step or 0
                 self.last_step = max(self.last_step, step)
                 self.entries.append(self._entry(step, p["output"], texts))
@@ -109,6 +110,10 @@ class ContextView:
                 g.delivered_step = p["step"]
             if p.get("message"):
                 self.entries.append(self._entry(p["step"], p["message"], texts))
+        elif k == Kind.GUIDANCE_CANCELLED:
+            g = self.guidance.get(p["guidance_id"])
+            if g is not None:
+                g.cancelled = True
         elif k == Kind.SUMMARY:
             last = p["covers"][1]
             self.summaries += 1
@@ -170,7 +175,8 @@ class ContextView:
     def pending_guidance(self) -> list[Guidance]:
         """Guidance written but not yet delivered, oldest first."""
         return sorted(
-            (g for g in self.guidance.values() if g.delivered_step is None), key=lambda g: g.seq
+            (g for g in self.guidance.values() if g.delivered_step is None and not g.cancelled),
+            key=lambda g: g.seq,
         )
 
     def window_steps(self) -> list[int]:

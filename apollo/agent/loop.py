@@ -4,6 +4,7 @@ everything it does back to it, so a killed runner resumes exactly where it stopp
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import Callable, Sequence
@@ -48,6 +49,10 @@ class AgentConfig:
     max_steps: int | None = None
     # `finish` is refused before this step: weak models otherwise quit at once.
     min_steps: int = 0
+
+
+class _Interrupted(Exception):
+    """Urgent guidance arrived while the model was thinking: the step restarts with it."""
 
 
 class WorkClock:
@@ -208,8 +213,9 @@ class Agent:
         self.view = replay(self.store, self.run_id)
         self._synced = self.view.last_seq
         self.clock = WorkClock(self.view.work_s)
-        if self.view.finished is not None:
-            return str(self.view.finished.get("status"))
+        ended = self.view.finished
+        if ended is not None and ended.get("status") != RunStatus.FAILED:
+            return str(ended.get("status"))  # a failed run may be resumed; other ends are final
         if self.view.started is None:
             self._start()
         else:
@@ -241,17 +247,22 @@ class Agent:
         self.clock.resume()
 
     async def _step(self, step: int) -> str | None:
-        self._deliver_guidance(step)
-        if self.view.token_estimate() > self.config.summary_threshold_tokens:
-            await self._summarize(step)
-        try:
-            entries = self.view.entries
-            completion = await self._call_model(
-                "act", step, [e.blob for e in entries], self.view.message_texts()
-            )
-        except ModelError as exc:
-            return await self._finish(RunStatus.FAILED, f"model call failed: {exc}", score=False)
-        return await self._act(step, completion)
+        while True:
+            self._deliver_guidance(step)
+            if self.view.token_estimate() > self.config.summary_threshold_tokens:
+                await self._summarize(step)
+            try:
+                entries = self.view.entries
+                completion = await self._call_model(
+                    "act", step, [e.blob for e in entries], self.view.message_texts()
+                )
+            except _Interrupted:
+                continue  # the urgent guidance is delivered and the step made again
+            except ModelError as exc:
+                return await self._finish(
+                    RunStatus.FAILED, f"model call failed: {exc}", score=False
+                )
+            return await self._act(step, completion)
 
     def _deliver_guidance(self, step: int) -> None:
         """Queued guidance becomes a <real_user> turn after the latest observation."""
@@ -289,9 +300,14 @@ class Agent:
             "tools": self.view.tools_blob if schemas else None,
         }
         try:
-            completion = await self.model.complete(messages, schemas, self.config.params)
+            completion = await self._complete(messages, schemas)
         except ModelError as exc:
             payload.update(error=str(exc), attempts=exc.attempts, work_s=self.clock.used())
+            self._append([NewEvent(Kind.MODEL_CALL, payload, step=step)])
+            raise
+        except _Interrupted:
+            urgent = [g.id for g in self.view.pending_guidance() if g.urgent]
+            payload.update(cancelled=True, cancelled_for=urgent, work_s=self.clock.used())
             self._append([NewEvent(Kind.MODEL_CALL, payload, step=step)])
             raise
         # The assistant message is stored once, as the blob the next call's input refers to;
@@ -308,6 +324,25 @@ class Agent:
         )
         self._append([NewEvent(Kind.MODEL_CALL, payload, step=step)], texts)
         return completion
+
+    async def _complete(
+        self, messages: list[str], schemas: list[dict[str, Any]] | None
+    ) -> Completion:
+        """The model call itself. An act call (one offering tools) is cancelled when urgent
+        guidance arrives meanwhile; tools are never interrupted, only the model's thinking."""
+        call = asyncio.create_task(self.model.complete(messages, schemas, self.config.params))
+        if schemas is None:
+            return await call
+        while True:
+            done, _ = await asyncio.wait({call}, timeout=self.config.poll_interval_s)
+            if done:
+                return call.result()
+            self.sync()
+            if any(g.urgent for g in self.view.pending_guidance()):
+                call.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await call
+                raise _Interrupted
 
     async def _act(self, step: int, completion: Completion) -> str | None:
         if not completion.tool_calls:
@@ -413,8 +448,19 @@ class Agent:
         if score and not self.view.final_scored:
             await self._submit(final=True)
         await self.workspace.shutdown()
+        step = self.view.last_step
+        # Guidance still queued can no longer be delivered: say so, in the same transaction.
+        events = [
+            NewEvent(
+                Kind.GUIDANCE_CANCELLED,
+                {"guidance_id": g.id, "reason": f"the run ended ({status.value}) first"},
+                step=step,
+            )
+            for g in self.view.pending_guidance()
+        ]
         payload = {"status": status.value, "reason": reason, "work_s": self.clock.used()}
-        self._append([NewEvent(Kind.RUN_FINISHED, payload, step=self.view.last_step)])
+        events.append(NewEvent(Kind.RUN_FINISHED, payload, step=step))
+        self._append(events)
         return status.value
 
     def _max_steps(self) -> int:

@@ -10,11 +10,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from apollo.agent.loop import AgentConfig
+import pytest
+
+from apollo.agent.loop import Agent, AgentConfig
+from apollo.llm.openai_client import OpenAIChatModel
 from apollo.llm.scripted import Request, ScriptedServer, error, reply
 from apollo.log.calls import call_output, model_input
 from apollo.log.events import Kind
 from apollo.log.sqlite import SQLiteStore
+from apollo.log.store import StoreError
 from apollo.log.writes import post_control, post_guidance
 from tests.agent.harness import (
     act,
@@ -194,3 +198,70 @@ def test_summary_condenses_older_half_and_keeps_guidance(tmp_path: Path) -> None
     assert json.loads(out.store.get_blob(kept.payload["output"])) in messages
     condensed = next(e for e in out.events(Kind.MODEL_CALL) if e.step == first.payload["covers"][0])
     assert json.loads(out.store.get_blob(condensed.payload["output"])) not in messages
+
+
+def test_urgent_guidance_cancels_the_model_call_but_never_a_tool(tmp_path: Path) -> None:
+    async def annotator(store: SQLiteStore, run_id: str, server: ScriptedServer) -> None:
+        await wait_for_requests(server, 1)
+        await asyncio.sleep(0.4)  # the tool of step 1 is running (1.5 s)
+        post_guidance(store, run_id, "alice", "tool time guidance", urgent=True)
+        await wait_for_requests(server, 3)  # step 2's model call is now thinking for 30 s
+        await asyncio.sleep(0.3)
+        post_guidance(store, run_id, "alice", "Change course now.", "correction", urgent=True)
+
+    script = [
+        act("run", command="sleep 1.5 && echo tool-finished"),
+        act("think", thought="x"),
+        {**act("think", thought="slow"), "delay": 30},
+        act("finish", summary="done"),
+    ]
+    started = time.perf_counter()
+    out = run_agent(tmp_path, script, during=annotator)
+    assert out.status == "finished"
+    assert time.perf_counter() - started < 20, "the slow model call was not cancelled"
+    # The running tool was not interrupted by the first urgent guidance.
+    assert "tool-finished" in observation_texts(out)[0]
+    calls = out.events(Kind.MODEL_CALL)
+    cancelled = [c for c in calls if c.payload.get("cancelled")]
+    assert len(cancelled) == 1
+    guidance = {g.payload["text"]: g.payload["id"] for g in out.events(Kind.GUIDANCE)}
+    assert cancelled[0].payload["cancelled_for"] == [guidance["Change course now."]]
+    # The step was made again with the guidance in context.
+    retry = next(c for c in calls if c.seq > cancelled[0].seq)
+    assert retry.step == cancelled[0].step
+    messages = model_input(out.store, out.run_id, retry.seq)
+    assert messages[-1]["content"] == "<real_user>Change course now.</real_user>"
+
+
+def test_queued_guidance_is_cancelled_when_the_run_ends_first(tmp_path: Path) -> None:
+    async def annotator(store: SQLiteStore, run_id: str, server: ScriptedServer) -> None:
+        await wait_for_requests(server, 1)
+        post_guidance(store, run_id, "alice", "Too late for this run.")
+
+    task = make_task(tmp_path, steps=1)
+    out = run_agent(tmp_path, [act("run", command="sleep 1")], during=annotator, task=task)
+    assert out.status == "timeout"
+    cancelled = out.events(Kind.GUIDANCE_CANCELLED)
+    assert len(cancelled) == 1
+    assert cancelled[0].payload["guidance_id"] == out.events(Kind.GUIDANCE)[0].payload["id"]
+    assert out.events()[-1].kind == Kind.RUN_FINISHED
+    with pytest.raises(StoreError, match="has ended"):
+        post_guidance(out.store, out.run_id, "alice", "and now?")
+
+
+def test_a_failed_run_resumes_when_the_model_is_back(tmp_path: Path) -> None:
+    out = run_agent(tmp_path, [error(500), error(500)], max_retries=1)
+    assert out.status == "failed"
+    with ScriptedServer([act("finish", summary="recovered")]) as server:
+
+        async def again() -> str:
+            model = OpenAIChatModel(server.base_url, "scripted", max_retries=1)
+            agent = Agent(out.store, out.run_id, out.task, out.workspace, model, AgentConfig())
+            try:
+                return await agent.run()
+            finally:
+                await model.aclose()
+
+        assert asyncio.run(again()) == "finished"
+    kinds = [e.kind for e in out.events()]
+    assert kinds.count(Kind.RUN_FINISHED) == 2 and Kind.RUN_RESUMED in kinds
