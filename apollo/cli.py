@@ -17,19 +17,25 @@ from apollo.log.store import Store, StoreError
 from apollo.log.writes import GUIDANCE_KINDS, post_control, post_guidance
 from apollo.rollout.home import Home, RunLocked
 from apollo.rollout.progress import describe
+from apollo.server.defaults import DEFAULT_HOST, DEFAULT_PORT, DEMO_STEPS
 
 CLI_AUTHOR = "cli"
-# The demo: the long-job task shows sessions, polling and the simulated annotator at work.
-DEMO_TASK = "patient-training"
-DEMO_STEPS = 16
-DEMO_SUMMARY_THRESHOLD = 5000  # the embedded model's window is small: summarize early
 
 
-def _printer(store: Store) -> Callable[[Event], None]:
+def _printer(store: Store, prefix_task: bool = False) -> Callable[[Event], None]:
+    """Live progress: a line per event; with several runs, each line names its task."""
+    tasks: dict[str, str] = {}
+
     def show(ev: Event) -> None:
         line = describe(ev, store)
-        if line:
-            print(line, flush=True)
+        if not line:
+            return
+        if prefix_task:
+            if ev.run_id not in tasks:
+                run = store.get_run(ev.run_id)
+                tasks[ev.run_id] = run.task if run else ev.run_id
+            line = f"[{tasks[ev.run_id]}] {line}"
+        print(line, flush=True)
 
     return show
 
@@ -59,11 +65,33 @@ def cmd_run(args: argparse.Namespace, home: Home) -> int:
         max_steps=args.max_steps,
         min_steps=args.min_steps,
     )
+    if args.queue:
+        run_id = Runner(home).create(task, options, queued=True, started_by=CLI_AUTHOR)
+        print(f"run {run_id} queued: a running `apollo serve` on home {home.path} drives it")
+        return 0
     run_id = Runner(home).create(task, options)
     print(f"run {run_id}  task {task.id}  model {args.model}  home {home.path}", flush=True)
     status = asyncio.run(_drive(home, run_id, args.quiet))
     print(f"run {run_id} ended: {status}", flush=True)
     return 0 if status in ("finished", "timeout") else 1
+
+
+def cmd_serve(args: argparse.Namespace, home: Home) -> int:
+    from apollo.server.serve import serve
+
+    asyncio.run(serve(home, args.host, args.port))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace, home: Home) -> int:
+    from apollo.server.serve import demo
+
+    store = home.open_store()
+    printer = None if args.quiet else _printer(store, prefix_task=True)
+    asyncio.run(
+        demo(home, args.host, args.port, steps=args.steps, model=args.model, on_event=printer)
+    )
+    return 0
 
 
 def cmd_resume(args: argparse.Namespace, home: Home) -> int:
@@ -206,25 +234,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-steps", type=int, help="stop after this many steps (below the task's)")
     p.add_argument("--min-steps", type=int, default=0, help="refuse `finish` before this step")
     p.add_argument("--quiet", action="store_true", help="no live progress")
+    p.add_argument(
+        "--queue", action="store_true", help="only queue the run for a running `apollo serve`"
+    )
+
+    p = add("serve", cmd_serve, "serve the console and drive runs (loopback unless told)")
+    p.add_argument("--host", default=DEFAULT_HOST, help="interface to listen on")
+    p.add_argument("--port", type=int, default=DEFAULT_PORT)
 
     p = add(
         "demo",
-        cmd_run,
-        "run a built-in task end to end on the embedded model with the simulated annotator",
+        cmd_demo,
+        "start the console with built-in tasks running on the embedded model, "
+        "the simulated annotator following them; prints how to sign in",
     )
-    p.set_defaults(
-        task=DEMO_TASK,
-        model="embedded",
-        model_name="default",
-        api_key_env=None,
-        annotator="simulated",
-        summary_threshold=DEMO_SUMMARY_THRESHOLD,
-        constrain=None,
-        unsafe_no_sandbox=False,
-        quiet=False,
-    )
-    p.add_argument("--max-steps", type=int, default=DEMO_STEPS, help="steps to run")
-    p.add_argument("--min-steps", type=int, default=DEMO_STEPS, help="refuse `finish` before")
+    p.add_argument("--host", default=DEFAULT_HOST, help="interface to listen on")
+    p.add_argument("--port", type=int, default=DEFAULT_PORT)
+    p.add_argument("--steps", type=int, default=DEMO_STEPS, help="steps each demo run takes")
+    p.add_argument("--model", default="embedded", help="'embedded' or an OpenAI-compatible URL")
+    p.add_argument("--quiet", action="store_true", help="no live progress in the terminal")
 
     p = add(
         "resume", cmd_resume, "continue a run from its log (after a crash or a stop of the runner)"

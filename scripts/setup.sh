@@ -13,9 +13,14 @@ for arg in "$@"; do
   esac
 done
 
-# System packages: bubblewrap is the sandbox for every agent command.
+# System packages: bubblewrap is the sandbox for every agent command; the browser tests
+# drive Debian's chromium through Playwright (never a downloaded browser).
 apt_pkgs=()
 command -v bwrap >/dev/null 2>&1 || apt_pkgs+=(bubblewrap)
+if [ "$dev" -eq 1 ]; then
+  [ -x /usr/bin/chromium ] || apt_pkgs+=(chromium)
+  command -v pgrep >/dev/null 2>&1 || apt_pkgs+=(procps)
+fi
 if [ ${#apt_pkgs[@]} -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ]; then sudo=""; else sudo="sudo"; fi
   echo "setup: installing system packages: ${apt_pkgs[*]}"

@@ -155,3 +155,15 @@ def test_without_bubblewrap_a_run_refuses_unless_unsafe(tmp_path: Path) -> None:
         )
     assert allowed.returncode == 0, allowed.stderr
     assert "← run: hi" in allowed.stdout
+
+
+def test_run_queue_only_registers_the_run_for_a_server(tmp_path: Path) -> None:
+    from apollo.log.sqlite import SQLiteStore
+
+    task = make_task(tmp_path)
+    done = apollo("run", str(task.path), "--queue", home=tmp_path)
+    assert done.returncode == 0, done.stderr
+    run_id = done.stdout.split()[1]
+    record = SQLiteStore(tmp_path / "apollo.db").get_run(run_id)
+    assert record is not None and record.status == "created"
+    assert record.config["queued"] is True and record.config["started_by"] == "cli"

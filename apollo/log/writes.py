@@ -72,3 +72,60 @@ def post_control(store: Store, run_id: str, author: str, action: str) -> Event:
     return store.append_one(
         run_id, Kind.CONTROL, {"action": action, "author": author}, actor=author
     )
+
+
+LABEL_VERDICTS: tuple[str, ...] = ("keep", "mask")
+LABEL_SOURCES: tuple[str, ...] = ("human", "judge", "rule")
+MAX_LABEL_REASON_CHARS = 2000
+MAX_PRESENCE_S = 120.0
+
+
+def post_label(
+    store: Store,
+    run_id: str,
+    author: str,
+    step: int,
+    verdict: str,
+    reason: str,
+    source: str = "human",
+    rule: str | None = None,
+) -> Event:
+    """Label one action (step) of a run keep or mask, with the reason (required to mask);
+    supervision reads it. Labels are welcome on ended runs (review happens afterwards), but
+    only for steps the run has taken."""
+    reason = reason.strip()
+    if verdict not in LABEL_VERDICTS:
+        raise ValueError(f"unknown verdict {verdict!r}; use keep or mask")
+    if source not in LABEL_SOURCES:
+        raise ValueError(f"unknown label source {source!r}; use one of {', '.join(LABEL_SOURCES)}")
+    if verdict == "mask" and not reason:
+        raise ValueError("a mask needs a reason: say what was wrong with the action")
+    if len(reason) > MAX_LABEL_REASON_CHARS:
+        raise ValueError(
+            f"the reason is {len(reason)} characters; keep it under {MAX_LABEL_REASON_CHARS}"
+        )
+    run = store.get_run(run_id)
+    if run is None:
+        raise StoreError(f"no run {run_id!r} (see `apollo runs`)")
+    if step < 1 or step > run.step:
+        raise ValueError(f"run {run_id} has no step {step} (its steps are 1 to {run.step})")
+    payload: dict[str, Any] = {
+        "step": step,
+        "verdict": verdict,
+        "reason": reason,
+        "source": source,
+        "author": author,
+    }
+    if rule is not None:
+        payload["rule"] = rule
+    return store.append_one(run_id, Kind.LABEL, payload, actor=author, step=step)
+
+
+def post_presence(store: Store, run_id: str, author: str, seconds: float) -> Event:
+    """Record that an annotator spent `seconds` watching a run (the console reports it in
+    short slices while the run view is visible), for the cost of human attention."""
+    if not 0 < seconds <= MAX_PRESENCE_S:
+        raise ValueError(f"presence seconds must be above 0 and at most {MAX_PRESENCE_S:g}")
+    if store.get_run(run_id) is None:
+        raise StoreError(f"no run {run_id!r} (see `apollo runs`)")
+    return store.append_one(run_id, Kind.PRESENCE, {"seconds": float(seconds)}, actor=author)

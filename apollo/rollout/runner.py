@@ -50,28 +50,44 @@ class RunOptions:
         return cls(**known)
 
 
-class Runner:
-    """Creates runs and drives them; one embedded model server is shared by all runs."""
+def register_run(store: Store, home: Home, task: Task, options: RunOptions, **extra: Any) -> str:
+    """Validate a run's settings and create it; nothing runs until a runner drives it.
 
-    def __init__(self, home: Home, store: Store | None = None) -> None:
+    `extra` goes into the stored config too (the server marks runs `queued` and records who
+    `started_by`). Raises SandboxUnavailable, before anything is written, when commands could
+    not be sandboxed."""
+    if options.annotator not in ("simulated", "none"):
+        raise ValueError(f"unknown annotator {options.annotator!r}; use simulated or none")
+    Sandbox.create(
+        home.path,
+        task.spec.limits,
+        network=task.spec.network,
+        allow_unsandboxed=options.unsafe_no_sandbox,
+    )
+    config = {"task_path": str(task.path), "options": asdict(options), **extra}
+    return store.create_run(task.id, config).id
+
+
+class Runner:
+    """Creates runs and drives them; one embedded model server is shared by all runs.
+
+    `on_event` sees every event of every run this runner drives (live progress lines)."""
+
+    def __init__(
+        self,
+        home: Home,
+        store: Store | None = None,
+        on_event: Callable[[Event], None] | None = None,
+    ) -> None:
         self.home = home
         self.store = store or home.open_store()
+        self.on_event = on_event
         self._models: dict[str, ChatModel] = {}
         self._embedded: EmbeddedModel | None = None
 
-    def create(self, task: Task, options: RunOptions) -> str:
-        """Register a new run of `task`; nothing runs until `drive`."""
-        if options.annotator not in ("simulated", "none"):
-            raise ValueError(f"unknown annotator {options.annotator!r}; use simulated or none")
-        # Refuse before anything is written when commands could not be sandboxed.
-        Sandbox.create(
-            self.home.path,
-            task.spec.limits,
-            network=task.spec.network,
-            allow_unsandboxed=options.unsafe_no_sandbox,
-        )
-        config = {"task_path": str(task.path), "options": asdict(options)}
-        return self.store.create_run(task.id, config).id
+    def create(self, task: Task, options: RunOptions, **extra: Any) -> str:
+        """Register a new run of `task` (see `register_run`)."""
+        return register_run(self.store, self.home, task, options, **extra)
 
     async def model(self, options: RunOptions) -> ChatModel:
         """The chat model for a run's options (started on first use, then shared)."""
@@ -114,9 +130,9 @@ class Runner:
             )
             if options.summary_threshold_tokens:
                 config.summary_threshold_tokens = options.summary_threshold_tokens
-            agent = Agent(
-                self.store, run_id, task, workspace, await self.model(options), config, on_event
-            )
+            model = await self.model(options)
+            events = on_event or self.on_event
+            agent = Agent(self.store, run_id, task, workspace, model, config, events)
             if options.annotator == "simulated":
                 annotator = SimulatedAnnotator(self.store, run_id, task, workspace.path)
                 annotator_task = asyncio.create_task(annotator.follow())

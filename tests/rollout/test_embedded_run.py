@@ -3,24 +3,37 @@ Apollo, constrained to valid tool calls, with the simulated annotator."""
 
 from __future__ import annotations
 
+import re
+import signal
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from apollo.log.events import Kind
 from apollo.log.sqlite import SQLiteStore
 
 
+def no_model_server_left() -> bool:
+    found = subprocess.run(["pgrep", "-f", "llama_cpp.server"], capture_output=True, text=True)
+    return found.stdout.strip() == ""
+
+
 @pytest.mark.slow
-def test_demo_runs_a_builtin_task_end_to_end_on_the_embedded_model(tmp_path: Path) -> None:
+def test_a_builtin_task_runs_end_to_end_on_the_embedded_model(tmp_path: Path) -> None:
     done = subprocess.run(
         [
             sys.executable,
             "-m",
             "apollo.cli",
-            "demo",
+            "run",
+            "patient-training",
+            "--annotator",
+            "simulated",
             "--max-steps",
             "5",
             "--min-steps",
@@ -47,6 +60,73 @@ def test_demo_runs_a_builtin_task_end_to_end_on_the_embedded_model(tmp_path: Pat
     assert not any(o.payload.get("malformed") for o in observations)
     assert events[-1].kind == Kind.RUN_FINISHED
     assert any(e.kind == Kind.SUBMISSION and e.payload["final"] for e in events)
-    # The model server was stopped with the run: nothing listens on loopback for it anymore.
-    leftover = subprocess.run(["pgrep", "-f", "llama_cpp.server"], capture_output=True, text=True)
-    assert leftover.stdout.strip() == ""
+    assert no_model_server_left()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.mark.slow
+def test_demo_serves_the_console_with_two_runs_and_an_admin_login(tmp_path: Path) -> None:
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "apollo.cli",
+            "demo",
+            "--steps",
+            "3",
+            "--port",
+            str(port),
+            "--home",
+            str(tmp_path),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert proc.stdout is not None
+    try:
+        login = None
+        head = []
+        while login is None:
+            line = proc.stdout.readline()
+            assert line, "demo exited early:\n" + "".join(head)
+            head.append(line)
+            login = re.search(r"sign in at (http://\S+/login) as (\S+) with token (\S+)", line)
+        assert sum("demo run r" in h for h in head) == 2
+        base = f"http://127.0.0.1:{port}"
+        with httpx.Client(base_url=base, timeout=10) as client:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    answer = client.post(
+                        "/api/login", json={"name": login.group(2), "token": login.group(3)}
+                    )
+                    break
+                except httpx.ConnectError:
+                    assert time.monotonic() < deadline, "the console never came up"
+                    time.sleep(0.2)
+            assert answer.status_code == 200 and answer.json()["role"] == "admin"
+            deadline = time.monotonic() + 500
+            while True:
+                runs = client.get("/api/runs").json()["runs"]
+                if len(runs) == 2 and all(r["status"] == "timeout" for r in runs):
+                    break
+                assert time.monotonic() < deadline, f"demo runs did not finish: {runs}"
+                time.sleep(1)
+            assert client.get("/").status_code == 200
+        assert {r["task"] for r in runs} == {"patient-training", "filter-noisy-labels"}
+        assert all(r["step"] == 3 for r in runs)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        rest, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, rest[-2000:]
+    # Live progress of both runs was printed in the terminal, each line naming its task.
+    out = "".join(head) + rest
+    assert "[patient-training]" in out and "[filter-noisy-labels]" in out
+    assert no_model_server_left()

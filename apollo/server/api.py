@@ -1,0 +1,374 @@
+"""The console's JSON and SSE routes (docs/api.md). Every write goes through
+`apollo.log.writes`, attributed to the authenticated annotator, and lands in the run's log."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Annotated, Any
+from urllib.parse import urlsplit
+
+from fastapi import APIRouter, HTTPException, Query, Request, Response
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from apollo.env.sandbox import SandboxUnavailable
+from apollo.log.events import Role, RunRecord
+from apollo.log.store import StoreError
+from apollo.log.writes import post_control, post_guidance, post_label, post_presence
+from apollo.rollout.runner import EMBEDDED, RunOptions
+from apollo.server import views
+from apollo.server.auth import (
+    SESSION_COOKIE,
+    CurrentPrincipal,
+    GuardedRoute,
+    access,
+    set_session_cookie,
+)
+from apollo.server.models import (
+    AnnotatorCreate,
+    AnnotatorCreated,
+    AnnotatorsResponse,
+    AnnotatorView,
+    ControlRequest,
+    CreatedRun,
+    EventsResponse,
+    GuidanceCreated,
+    GuidanceRequest,
+    LabelRequest,
+    LoginRequest,
+    Me,
+    PresenceRequest,
+    RunDetail,
+    RunsResponse,
+    StartRunRequest,
+    TasksResponse,
+    TaskView,
+    Written,
+)
+from apollo.server.scheduler import queue_run
+
+if TYPE_CHECKING:
+    from apollo.server.app import ServerState
+
+router = APIRouter(prefix="/api", route_class=GuardedRoute)
+
+SORT_KEYS = ("created", "updated", "id", "task", "status", "step", "score", "attention")
+SORT_HELP = f"one of {', '.join(SORT_KEYS)}; prefix '-' for descending"
+SSE_HEADERS = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+
+
+def _state(request: Request) -> ServerState:
+    state: ServerState = request.app.state.apollo
+    return state
+
+
+def _run(request: Request, run_id: str) -> RunRecord:
+    record = _state(request).store.get_run(run_id)
+    if record is None:
+        raise HTTPException(404, f"no run {run_id!r}")
+    return record
+
+
+def _refused(exc: Exception) -> HTTPException:
+    """A write the log layer refused: bad values are 422, an ended run is 409."""
+    if isinstance(exc, StoreError):
+        return HTTPException(409, str(exc))
+    return HTTPException(422, str(exc))
+
+
+# -- auth ---------------------------------------------------------------------------------
+@router.post("/login", response_model=Me)
+@access(None)
+async def login(body: LoginRequest, request: Request, response: Response) -> Me:
+    """Start a browser session (cookie) from an annotator's name and token."""
+    found = _state(request).auth.login(body.name, body.token)
+    if found is None:
+        raise HTTPException(401, "wrong name or token")
+    annotator, session = found
+    set_session_cookie(request, response, session)
+    return Me(name=annotator.name, role=annotator.role, csrf_token=session.csrf_token)
+
+
+@router.post("/logout", status_code=204)
+@access(Role.VIEWER)
+async def logout(request: Request, who: CurrentPrincipal) -> Response:
+    """End the browser session."""
+    if who.session is not None:
+        _state(request).auth.sessions.drop(who.session.id)
+    response = Response(status_code=204)
+    response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict")
+    return response
+
+
+@router.get("/me", response_model=Me)
+@access(Role.VIEWER)
+async def me(who: CurrentPrincipal) -> Me:
+    """Who is logged in, with the CSRF token cookie-authenticated writes must send."""
+    return Me(
+        name=who.name,
+        role=who.role.value,
+        csrf_token=who.session.csrf_token if who.session else "",
+    )
+
+
+# -- runs -----------------------------------------------------------------------------------
+def _sorted(summaries: list[dict[str, Any]], sort: str) -> list[dict[str, Any]]:
+    """Summaries in `sort` order; runs without a score come last either way."""
+    key = sort.removeprefix("-")
+    descending = sort.startswith("-")
+    if key == "score":
+        scored = [s for s in summaries if s["last_score"] is not None]
+        scored.sort(key=lambda s: s["last_score"], reverse=descending)
+        return scored + [s for s in summaries if s["last_score"] is None]
+    if key == "attention":
+        return sorted(summaries, key=lambda s: len(s["attention"]), reverse=descending)
+    return sorted(summaries, key=lambda s: s[key], reverse=descending)
+
+
+@router.get("/runs", response_model=RunsResponse)
+@access(Role.VIEWER)
+async def list_runs(
+    request: Request,
+    status: str | None = None,
+    task: str | None = None,
+    q: Annotated[str | None, Query(max_length=200)] = None,
+    sort: Annotated[
+        str, Query(description=f"one of {', '.join(SORT_KEYS)}; '-' for descending")
+    ] = "-created",
+    limit: Annotated[int, Query(ge=1, le=100_000)] = 1000,
+) -> Response:
+    """Run summaries (filtered, sorted, limited) and cost totals over the filtered runs."""
+    key = sort.removeprefix("-")
+    if key not in SORT_KEYS:
+        raise HTTPException(422, f"sort: unknown key {key!r}; use one of {', '.join(SORT_KEYS)}")
+    state = _state(request)
+    records = state.store.list_runs(limit=1_000_000)
+    state.cache.sync(records)
+    now = time.time()
+    needle = (q or "").lower()
+    summaries = [
+        state.cache.summary(r, now)
+        for r in records
+        if (status is None or r.status == status)
+        and (task is None or r.task == task)
+        and (not needle or needle in f"{r.id} {r.task} {r.status}".lower())
+    ]
+    summaries = _sorted(summaries, sort)
+    # Already shaped like RunsResponse; answering directly skips re-validating 1,000 runs.
+    return JSONResponse({"runs": summaries[:limit], "totals": views.totals(summaries)})
+
+
+def _model_url(model: str) -> str:
+    if model == EMBEDDED:
+        return model
+    parts = urlsplit(model)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise HTTPException(422, "model: use 'embedded' or an http(s) base URL such as …/v1")
+    return model
+
+
+@router.post("/runs", status_code=201, response_model=CreatedRun)
+@access(Role.ANNOTATOR)
+async def start_run(body: StartRunRequest, request: Request, who: CurrentPrincipal) -> CreatedRun:
+    """Create a run; the server's runner drives it at once."""
+    state = _state(request)
+    if state.scheduler is None:
+        raise HTTPException(503, "this server has no runner; start runs with `apollo run`")
+    task = state.tasks.get(body.task)
+    if task is None:
+        known = ", ".join(sorted(state.tasks)) or "none"
+        raise HTTPException(422, f"task: unknown task {body.task!r}; use one of {known}")
+    options = RunOptions(
+        model=_model_url(body.model),
+        model_name=body.model_name or "default",
+        annotator=body.annotator,
+        max_steps=body.max_steps,
+        min_steps=body.min_steps or 0,
+    )
+    try:
+        run_id = queue_run(state.store, state.home, task, options, started_by=who.name)
+    except SandboxUnavailable as exc:
+        raise HTTPException(422, str(exc)) from exc
+    state.scheduler.submit(run_id)
+    return CreatedRun(id=run_id)
+
+
+@router.get("/runs/{run_id}", response_model=RunDetail)
+@access(Role.VIEWER)
+async def run_detail(run_id: str, request: Request) -> dict[str, Any]:
+    """A run's summary plus config, sessions, submissions, guidance (with state), labels."""
+    state = _state(request)
+    record = _run(request, run_id)
+    return views.detail(record, state.cache.fold(run_id), time.time())
+
+
+@router.get("/runs/{run_id}/events", response_model=EventsResponse)
+@access(Role.VIEWER)
+async def run_events(
+    run_id: str,
+    request: Request,
+    after: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=5000)] = 500,
+) -> dict[str, Any]:
+    """Events with seq > after, blob references expanded."""
+    state = _state(request)
+    _run(request, run_id)
+    events = state.store.events(run_id, after=after, limit=limit)
+    return {
+        "events": views.expand(state.store, events),
+        "last_seq": events[-1].seq if events else after,
+    }
+
+
+def _resume_point(request: Request, after: int | None) -> int:
+    """Where a stream resumes: Last-Event-ID (set by a reconnecting EventSource) wins over
+    `?after=`, which only seeds the first connection."""
+    header = request.headers.get("last-event-id")
+    if header is not None and header.strip():
+        if not header.strip().isdigit():
+            raise HTTPException(422, "Last-Event-ID must be an event seq (a number)")
+        return int(header.strip())
+    return after or 0
+
+
+@router.get("/runs/{run_id}/stream", response_class=StreamingResponse)
+@access(Role.VIEWER)
+async def run_stream(
+    run_id: str, request: Request, after: Annotated[int | None, Query(ge=0)] = None
+) -> StreamingResponse:
+    """Server-sent events: one per log event (`id: seq`, `event: kind`, EventView data)."""
+    _run(request, run_id)
+    start = _resume_point(request, after)
+    stream = _state(request).hub.stream(run_id, start)
+    return StreamingResponse(stream, media_type="text/event-stream", headers=SSE_HEADERS)
+
+
+@router.get("/stream", response_class=StreamingResponse)
+@access(Role.VIEWER)
+async def dashboard_stream(request: Request) -> StreamingResponse:
+    """Server-sent `run` events carrying RunSummary: all runs at connect, then changes."""
+    stream = _state(request).hub.dashboard_stream()
+    return StreamingResponse(stream, media_type="text/event-stream", headers=SSE_HEADERS)
+
+
+@router.post("/runs/{run_id}/guidance", status_code=201, response_model=GuidanceCreated)
+@access(Role.ANNOTATOR)
+async def guide(
+    run_id: str, body: GuidanceRequest, request: Request, who: CurrentPrincipal
+) -> GuidanceCreated:
+    """Queue guidance; it is delivered at the agent's next step boundary."""
+    _run(request, run_id)
+    try:
+        ev = post_guidance(
+            _state(request).store,
+            run_id,
+            who.name,
+            body.text,
+            kind=body.kind,
+            drift_from_step=body.drift_from_step,
+            urgent=body.urgent,
+        )
+    except (StoreError, ValueError) as exc:
+        raise _refused(exc) from exc
+    return GuidanceCreated(id=ev.payload["id"], seq=ev.seq)
+
+
+@router.post("/runs/{run_id}/control", status_code=201, response_model=Written)
+@access(Role.ANNOTATOR)
+async def control(
+    run_id: str, body: ControlRequest, request: Request, who: CurrentPrincipal
+) -> Written:
+    """Pause, resume or stop the run at its next step boundary."""
+    _run(request, run_id)
+    try:
+        ev = post_control(_state(request).store, run_id, who.name, body.action)
+    except (StoreError, ValueError) as exc:
+        raise _refused(exc) from exc
+    return Written(seq=ev.seq)
+
+
+@router.post("/runs/{run_id}/labels", status_code=201, response_model=Written)
+@access(Role.ANNOTATOR)
+async def label(
+    run_id: str, body: LabelRequest, request: Request, who: CurrentPrincipal
+) -> Written:
+    """Label one action (step) keep or mask, with a reason."""
+    _run(request, run_id)
+    try:
+        ev = post_label(
+            _state(request).store, run_id, who.name, body.step, body.verdict, body.reason
+        )
+    except (StoreError, ValueError) as exc:
+        raise _refused(exc) from exc
+    return Written(seq=ev.seq)
+
+
+@router.post("/runs/{run_id}/presence", status_code=204)
+@access(Role.ANNOTATOR)
+async def presence(
+    run_id: str, body: PresenceRequest, request: Request, who: CurrentPrincipal
+) -> Response:
+    """Record annotator time spent in the run view (the page sends it every 30 s)."""
+    _run(request, run_id)
+    try:
+        post_presence(_state(request).store, run_id, who.name, body.seconds)
+    except (StoreError, ValueError) as exc:
+        raise _refused(exc) from exc
+    return Response(status_code=204)
+
+
+# -- tasks and annotators -------------------------------------------------------------------
+@router.get("/tasks", response_model=TasksResponse)
+@access(Role.VIEWER)
+async def tasks(request: Request) -> TasksResponse:
+    """The tasks runs can be started on."""
+    catalog = _state(request).tasks
+    return TasksResponse(
+        tasks=[
+            TaskView(
+                id=t.id,
+                title=t.spec.title,
+                steps=t.spec.budget.steps,
+                working_time_s=t.spec.budget.working_time,
+                submissions=t.spec.budget.submissions,
+            )
+            for t in sorted(catalog.values(), key=lambda t: t.id)
+        ]
+    )
+
+
+@router.get("/annotators", response_model=AnnotatorsResponse)
+@access(Role.ADMIN)
+async def annotators(request: Request) -> AnnotatorsResponse:
+    """Every annotator, revoked ones included (tokens are never shown again)."""
+    return AnnotatorsResponse(
+        annotators=[
+            AnnotatorView(name=a.name, role=a.role, created=a.created, revoked=a.revoked)
+            for a in _state(request).store.list_annotators()
+        ]
+    )
+
+
+@router.post("/annotators", status_code=201, response_model=AnnotatorCreated)
+@access(Role.ADMIN)
+async def add_annotator(body: AnnotatorCreate, request: Request) -> AnnotatorCreated:
+    """Create an annotator; the answer holds its token, shown this once."""
+    try:
+        annotator, token = _state(request).store.add_annotator(body.name, body.role)
+    except StoreError as exc:
+        raise HTTPException(409, str(exc)) from exc
+    return AnnotatorCreated(name=annotator.name, role=annotator.role, token=token)
+
+
+@router.delete("/annotators/{name}", response_model=AnnotatorView)
+@access(Role.ADMIN)
+async def revoke_annotator(name: str, request: Request) -> AnnotatorView:
+    """Revoke an annotator: its token and browser sessions stop working at once."""
+    state = _state(request)
+    try:
+        annotator = state.store.revoke_annotator(name)
+    except StoreError as exc:
+        raise HTTPException(404, str(exc)) from exc
+    state.auth.sessions.drop_annotator(name)
+    return AnnotatorView(
+        name=annotator.name, role=annotator.role, created=annotator.created, revoked=True
+    )

@@ -1,0 +1,348 @@
+"""The console API's data and writes: run summaries, detail, events, guidance life, labels,
+presence, controls, tasks; limits, malformed input and hostile text."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+from apollo.log.events import Kind
+from apollo.log.sqlite import SQLiteStore
+from apollo.rollout.home import Home
+from apollo.server.app import create_app
+from apollo.server.models import EventsResponse, RunDetail, RunsResponse
+from apollo.server.views import LONG_IDLE_S, RunCache
+from tests.agent.harness import make_task
+from tests.server.conftest import LiveServer, Tokens
+from tests.server.fakelog import FakeRun
+
+HOSTILE = [
+    "<script>alert(1)</script>",
+    "javascript:alert(document.cookie)",
+    "<img src=x onerror=alert(1)>",
+    "ctrl \x00\x01\x1b[31mred\x7f \u2028 \u202e reversed",
+    '"}]});alert(1);//',
+]
+
+
+def guide(client: TestClient, tokens: Tokens, run_id: str, **body: object) -> httpx.Response:
+    payload = {"text": "read the error message", "kind": "hint", **body}
+    return client.post(
+        f"/api/runs/{run_id}/guidance", json=payload, headers=tokens.bearer("annotator")
+    )
+
+
+def detail(client: TestClient, tokens: Tokens, run_id: str) -> RunDetail:
+    r = client.get(f"/api/runs/{run_id}", headers=tokens.bearer("viewer"))
+    assert r.status_code == 200, r.text
+    return RunDetail.model_validate(r.json())
+
+
+def test_guidance_life_queued_delivered_cancelled(
+    client: TestClient, tokens: Tokens, run: FakeRun
+) -> None:
+    first = guide(client, tokens, run.run_id, kind="correction", drift_from_step=1, urgent=True)
+    assert first.status_code == 201
+    body = first.json()
+    assert body["state"] == "queued" and body["id"].startswith("g-")
+    second = guide(client, tokens, run.run_id, text="and then stop")
+    [g1, g2] = detail(client, tokens, run.run_id).guidance
+    assert (g2.state, g2.text, g2.urgent) == ("queued", "and then stop", False)
+    assert (g1.state, g1.author, g1.kind, g1.urgent, g1.drift_from_step) == (
+        "queued",
+        "ann",
+        "correction",
+        True,
+        1,
+    )
+    assert detail(client, tokens, run.run_id).guidance_queued == 2
+    run.deliver(body["id"])
+    run.act("think", {"thought": "ok"})
+    run.cancel(second.json()["id"])
+    got = detail(client, tokens, run.run_id)
+    assert [(g.state, g.delivered_step) for g in got.guidance] == [
+        ("delivered", 3),
+        ("cancelled", None),
+    ]
+    assert got.guidance_queued == 0 and got.guidance_count == 2
+
+
+def test_writes_are_attributed_and_in_the_log(
+    client: TestClient, tokens: Tokens, run: FakeRun, store: SQLiteStore
+) -> None:
+    h = tokens.bearer("annotator")
+    url = f"/api/runs/{run.run_id}"
+    label = client.post(
+        f"{url}/labels", json={"step": 2, "verdict": "mask", "reason": "ls again"}, headers=h
+    )
+    assert label.status_code == 201
+    assert (
+        client.post(f"{url}/labels", json={"step": 1, "verdict": "keep"}, headers=h).status_code
+        == 201
+    )
+    assert client.post(f"{url}/presence", json={"seconds": 30}, headers=h).status_code == 204
+    assert client.post(f"{url}/presence", json={"seconds": 12.5}, headers=h).status_code == 204
+    control = client.post(f"{url}/control", json={"action": "pause"}, headers=h)
+    assert control.status_code == 201
+    events = store.events(run.run_id, kinds=[Kind.LABEL, Kind.PRESENCE, Kind.CONTROL])
+    assert [(e.kind, e.actor) for e in events] == [
+        ("label", "ann"),
+        ("label", "ann"),
+        ("presence", "ann"),
+        ("presence", "ann"),
+        ("control", "ann"),
+    ]
+    assert events[0].seq == label.json()["seq"] and events[-1].seq == control.json()["seq"]
+    assert events[0].payload == {
+        "step": 2,
+        "verdict": "mask",
+        "reason": "ls again",
+        "source": "human",
+        "author": "ann",
+    }
+    assert events[0].step == 2
+    got = detail(client, tokens, run.run_id)
+    assert got.status == "paused"
+    assert [(lb.step, lb.verdict, lb.author) for lb in got.labels] == [
+        (2, "mask", "ann"),
+        (1, "keep", "ann"),
+    ]
+    assert got.cost.annotator_seconds == 42.5
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("guidance", b"{not json"),
+        ("guidance", b"[]"),
+        ("guidance", b""),
+        ("guidance", b'{"text": 5}'),
+        ("guidance", b'{"text": "x", "kind": "rant"}'),
+        ("guidance", b'{"text": "x", "kidn": "hint"}'),
+        ("guidance", b'{"text": "   "}'),
+        ("guidance", json.dumps({"text": "x" * 4001}).encode()),
+        ("guidance", b'{"text": "x", "drift_from_step": 0}'),
+        ("control", b'{"action": "explode"}'),
+        ("labels", b'{"step": 1, "verdict": "maybe", "reason": "x"}'),
+        ("labels", b'{"step": 99, "verdict": "keep", "reason": "x"}'),
+        ("labels", b'{"step": 1, "verdict": "mask", "reason": ""}'),
+        ("presence", b'{"seconds": 0}'),
+        ("presence", b'{"seconds": 121}'),
+        ("presence", b'{"seconds": "NaN"}'),
+    ],
+)
+def test_malformed_writes_are_4xx_and_write_nothing(
+    client: TestClient, tokens: Tokens, run: FakeRun, path: str, body: bytes
+) -> None:
+    before = run.store.last_seq(run.run_id)
+    r = client.post(
+        f"/api/runs/{run.run_id}/{path}",
+        content=body,
+        headers={**tokens.bearer("annotator"), "Content-Type": "application/json"},
+    )
+    assert r.status_code in (400, 422), r.text
+    assert r.json()["detail"]
+    assert run.store.last_seq(run.run_id) == before
+
+
+def test_writes_to_an_ended_or_unknown_run(
+    client: TestClient, tokens: Tokens, run: FakeRun
+) -> None:
+    run.finish("stopped")
+    assert guide(client, tokens, run.run_id).status_code == 409
+    r = client.post(
+        f"/api/runs/{run.run_id}/control", json={"action": "resume"}, headers=tokens.bearer("admin")
+    )
+    assert r.status_code == 409 and "ended" in r.json()["detail"]
+    assert guide(client, tokens, "r-nope").status_code == 404
+    assert client.get("/api/runs/r-nope", headers=tokens.bearer("viewer")).status_code == 404
+    assert client.get("/api/runs/r-nope/events", headers=tokens.bearer("viewer")).status_code == 404
+
+
+def test_bodies_over_the_limit_get_413(client: TestClient, tokens: Tokens, run: FakeRun) -> None:
+    before = run.store.last_seq(run.run_id)
+    big = json.dumps({"text": "x" * 70_000, "kind": "hint"})
+    r = client.post(
+        f"/api/runs/{run.run_id}/guidance",
+        content=big,
+        headers={**tokens.bearer("annotator"), "Content-Type": "application/json"},
+    )
+    assert r.status_code == 413 and "64 KiB" in r.json()["detail"]
+    assert run.store.last_seq(run.run_id) == before
+
+
+def test_the_limit_counts_bytes_not_content_length(
+    live: LiveServer, tokens: Tokens, run: FakeRun
+) -> None:
+    """A chunked body has no Content-Length: the server counts what arrives."""
+    before = run.store.last_seq(run.run_id)
+
+    def chunks() -> object:
+        yield b'{"text": "'
+        for _ in range(100):
+            yield b"x" * 1024
+        yield b'", "kind": "hint"}'
+
+    r = httpx.post(
+        f"{live.url}/api/runs/{run.run_id}/guidance",
+        content=chunks(),  # type: ignore[arg-type]
+        headers={**tokens.bearer("annotator"), "Content-Type": "application/json"},
+    )
+    assert r.status_code == 413
+    assert run.store.last_seq(run.run_id) == before
+    small = httpx.post(
+        f"{live.url}/api/runs/{run.run_id}/guidance",
+        content=iter([b'{"text": "chunked', b' but small"}']),
+        headers={**tokens.bearer("annotator"), "Content-Type": "application/json"},
+    )
+    assert small.status_code == 201
+
+
+def test_hostile_text_round_trips_as_data(client: TestClient, tokens: Tokens, run: FakeRun) -> None:
+    ids = []
+    for text in HOSTILE:
+        r = guide(client, tokens, run.run_id, text=text)
+        assert r.status_code == 201, r.text
+        ids.append(r.json()["id"])
+    run.act("run", {"command": HOSTILE[0]}, result=HOSTILE[3], thought=HOSTILE[1], error=True)
+    got = detail(client, tokens, run.run_id)
+    assert [g.text for g in got.guidance] == [t.strip() for t in HOSTILE]
+    events = client.get(f"/api/runs/{run.run_id}/events", headers=tokens.bearer("viewer"))
+    assert events.headers["content-type"] == "application/json"
+    views = EventsResponse.model_validate(events.json()).events
+    call, obs = views[-2], views[-1]
+    assert call.payload["message"]["content"] == HOSTILE[1]
+    assert json.loads(call.payload["message"]["tool_calls"][0]["function"]["arguments"]) == {
+        "command": HOSTILE[0]
+    }
+    assert obs.payload["content"] == HOSTILE[3]
+    # The run page embeds no agent or human text: its script fetches it from the API.
+    client.post("/api/login", json={"name": "vic", "token": tokens.viewer})
+    page = client.get(f"/runs/{run.run_id}").text
+    for text in HOSTILE:
+        assert text not in page and "alert(" not in page
+
+
+def test_a_hostile_run_id_is_escaped_in_the_page(
+    client: TestClient, tokens: Tokens, store: SQLiteStore
+) -> None:
+    run_id = "<img src=x onerror=alert(1)>"
+    store.create_run("fake-task", {}, run_id=run_id)
+    client.post("/api/login", json={"name": "vic", "token": tokens.viewer})
+    page = client.get(f"/runs/{run_id}")
+    assert page.status_code == 200
+    assert run_id not in page.text
+    summary = client.get("/api/runs", headers=tokens.bearer("viewer")).json()["runs"][0]
+    assert summary["id"] == run_id
+
+
+def test_events_page_by_seq_with_blobs_expanded(
+    client: TestClient, tokens: Tokens, run: FakeRun
+) -> None:
+    h = tokens.bearer("viewer")
+    first = client.get(f"/api/runs/{run.run_id}/events?limit=2", headers=h).json()
+    assert [e["seq"] for e in first["events"]] == [1, 2] and first["last_seq"] == 2
+    rest = client.get(f"/api/runs/{run.run_id}/events?after=2", headers=h).json()
+    assert [e["seq"] for e in rest["events"]] == [3, 4, 5] and rest["last_seq"] == 5
+    none = client.get(f"/api/runs/{run.run_id}/events?after=5", headers=h).json()
+    assert none == {"events": [], "last_seq": 5}
+    kinds = [e["kind"] for e in first["events"] + rest["events"]]
+    assert kinds == ["run_started", "model_call", "observation", "model_call", "observation"]
+    assert rest["events"][2]["payload"]["content"] == "a.txt"
+    assert rest["events"][1]["payload"]["message"]["tool_calls"][0]["function"]["name"] == "run"
+    bad = client.get(f"/api/runs/{run.run_id}/events?after=-1", headers=h)
+    assert bad.status_code == 422
+
+
+def test_run_list_summaries_attention_and_cost(
+    client: TestClient, tokens: Tokens, store: SQLiteStore
+) -> None:
+    calm = FakeRun(store, store.create_run("calm-task", {"options": {"max_steps": 10}}).id)
+    calm.start()
+    calm.act("write_file", {"path": "a.txt", "content": "1"}, usage=(1000, 100))
+    calm.submit(42.0)
+    stuck = FakeRun(store, store.create_run("stuck-task", {"options": {}}).id, work_per_step_s=900)
+    stuck.start()
+    stuck.act("session_start", {"command": "sleep 100", "name": "job"}, meta={"session": "job"})
+    stuck.act(
+        "session_kill", {"id": "job"}, meta={"session": "job", "was_running": True, "runtime_s": 3}
+    )
+    # Signals are about now: the last three actions are the same failing command.
+    for _ in range(3):
+        stuck.act("run", {"command": "python train.py"}, error=True, result="Traceback")
+    for text in ("one", "two"):
+        guide(client, tokens, stuck.run_id, text=text)
+    h = tokens.bearer("viewer")
+    listed = RunsResponse.model_validate(client.get("/api/runs", headers=h).json())
+    assert [r.id for r in listed.runs] == [stuck.run_id, calm.run_id]  # newest first
+    by_id = {r.id: r for r in listed.runs}
+    c, s = by_id[calm.run_id], by_id[stuck.run_id]
+    assert (c.status, c.step, c.max_steps, c.last_score, c.attention) == (
+        "running",
+        1,
+        10,
+        42.0,
+        [],
+    )
+    assert c.working_time_left_s == 598.0
+    assert (c.cost.prompt_tokens, c.cost.completion_tokens, c.cost.work_s) == (1000, 100, 2.0)
+    kinds = {a.kind for a in s.attention}
+    assert kinds == {"error_streak", "repeated_action", "session_killed_early"}
+    assert s.max_steps == 50 and s.guidance_queued == 2
+    # 2 interventions over 5 steps x 900 s = 1.25 h of working time.
+    assert s.cost.interventions == 2 and s.cost.interventions_per_hour == 1.6
+    assert listed.totals.runs == 2 and listed.totals.prompt_tokens == 1000 + 5 * 120
+    assert listed.totals.interventions == 2
+    only = client.get("/api/runs?task=calm-task", headers=h).json()
+    assert [r["id"] for r in only["runs"]] == [calm.run_id] and only["totals"]["runs"] == 1
+    assert client.get("/api/runs?q=STUCK", headers=h).json()["runs"][0]["id"] == stuck.run_id
+    by_score = client.get("/api/runs?sort=-score&limit=1", headers=h).json()
+    assert [r["id"] for r in by_score["runs"]] == [calm.run_id] and by_score["totals"]["runs"] == 2
+    assert client.get("/api/runs?sort=nonsense", headers=h).status_code == 422
+    assert client.get("/api/runs?status=finished", headers=h).json()["runs"] == []
+    sessions = detail(client, tokens, stuck.run_id).sessions
+    assert [(x.id, x.command, x.running) for x in sessions] == [("job", "sleep 100", False)]
+
+
+def test_long_idle_only_while_running(store: SQLiteStore, run: FakeRun) -> None:
+    cache = RunCache(store)
+    record = store.get_run(run.run_id)
+    assert record is not None
+    later = time.time() + LONG_IDLE_S + 60
+    [signal] = cache.summary(record, later)["attention"]
+    assert signal["kind"] == "long_idle" and "6 min" in signal["detail"]
+    assert cache.summary(record, time.time())["attention"] == []
+    run.finish()
+    record = store.get_run(run.run_id)
+    assert record is not None
+    assert cache.summary(record, later)["attention"] == []
+
+
+def test_tasks_and_starting_runs_without_a_runner(
+    home: Home, tokens: Tokens, tmp_path: Path
+) -> None:
+    task = make_task(tmp_path)
+    with TestClient(create_app(home, tasks=[task])) as client:
+        listed = client.get("/api/tasks", headers=tokens.bearer("viewer")).json()["tasks"]
+        assert listed == [
+            {
+                "id": "fake-task",
+                "title": task.spec.title,
+                "steps": 50,
+                "working_time_s": 600.0,
+                "submissions": 2,
+            }
+        ]
+        r = client.post("/api/runs", json={"task": "fake-task"}, headers=tokens.bearer("annotator"))
+        assert r.status_code == 503
+
+
+def test_openapi_lists_the_api(client: TestClient) -> None:
+    paths = client.get("/openapi.json").json()["paths"]
+    assert "/api/runs/{run_id}/guidance" in paths and "/api/stream" in paths
+    assert all(p.startswith("/api/") for p in paths)

@@ -1,0 +1,143 @@
+"""`apollo serve`: the console and the runner in one process; runs started through the API
+and queued runs are driven to their end against the scripted OpenAI-compatible server."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from apollo.env.task import Task
+from apollo.llm.scripted import ScriptedServer
+from apollo.log.events import Kind
+from apollo.log.sqlite import SQLiteStore
+from apollo.rollout.home import Home
+from apollo.rollout.runner import Runner, RunOptions
+from apollo.server.app import create_app
+from apollo.server.scheduler import queue_run
+from tests.agent.harness import act, make_task
+from tests.server.conftest import LiveServer, Tokens, free_port
+
+SCRIPT = [
+    act("think", thought="plan"),
+    act("write_file", path="answer.txt", content="7"),
+    act("finish", summary="wrote the answer"),
+]
+
+
+def wait_status(url: str, headers: dict[str, str], want: set[str], timeout: float = 60) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = httpx.get(url, headers=headers, timeout=10).json()
+        if got["status"] in want:
+            return dict(got)
+        time.sleep(0.1)
+    raise AssertionError(f"run still {got['status']} after {timeout}s")
+
+
+def test_a_run_started_through_the_api_is_driven_to_its_end(
+    home: Home, tokens: Tokens, store: SQLiteStore, tmp_path: Path
+) -> None:
+    task = make_task(tmp_path)
+    runner = Runner(home)
+    with (
+        ScriptedServer(SCRIPT) as model,
+        LiveServer(create_app(home, runner=runner, tasks=[task])) as live,
+    ):
+        r = httpx.post(
+            f"{live.url}/api/runs",
+            json={"task": task.id, "model": model.base_url, "max_steps": 10},
+            headers=tokens.bearer("annotator"),
+        )
+        assert r.status_code == 201, r.text
+        run_id = r.json()["id"]
+        done = wait_status(f"{live.url}/api/runs/{run_id}", tokens.bearer("viewer"), {"finished"})
+    assert done["step"] == 3 and done["last_score"] == 7
+    assert done["config"]["started_by"] == "ann" and done["config"]["queued"] is True
+    assert done["config"]["options"]["model"] == model.base_url
+    assert len(model.requests) == 3
+    kinds = [e.kind for e in store.events(run_id)]
+    assert kinds[0] == Kind.RUN_STARTED and kinds[-1] == Kind.RUN_FINISHED
+
+
+def test_starting_a_run_checks_task_and_model(
+    home: Home, tokens: Tokens, tmp_path: Path, store: SQLiteStore
+) -> None:
+    task = make_task(tmp_path)
+    with LiveServer(create_app(home, runner=Runner(home), tasks=[task])) as live:
+        h = tokens.bearer("annotator")
+        for body in (
+            {"task": "../../etc"},
+            {"task": str(task.path)},
+            {"task": task.id, "model": "file:///etc/passwd"},
+            {"task": task.id, "annotator": "robot"},
+            {"task": task.id, "max_steps": 0},
+        ):
+            r = httpx.post(f"{live.url}/api/runs", json=body, headers=h)
+            assert r.status_code == 422, (body, r.text)
+    assert store.list_runs() == []
+
+
+def _queue(home: Home, task: Task, model_url: str) -> str:
+    store = home.open_store()
+    try:
+        options = RunOptions(model=model_url, max_steps=10)
+        return queue_run(store, home, task, options, started_by="cli")
+    finally:
+        store.close()
+
+
+def test_serve_drives_queued_runs_and_shuts_down_cleanly(
+    home: Home, tokens: Tokens, tmp_path: Path, store: SQLiteStore
+) -> None:
+    """The real `serve` in its own process: a queued run is driven to its end, and SIGINT
+    ends the process cleanly even with an event stream open."""
+    task = make_task(tmp_path)
+    port = free_port()
+    with ScriptedServer(SCRIPT) as model:
+        run_id = _queue(home, task, model.base_url)
+        code = (
+            "import asyncio, sys\n"
+            "from apollo.rollout.home import Home\n"
+            "from apollo.server.serve import serve\n"
+            "asyncio.run(serve(Home(sys.argv[1]), port=int(sys.argv[2]), log_level='warning'))\n"
+        )
+        proc = subprocess.Popen(
+            [sys.executable, "-c", code, str(home.path), str(port)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        try:
+            url = f"http://127.0.0.1:{port}"
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    httpx.get(f"{url}/api/me", timeout=1)
+                    break
+                except httpx.TransportError:
+                    assert time.monotonic() < deadline and proc.poll() is None, "no server"
+                    time.sleep(0.1)
+            done = wait_status(f"{url}/api/runs/{run_id}", tokens.bearer("viewer"), {"finished"})
+            assert done["last_score"] == 7
+            with httpx.stream(
+                "GET", f"{url}/api/runs/{run_id}/stream", headers=tokens.bearer("viewer")
+            ) as r:
+                lines = r.iter_lines()
+                assert next(lines) == "id: 1"
+                proc.send_signal(signal.SIGINT)
+                rest = list(lines)  # the server ends the stream as it shuts down
+            assert any(line.startswith("event: run_finished") for line in rest)
+            out, _ = proc.communicate(timeout=20)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+    assert proc.returncode == 0, out
+    assert "apollo console on" in out and "Traceback" not in out
+    assert json.loads(json.dumps(done))["config"]["started_by"] == "cli"
