@@ -162,7 +162,8 @@ class Agent:
             "task": spec.id,
             "task_path": str(self.task.path),
             "model": self.model.name,
-            "limits": spec.budget.model_dump(),
+            # The budget this run has (steps after any cap), as shown to the model.
+            "budget": {**spec.budget.model_dump(), "steps": self._max_steps()},
             "messages": messages,
             "tools": tools_blob,
         }

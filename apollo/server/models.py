@@ -73,6 +73,8 @@ class Totals(Cost):
 class RunSummary(BaseModel):
     id: str
     task: str
+    model: str | None
+    started_by: str | None
     status: str
     step: int
     max_steps: int | None

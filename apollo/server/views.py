@@ -236,27 +236,27 @@ def _per_hour(count: int, work_s: float) -> float:
     return round(count / (work_s / 3600), 3) if work_s > 0 else 0.0
 
 
-def _limits(record: RunRecord, fold: RunFold) -> tuple[int | None, float | None]:
-    """The run's step cap and working time left (None before the run has started)."""
-    options = record.config.get("options") or {}
-    cap = options.get("max_steps")
+def _budget(record: RunRecord, fold: RunFold) -> tuple[int | None, float | None]:
+    """The run's step budget and working time left (before the run starts: the cap asked for)."""
     started = fold.context.started
     if started is None:
+        cap = (record.config.get("options") or {}).get("max_steps")
         return (int(cap) if cap else None), None
-    limits = started.get("limits") or {}
-    steps = limits.get("steps")
-    max_steps = min(int(steps), int(cap)) if steps and cap else (steps or cap)
-    budget = limits.get("working_time")
-    left = max(0.0, float(budget) - fold.context.work_s) if budget is not None else None
-    return max_steps, (round(left, 3) if left is not None else None)
+    budget = started.get("budget") or {}
+    steps = budget.get("steps")
+    time_s = budget.get("working_time")
+    left = max(0.0, float(time_s) - fold.context.work_s) if time_s is not None else None
+    return (int(steps) if steps else None), (round(left, 3) if left is not None else None)
 
 
 def summary(record: RunRecord, fold: RunFold, now: float) -> dict[str, Any]:
     """A run's RunSummary (docs/api.md)."""
-    max_steps, left = _limits(record, fold)
+    max_steps, left = _budget(record, fold)
     return {
         "id": record.id,
         "task": record.task,
+        "model": (record.config.get("options") or {}).get("model"),
+        "started_by": record.config.get("started_by"),
         "status": record.status,
         "step": record.step,
         "max_steps": max_steps,

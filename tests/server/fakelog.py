@@ -10,7 +10,7 @@ from apollo.log.calls import encode_input
 from apollo.log.events import Event, Kind, NewEvent, canonical_json
 from apollo.log.store import Store
 
-LIMITS = {"working_time": 600.0, "steps": 50, "submissions": 2}
+BUDGET = {"working_time": 600.0, "steps": 50, "submissions": 2}
 
 
 class FakeRun:
@@ -34,7 +34,7 @@ class FakeRun:
     def append(self, *events: NewEvent) -> list[Event]:
         return self.store.append(self.run_id, list(events))
 
-    def start(self, limits: dict[str, Any] | None = None) -> list[Event]:
+    def start(self, budget: dict[str, Any] | None = None) -> list[Event]:
         messages = [
             self._blob({"role": "system", "content": "You are an agent."}),
             self._blob({"role": "user", "content": "Do the task."}),
@@ -42,7 +42,7 @@ class FakeRun:
         payload = {
             "task": "fake-task",
             "model": "scripted",
-            "limits": limits or LIMITS,
+            "budget": budget or BUDGET,
             "messages": messages,
             "tools": self.store.put_blob("[]"),
         }

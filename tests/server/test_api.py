@@ -19,7 +19,7 @@ from apollo.server.models import EventsResponse, RunDetail, RunsResponse
 from apollo.server.views import LONG_IDLE_S, RunCache
 from tests.agent.harness import make_task
 from tests.server.conftest import LiveServer, Tokens
-from tests.server.fakelog import FakeRun
+from tests.server.fakelog import BUDGET, FakeRun
 
 HOSTILE = [
     "<script>alert(1)</script>",
@@ -263,7 +263,7 @@ def test_run_list_summaries_attention_and_cost(
     client: TestClient, tokens: Tokens, store: SQLiteStore
 ) -> None:
     calm = FakeRun(store, store.create_run("calm-task", {"options": {"max_steps": 10}}).id)
-    calm.start()
+    calm.start({**BUDGET, "steps": 10})  # the agent records its budget after the cap
     calm.act("write_file", {"path": "a.txt", "content": "1"}, usage=(1000, 100))
     calm.submit(42.0)
     stuck = FakeRun(store, store.create_run("stuck-task", {"options": {}}).id, work_per_step_s=900)
