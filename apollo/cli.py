@@ -10,6 +10,8 @@ from collections.abc import Callable, Sequence
 
 from apollo.env.sandbox import SandboxUnavailable
 from apollo.env.task import TaskSpecError, builtin_tasks, resolve_task
+from apollo.export.cli import add_commands as add_export_commands
+from apollo.export.windows import ExportError
 from apollo.llm.base import ModelError
 from apollo.llm.embedded import EmbeddedError
 from apollo.log.events import Event, Role
@@ -18,6 +20,7 @@ from apollo.log.writes import GUIDANCE_KINDS, post_control, post_guidance
 from apollo.rollout.home import Home, RunLocked
 from apollo.rollout.progress import describe
 from apollo.server.defaults import DEFAULT_HOST, DEFAULT_PORT, DEMO_STEPS
+from apollo.supervise.cli import add_commands as add_supervise_commands
 
 CLI_AUTHOR = "cli"
 
@@ -287,6 +290,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(control=action)
 
     add("tasks", cmd_tasks, "list built-in tasks (id first)")
+    add_supervise_commands(sub, add)
+    add_export_commands(sub, add)
 
     p = add("annotators", cmd_annotators, "manage annotator accounts")
     p.add_argument("action", choices=["add", "list", "revoke"])
@@ -310,6 +315,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         SandboxUnavailable,
         ModelError,
         EmbeddedError,
+        ExportError,
         ValueError,
     ) as exc:
         print(f"apollo: error: {exc}", file=sys.stderr)

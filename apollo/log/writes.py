@@ -83,16 +83,17 @@ MAX_PRESENCE_S = 120.0
 def post_label(
     store: Store,
     run_id: str,
-    author: str,
     step: int,
     verdict: str,
     reason: str,
+    author: str,
     source: str = "human",
     rule: str | None = None,
+    model: str | None = None,
 ) -> Event:
     """Label one action (step) of a run keep or mask, with the reason (required to mask);
     supervision reads it. Labels are welcome on ended runs (review happens afterwards), but
-    only for steps the run has taken."""
+    only for steps the run has taken. A judge's label names its `model`, a rule's its `rule`."""
     reason = reason.strip()
     if verdict not in LABEL_VERDICTS:
         raise ValueError(f"unknown verdict {verdict!r}; use keep or mask")
@@ -108,7 +109,9 @@ def post_label(
     if run is None:
         raise StoreError(f"no run {run_id!r} (see `apollo runs`)")
     if step < 1 or step > run.step:
-        raise ValueError(f"run {run_id} has no step {step} (its steps are 1 to {run.step})")
+        raise ValueError(
+            f"run {run_id} has no action at step {step} (its actions are steps 1 to {run.step})"
+        )
     payload: dict[str, Any] = {
         "step": step,
         "verdict": verdict,
@@ -118,6 +121,8 @@ def post_label(
     }
     if rule is not None:
         payload["rule"] = rule
+    if model is not None:
+        payload["model"] = model
     return store.append_one(run_id, Kind.LABEL, payload, actor=author, step=step)
 
 

