@@ -113,7 +113,7 @@ class RunWriter:
                 "task": "synthetic",
                 "task_path": "/tmp/synthetic",
                 "model": "synthetic",
-                "limits": {"steps": steps},
+                "budget": {"steps": steps},
                 "messages": list(self.entries),
                 "tools": self.tools_blob,
             },
