@@ -103,7 +103,7 @@ class SQLiteStore(Store):
         self._db.execute("PRAGMA busy_timeout=30000")
         # Long logs are read back whole (resume, export): map the file instead of copying it
         # through read() calls, and keep more pages cached.
-        self._db.execute("PRAGMA mmap_size=2147418112")  # the most most builds allow
+        self._db.execute("PRAGMA mmap_size=2147418112")  # the largest most builds allow
         self._db.execute("PRAGMA cache_size=-65536")
         self._db.executescript(_SCHEMA)
 
