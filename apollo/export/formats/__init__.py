@@ -8,6 +8,7 @@ context. Field names follow REFERENCE.md, "Export formats".
 from __future__ import annotations
 
 import json
+from abc import ABC, abstractmethod
 from typing import Any, Protocol
 
 from apollo.export.windows import Sample
@@ -36,14 +37,15 @@ class Format(Protocol):
         ...
 
 
-class Estimated:
+class Estimated(ABC):
     """Token counts estimated from characters, for formats that are not tokenized."""
 
     name = "estimated"
     token_source = f"estimated at {CHARS_PER_TOKEN} characters a token"
 
+    @abstractmethod
     def encode(self, sample: Sample) -> dict[str, Any]:
-        raise NotImplementedError  # every format defines it
+        """The sample as this format's record."""
 
     def encode_line(self, sample: Sample) -> tuple[str, dict[str, Any] | None]:
         record = self.encode(sample)
