@@ -167,3 +167,23 @@ def test_run_queue_only_registers_the_run_for_a_server(tmp_path: Path) -> None:
     record = SQLiteStore(tmp_path / "apollo.db").get_run(run_id)
     assert record is not None and record.status == "created"
     assert record.config["queued"] is True and record.config["started_by"] == "cli"
+
+
+def test_annotators_add_list_revoke(tmp_path: Path) -> None:
+    from apollo.log.sqlite import SQLiteStore
+
+    added = apollo("annotators", "add", "carol", "--role", "viewer", home=tmp_path)
+    assert added.returncode == 0, added.stderr
+    token = added.stdout.strip().split()[-1]
+    store = SQLiteStore(tmp_path / "apollo.db")
+    who = store.authenticate(token)
+    assert who is not None and (who.name, who.role) == ("carol", "viewer")
+    listed = apollo("annotators", "list", home=tmp_path).stdout
+    assert "carol\tviewer\tactive" in listed
+    assert token not in listed and token not in (tmp_path / "apollo.db").read_bytes().decode(
+        "latin-1"
+    )
+    assert apollo("annotators", "add", "carol", home=tmp_path).returncode == 2
+    assert apollo("annotators", "revoke", "carol", home=tmp_path).returncode == 0
+    assert store.authenticate(token) is None
+    assert "carol\tviewer\trevoked" in apollo("annotators", "list", home=tmp_path).stdout
