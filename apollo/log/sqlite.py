@@ -101,9 +101,8 @@ class SQLiteStore(Store):
         # NORMAL in WAL mode survives a killed process (not a power cut) and is much faster.
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA busy_timeout=30000")
-        # Long logs are read back whole (resume, export): map the file instead of copying it
-        # through read() calls, and keep more pages cached.
-        self._db.execute("PRAGMA mmap_size=2147418112")  # the largest most builds allow
+        # Long logs are read back whole (resume, export): a 64 MiB page cache instead of the
+        # default 2 MiB keeps the events and blobs of a run in memory while it is read.
         self._db.execute("PRAGMA cache_size=-65536")
         self._db.executescript(_SCHEMA)
 
