@@ -58,6 +58,8 @@ class ContextView:
     finished: dict[str, Any] | None = None
     finish_summary: str | None = None  # the agent called finish; the run is ending
     final_scored: bool = False
+    # The parse error (or "") of an act reply without a tool call not yet answered.
+    uncorrected: str | None = None
     submissions: int = 0
     # Per session, how much of its output the log shows the agent has been given.
     session_cursors: dict[str, int] = field(default_factory=dict)
@@ -85,7 +87,9 @@ class ContextView:
                 self.last_step = max(self.last_step, step)
                 self.entries.append(self._entry(step, p["output"], texts))
                 self.pending_tool_calls = {c["id"]: c["name"] for c in p.get("calls", [])}
+                self.uncorrected = None if p.get("calls") else (p.get("parse_error") or "")
         elif k == Kind.OBSERVATION:
+            self.uncorrected = None
             self.entries.append(self._entry(ev.step or 0, p["message"], texts))
             if p.get("tool_call_id"):
                 self.pending_tool_calls.pop(p["tool_call_id"], None)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import sqlite3
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -28,7 +29,7 @@ from apollo.env.workspace import Workspace
 from apollo.llm.base import ChatModel, Completion, ModelError
 from apollo.log.calls import encode_input
 from apollo.log.events import Event, Kind, NewEvent, RunStatus, canonical_json
-from apollo.log.store import Store
+from apollo.log.store import Store, StoreError
 
 # Kinds other writers (CLI, console, annotators) put in a run's log that the agent acts on.
 EXTERNAL_KINDS = (Kind.GUIDANCE, Kind.CONTROL)
@@ -199,14 +200,15 @@ class Agent:
         for sid in manager.ids():
             manager.rewind(sid, self.view.session_cursors.get(sid, 0))
         sessions = self.workspace.reattach_sessions()
-        events.append(
-            NewEvent(
-                Kind.RUN_RESUMED,
-                {"sessions": sessions, "interrupted": list(self.view.pending_tool_calls)},
-                step=self.view.last_step,
-            )
-        )
+        resumed = {
+            "sessions": sessions,
+            "interrupted": list(self.view.pending_tool_calls),
+            "paused": self.view.paused,
+        }
+        events.append(NewEvent(Kind.RUN_RESUMED, resumed, step=self.view.last_step))
         self._append(events, texts)
+        if self.view.uncorrected is not None:  # killed before the reply without a call was answered
+            self._malformed(self.view.last_step, self.view.uncorrected)
 
     # -- the loop -------------------------------------------------------------------------
     async def run(self) -> str:
@@ -326,6 +328,21 @@ class Agent:
         self._append([NewEvent(Kind.MODEL_CALL, payload, step=step)], texts)
         return completion
 
+    def _malformed(self, step: int, parse_error: str) -> None:
+        """Answer a reply without a valid tool call with a user turn saying what was wrong."""
+        problem = parse_error or prompt("no_tool_call")
+        texts: dict[str, str] = {}
+        message = {"role": "user", "content": f"{problem}\n\n{self._footer(step)}"}
+        payload: dict[str, Any] = {
+            "tool_call_id": None,
+            "tool": None,
+            "message": self._put(message, texts),
+            "error": True,
+            "malformed": True,
+            "work_s": self.clock.used(),
+        }
+        self._append([NewEvent(Kind.OBSERVATION, payload, step=step)], texts)
+
     async def _complete(
         self, messages: list[str], schemas: list[dict[str, Any]] | None
     ) -> Completion:
@@ -334,31 +351,23 @@ class Agent:
         call = asyncio.create_task(self.model.complete(messages, schemas, self.config.params))
         if schemas is None:
             return await call
-        while True:
-            done, _ = await asyncio.wait({call}, timeout=self.config.poll_interval_s)
-            if done:
-                return call.result()
-            self.sync()
-            if any(g.urgent for g in self.view.pending_guidance()):
+        try:
+            while True:
+                done, _ = await asyncio.wait({call}, timeout=self.config.poll_interval_s)
+                if done:
+                    return call.result()
+                self.sync()
+                if any(g.urgent for g in self.view.pending_guidance()):
+                    raise _Interrupted
+        finally:
+            if not call.done():  # interrupted, or the log could not be read: no orphan call
                 call.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await call
-                raise _Interrupted
 
     async def _act(self, step: int, completion: Completion) -> str | None:
         if not completion.tool_calls:
-            problem = completion.parse_error or prompt("no_tool_call")
-            texts: dict[str, str] = {}
-            message = {"role": "user", "content": f"{problem}\n\n{self._footer(step)}"}
-            payload: dict[str, Any] = {
-                "tool_call_id": None,
-                "tool": None,
-                "message": self._put(message, texts),
-                "error": True,
-                "malformed": True,
-                "work_s": self.clock.used(),
-            }
-            self._append([NewEvent(Kind.OBSERVATION, payload, step=step)], texts)
+            self._malformed(step, completion.parse_error or "")
             return None
         for call in completion.tool_calls:
             started = time.perf_counter()
@@ -367,7 +376,7 @@ class Agent:
             except ValueError as exc:
                 args = f"not valid JSON ({exc})"  # the toolbox explains what it expected
             result = await self._run_tool(call.name, args)
-            texts = {}
+            texts: dict[str, str] = {}
             message = {
                 "role": "tool",
                 "tool_call_id": call.id,
@@ -401,7 +410,10 @@ class Agent:
         """While a tool runs, look for guidance so that waits end early."""
         while True:
             await asyncio.sleep(self.config.poll_interval_s)
-            self.sync()
+            try:
+                self.sync()
+            except (StoreError, sqlite3.Error):
+                continue  # a busy or briefly unreadable log: look again next tick
 
     # -- the agent's own tools ------------------------------------------------------------
     async def _think(self, ctx: ToolContext, args: dict[str, Any]) -> ToolResult:
@@ -449,20 +461,26 @@ class Agent:
         if score and not self.view.final_scored:
             await self._submit(final=True)
         await self.workspace.shutdown()
-        step = self.view.last_step
-        # Guidance still queued can no longer be delivered: say so, in the same transaction.
-        events = [
+        self.sync()
+        payload = {"status": status.value, "reason": reason, "work_s": self.clock.used()}
+        events = self._cancel_pending(status)
+        events.append(NewEvent(Kind.RUN_FINISHED, payload, step=self.view.last_step))
+        self._append(events)
+        # The store refuses guidance after run_finished; close what came in just before it.
+        self.sync()
+        self._append(self._cancel_pending(status))
+        return status.value
+
+    def _cancel_pending(self, status: RunStatus) -> list[NewEvent]:
+        """Guidance still queued can no longer be delivered: say so."""
+        return [
             NewEvent(
                 Kind.GUIDANCE_CANCELLED,
                 {"guidance_id": g.id, "reason": f"the run ended ({status.value}) first"},
-                step=step,
+                step=self.view.last_step,
             )
             for g in self.view.pending_guidance()
         ]
-        payload = {"status": status.value, "reason": reason, "work_s": self.clock.used()}
-        events.append(NewEvent(Kind.RUN_FINISHED, payload, step=step))
-        self._append(events)
-        return status.value
 
     def _max_steps(self) -> int:
         steps = self.task.spec.budget.steps

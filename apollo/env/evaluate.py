@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shlex
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from apollo.env.sandbox import Bind, Layout
@@ -56,12 +58,31 @@ def _parse(stdout: str, lo: float, hi: float) -> tuple[float, dict[str, Any]]:
     return min(max(float(score), lo), hi), data
 
 
+def escaping_links(root: Path) -> list[str]:
+    """Symlinks under `root` that point outside it. The evaluator sees the hidden eval folder,
+    so a link the agent made to it would let a submission read the answers."""
+    found = []
+    for folder, dirs, files in os.walk(root):
+        for name in (*dirs, *files):
+            path = Path(folder) / name
+            if path.is_symlink() and not path.resolve().is_relative_to(root):
+                found.append(str(path.relative_to(root)))
+    return found
+
+
 async def evaluate(task: Task, workspace: Workspace) -> EvalResult:
     """Run the task's evaluator on the workspace; failures are reported in `error`."""
     spec = task.spec.evaluator
     started = time.monotonic()
     eval_dir = task.eval_dir.resolve()
     ws = workspace.path.resolve()
+    links = escaping_links(ws)
+    if links:
+        return EvalResult(
+            None,
+            error="the workspace has links pointing outside it, which the evaluator will not "
+            f"follow; remove them and submit again: {', '.join(links[:5])}",
+        )
     here = Bind(eval_dir, str(eval_dir))
     layout = Layout(binds=(here, Bind(ws, str(ws))), workdir=here)
     command = spec.command.replace("{workspace}", shlex.quote(str(ws)))

@@ -13,7 +13,15 @@ from pathlib import Path
 from typing import Any
 
 from apollo.log.events import Annotator, Event, NewEvent, Role, RunRecord, RunStatus, blob_id
-from apollo.log.store import Store, StoreError, hash_token, new_run_id, new_token, run_updates
+from apollo.log.store import (
+    Store,
+    StoreError,
+    check_steerable,
+    hash_token,
+    new_run_id,
+    new_token,
+    run_updates,
+)
 
 # Ordinary rowid tables: payloads and blobs are often kilobytes, which WITHOUT ROWID tables
 # store poorly (rows past ~1/20 of a page spill into overflow chains).
@@ -59,6 +67,21 @@ CREATE TABLE IF NOT EXISTS annotators (
 
 # Blobs above this size are zlib-compressed; observations and file dumps compress well.
 _COMPRESS_ABOVE = 512
+
+
+def _first(cursor: sqlite3.Cursor) -> sqlite3.Row | None:
+    """The first row, reading the cursor to its end: a statement left unfinished keeps its
+    read transaction open, and the connection would keep seeing that old snapshot."""
+    rows = cursor.fetchall()
+    return rows[0] if rows else None
+
+
+def _one(cursor: sqlite3.Cursor) -> sqlite3.Row:
+    """The row a query always yields (an aggregate, a row just written)."""
+    row = _first(cursor)
+    if row is None:
+        raise StoreError("the store returned no row where one must exist")
+    return row
 
 
 def _run_row(row: sqlite3.Row) -> RunRecord:
@@ -125,7 +148,7 @@ class SQLiteStore(Store):
 
     def get_run(self, run_id: str) -> RunRecord | None:
         with self._lock:
-            row = self._db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
+            row = _first(self._db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)))
         return _run_row(row) if row else None
 
     def list_runs(self, limit: int = 1000, status: str | None = None) -> list[RunRecord]:
@@ -149,11 +172,15 @@ class SQLiteStore(Store):
             # IMMEDIATE takes the write lock first, so two processes never pick the same seq.
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                if not self._db.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone():
+                found = _first(self._db.execute("SELECT status FROM runs WHERE id = ?", (run_id,)))
+                if not found:
                     raise StoreError(f"unknown run {run_id!r}")
-                row = self._db.execute(
-                    "SELECT COALESCE(MAX(seq), 0) FROM events WHERE run_id = ?", (run_id,)
-                ).fetchone()
+                check_steerable(run_id, found[0], events)
+                row = _one(
+                    self._db.execute(
+                        "SELECT COALESCE(MAX(seq), 0) FROM events WHERE run_id = ?", (run_id,)
+                    )
+                )
                 seq = int(row[0])
                 out: list[Event] = []
                 rows = []
@@ -217,9 +244,11 @@ class SQLiteStore(Store):
 
     def last_seq(self, run_id: str) -> int:
         with self._lock:
-            row = self._db.execute(
-                "SELECT COALESCE(MAX(seq), 0) FROM events WHERE run_id = ?", (run_id,)
-            ).fetchone()
+            row = _one(
+                self._db.execute(
+                    "SELECT COALESCE(MAX(seq), 0) FROM events WHERE run_id = ?", (run_id,)
+                )
+            )
         return int(row[0])
 
     # -- blobs ----------------------------------------------------------------------------
@@ -269,7 +298,7 @@ class SQLiteStore(Store):
                 raise StoreError(
                     f"an annotator named {name!r} already exists; pick another name"
                 ) from exc
-            row = self._db.execute("SELECT * FROM annotators WHERE id = ?", (aid,)).fetchone()
+            row = _one(self._db.execute("SELECT * FROM annotators WHERE id = ?", (aid,)))
         return _annotator_row(row), token
 
     def list_annotators(self) -> list[Annotator]:
@@ -282,15 +311,17 @@ class SQLiteStore(Store):
             cur = self._db.execute("UPDATE annotators SET revoked = 1 WHERE name = ?", (name,))
             if cur.rowcount == 0:
                 raise StoreError(f"no annotator named {name!r} (see `apollo annotators list`)")
-            row = self._db.execute("SELECT * FROM annotators WHERE name = ?", (name,)).fetchone()
+            row = _one(self._db.execute("SELECT * FROM annotators WHERE name = ?", (name,)))
         return _annotator_row(row)
 
     def authenticate(self, token: str) -> Annotator | None:
         with self._lock:
-            row = self._db.execute(
-                "SELECT * FROM annotators WHERE token_hash = ? AND revoked = 0",
-                (hash_token(token),),
-            ).fetchone()
+            row = _first(
+                self._db.execute(
+                    "SELECT * FROM annotators WHERE token_hash = ? AND revoked = 0",
+                    (hash_token(token),),
+                )
+            )
         return _annotator_row(row) if row else None
 
     def close(self) -> None:

@@ -35,14 +35,30 @@ def new_token() -> str:
     return "apo_" + secrets.token_urlsafe(32)
 
 
+# Runs that ended for good; a failed run (its model went away, say) can still be resumed.
+FINAL_STATUSES = frozenset({RunStatus.FINISHED, RunStatus.STOPPED, RunStatus.TIMEOUT})
+# What others write to steer a run: meaningless once it has ended for good.
+_STEERING = frozenset({Kind.GUIDANCE, Kind.CONTROL})
+
+
+def check_steerable(run_id: str, status: str, events: Iterable[Event | NewEvent]) -> None:
+    """Refuse guidance and controls for a run that has ended for good. Stores call this inside
+    their append transaction, so nothing slips in after `run_finished`."""
+    if status in FINAL_STATUSES and any(ev.kind in _STEERING for ev in events):
+        raise StoreError(
+            f"run {run_id} has ended ({status}); guidance and controls reach only live runs"
+        )
+
+
 def run_updates(events: Iterable[Event | NewEvent]) -> dict[str, Any]:
     """The runs-table columns that a batch of events changes (the cache is derived, not told)."""
     changes: dict[str, Any] = {}
     for ev in events:
         if ev.kind == Kind.RUN_STARTED or ev.kind == Kind.RUN_RESUMED:
-            changes["status"] = RunStatus.RUNNING.value
+            paused = ev.payload.get("paused")  # a run paused before a crash resumes paused
+            changes["status"] = (RunStatus.PAUSED if paused else RunStatus.RUNNING).value
         elif ev.kind == Kind.MODEL_CALL and ev.payload.get("purpose") == "act":
-            if ev.step is not None:
+            if ev.step is not None and "output" in ev.payload:  # not failed or cancelled
                 changes["step"] = ev.step
         elif ev.kind == Kind.CONTROL:
             action = ev.payload.get("action")

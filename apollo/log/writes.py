@@ -9,8 +9,8 @@ from __future__ import annotations
 import uuid
 from typing import Any, Literal
 
-from apollo.log.events import Event, Kind, RunStatus
-from apollo.log.store import Store, StoreError
+from apollo.log.events import Event, Kind, NewEvent
+from apollo.log.store import Store, StoreError, check_steerable
 
 GuidanceKind = Literal["knowledge", "strategy", "correction", "hint", "other"]
 GUIDANCE_KINDS: tuple[str, ...] = ("knowledge", "strategy", "correction", "hint", "other")
@@ -21,12 +21,8 @@ def _live_run(store: Store, run_id: str) -> None:
     run = store.get_run(run_id)
     if run is None:
         raise StoreError(f"no run {run_id!r} (see `apollo runs`)")
-    # A failed run (the model endpoint went away, say) can still be resumed, so it may
-    # still receive guidance; the other ends are final.
-    if RunStatus(run.status).ended and run.status != RunStatus.FAILED:
-        raise StoreError(
-            f"run {run_id} has ended ({run.status}); guidance and controls reach only live runs"
-        )
+    # Checked again inside the append transaction (Store.append); this is the early answer.
+    check_steerable(run_id, run.status, [NewEvent(Kind.GUIDANCE, {})])
 
 
 def post_guidance(

@@ -10,7 +10,7 @@ from pathlib import Path
 from apollo.agent.loop import Agent, AgentConfig
 from apollo.env.workspace import Workspace
 from apollo.llm.openai_client import OpenAIChatModel
-from apollo.llm.scripted import ScriptedServer
+from apollo.llm.scripted import ScriptedServer, reply
 from apollo.log.events import Kind, NewEvent
 from apollo.log.sqlite import SQLiteStore
 from tests.agent.harness import act, make_task, wait_for_requests
@@ -89,3 +89,22 @@ def test_a_run_killed_while_finishing_finishes_without_new_steps(tmp_path: Path)
     tail = [e.kind for e in store.events(fresh)][len(kept) :]
     assert tail == [Kind.RUN_RESUMED, Kind.SUBMISSION, Kind.RUN_FINISHED]
     assert store.events(fresh)[-1].payload["reason"] == "all done"
+
+
+def test_a_reply_without_a_call_is_still_answered_after_a_crash(tmp_path: Path) -> None:
+    task = make_task(tmp_path)
+    store = SQLiteStore(tmp_path / "apollo.db")
+    run_id = store.create_run(task.id, {}).id
+    run_dir = tmp_path / "runs" / run_id
+    with ScriptedServer([reply("just text, no call"), act("finish", summary="x")]) as server:
+        asyncio.run(drive(store, run_id, Workspace.create(task, run_dir), server.base_url))
+    # Keep the log up to the reply without a call, as if killed before it was answered.
+    events = store.events(run_id)
+    cut = next(e.seq for e in events if e.kind == Kind.MODEL_CALL)
+    fresh = store.create_run(task.id, {}).id
+    store.append(fresh, [NewEvent(e.kind, e.payload, e.actor, e.step) for e in events[:cut]])
+    with ScriptedServer([act("finish", summary="done")]) as server:
+        asyncio.run(drive(store, fresh, Workspace.open(task, run_dir), server.base_url))
+        messages = server.requests[0].body["messages"]
+    assert messages[-2]["role"] == "assistant"
+    assert messages[-1]["role"] == "user" and "did not call a tool" in messages[-1]["content"]

@@ -92,3 +92,19 @@ print(json.dumps({"score": 1, "wrote": wrote, "online": online}))
     assert result.error is None
     assert result.details == {"wrote": False, "online": False}
     assert (tmp_path / "run" / "workspace" / "answer.txt").read_text() == "42\n"
+
+
+async def test_links_out_of_the_workspace_are_refused(tmp_path: Path) -> None:
+    """A link to the hidden eval folder would let a submission read the answers."""
+    task = load_task(make_task_dir(tmp_path))
+    ws = Workspace.create(task, tmp_path / "run")
+    (ws.path / "answer.txt").symlink_to(task.eval_dir / "secret.txt")
+    (ws.path / "inside.txt").symlink_to(ws.path / "notes.txt")  # links inside are fine
+    result = await evaluate(task, ws)
+    assert result.score is None
+    assert "links pointing outside" in result.error and "answer.txt" in result.error
+    assert "inside.txt" not in result.error
+    (ws.path / "answer.txt").unlink()
+    (ws.path / "answer.txt").write_text("7\n")
+    assert (await evaluate(task, ws)).score == 7.0
+    kill_leftover_sessions(ws)

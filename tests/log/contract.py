@@ -68,8 +68,10 @@ class StoreContract:
     def test_runs_cache_is_derived_from_events(self, store: Store) -> None:
         run = store.create_run("t", {})
         store.append_one(run.id, Kind.RUN_STARTED, {})
-        store.append_one(run.id, Kind.MODEL_CALL, {"purpose": "act"}, step=4)
+        store.append_one(run.id, Kind.MODEL_CALL, {"purpose": "act", "output": "b1"}, step=4)
         store.append_one(run.id, Kind.MODEL_CALL, {"purpose": "summarize"}, step=9)
+        # A failed or cancelled call made no action: it does not move the step.
+        store.append_one(run.id, Kind.MODEL_CALL, {"purpose": "act", "error": "x"}, step=5)
         store.append_one(run.id, Kind.GUIDANCE, {"text": "x"}, actor="alice")
         store.append_one(run.id, Kind.GUIDANCE, {"text": "y"}, actor="bob")
         store.append_one(run.id, Kind.SUBMISSION, {"n": 1, "score": 42.5})
@@ -82,6 +84,21 @@ class StoreContract:
         store.append_one(run.id, Kind.RUN_FINISHED, {"status": "timeout"})
         got = store.get_run(run.id)
         assert got is not None and got.status == RunStatus.TIMEOUT
+
+    def test_no_steering_after_a_final_end(self, store: Store) -> None:
+        run = store.create_run("t", {})
+        store.append_one(run.id, Kind.RUN_RESUMED, {"paused": True})
+        got = store.get_run(run.id)
+        assert got is not None and got.status == RunStatus.PAUSED  # resumed into a pause
+        store.append_one(run.id, Kind.RUN_FINISHED, {"status": "failed"})
+        store.append_one(run.id, Kind.GUIDANCE, {"text": "a failed run can still resume"})
+        store.append_one(run.id, Kind.RUN_FINISHED, {"status": "stopped"})
+        for kind in (Kind.GUIDANCE, Kind.CONTROL):
+            with pytest.raises(StoreError, match="has ended"):
+                store.append_one(run.id, kind, {"action": "pause", "text": "late"})
+        store.append_one(run.id, Kind.LABEL, {"step": 1, "verdict": "keep"})  # review goes on
+        got = store.get_run(run.id)
+        assert got is not None and got.status == RunStatus.STOPPED
 
     def test_list_runs_newest_first_and_by_status(self, store: Store) -> None:
         ids = [store.create_run("t", {}, run_id=f"r-{i}").id for i in range(3)]
