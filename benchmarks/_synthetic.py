@@ -6,6 +6,7 @@ tools) for thousands of steps with summaries and guidance; only the model is syn
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import tempfile
@@ -40,6 +41,10 @@ def make_task(root: Path) -> Path:
     return root
 
 
+class RunnerKilled(Exception):
+    """Stands for a runner killed mid-run: the log ends without `run_finished`."""
+
+
 class SyntheticModel(ChatModel):
     """Writes notes, reads them back, thinks; answers summary requests with a snapshot.
 
@@ -48,8 +53,14 @@ class SyntheticModel(ChatModel):
     name = "synthetic"
 
     def __init__(
-        self, store: SQLiteStore, run_id: str, seed: int = 0, guidance_every: int = 400
+        self,
+        store: SQLiteStore,
+        run_id: str,
+        steps: int,
+        seed: int = 0,
+        guidance_every: int = 400,
     ) -> None:
+        self.steps = steps
         self.rng = random.Random(seed)
         self.vocab = [
             "".join(self.rng.choices("abcdefghijklmnopqrstuvwxyz", k=self.rng.randint(3, 9)))
@@ -59,6 +70,7 @@ class SyntheticModel(ChatModel):
         self.run_id = run_id
         self.guidance_every = guidance_every
         self.calls = 0
+        self.summaries = 0
 
     def words(self, n: int) -> str:
         return " ".join(self.rng.choices(self.vocab, k=n))
@@ -70,7 +82,10 @@ class SyntheticModel(ChatModel):
         params: dict[str, Any] | None = None,
     ) -> Completion:
         self.calls += 1
+        if tools is not None and self.calls - self.summaries > self.steps:
+            raise RunnerKilled
         if tools is None:
+            self.summaries += 1
             return Completion(content="<state_snapshot>" + self.words(400) + "</state_snapshot>")
         if self.calls % self.guidance_every == 0:
             post_guidance(self.store, self.run_id, "bench-annotator", self.words(25), "strategy")
@@ -101,10 +116,11 @@ def build_run(
     store = SQLiteStore(home / "apollo.db")
     run_id = store.create_run(task.id, {"task_path": str(task.path)}).id
     workspace = Workspace.create(task, home / "runs" / run_id)
-    config = AgentConfig(summary_threshold_tokens=threshold_tokens, max_steps=steps)
-    agent = Agent(store, run_id, task, workspace, SyntheticModel(store, run_id), config)
+    config = AgentConfig(summary_threshold_tokens=threshold_tokens)
+    agent = Agent(store, run_id, task, workspace, SyntheticModel(store, run_id, steps), config)
     started = time.perf_counter()
-    asyncio.run(agent.run())
+    with contextlib.suppress(RunnerKilled):  # left as a killed runner leaves it: resumable
+        asyncio.run(agent.run())
     print(f"synthetic run: {steps} steps in {time.perf_counter() - started:.1f}s", flush=True)
     return store, run_id, task.path
 
