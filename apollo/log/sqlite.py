@@ -218,7 +218,7 @@ class SQLiteStore(Store):
         kinds: Sequence[str] | None = None,
         limit: int | None = None,
     ) -> list[Event]:
-        sql = "SELECT * FROM events WHERE run_id = ? AND seq > ?"
+        sql = "SELECT seq, ts, kind, actor, step, payload FROM events WHERE run_id = ? AND seq > ?"
         args: list[Any] = [run_id, after]
         if kinds:
             sql += f" AND kind IN ({','.join('?' * len(kinds))})"
@@ -228,18 +228,13 @@ class SQLiteStore(Store):
             sql += " LIMIT ?"
             args.append(limit)
         with self._lock:
-            rows = self._db.execute(sql, args).fetchall()
+            cursor = self._db.cursor()
+            cursor.row_factory = None  # plain tuples: whole logs are read here (resume, export)
+            rows = cursor.execute(sql, args).fetchall()
+        loads = json.loads
         return [
-            Event(
-                r["run_id"],
-                r["seq"],
-                r["ts"],
-                r["kind"],
-                r["actor"],
-                r["step"],
-                json.loads(r["payload"]),
-            )
-            for r in rows
+            Event(run_id, seq, ts, kind, actor, step, loads(payload))
+            for seq, ts, kind, actor, step, payload in rows
         ]
 
     def last_seq(self, run_id: str) -> int:
