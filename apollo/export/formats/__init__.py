@@ -74,18 +74,21 @@ def arguments_dict(text: str) -> Any:
     return value if isinstance(value, dict) else text
 
 
-def calls_with_dicts(message: dict[str, Any]) -> list[dict[str, Any]]:
-    """The message's tool calls with `arguments` as objects."""
-    return [
-        {
-            **tc,
-            "function": {
-                **tc["function"],
-                "arguments": arguments_dict(tc["function"]["arguments"]),
-            },
-        }
-        for tc in message.get("tool_calls") or []
-    ]
+def with_dict_arguments(message: dict[str, Any]) -> dict[str, Any]:
+    """A copy of the message whose tool calls carry `arguments` as objects."""
+    out = dict(message)
+    if message.get("tool_calls"):
+        out["tool_calls"] = [
+            {
+                **tc,
+                "function": {
+                    **tc["function"],
+                    "arguments": arguments_dict(tc["function"]["arguments"]),
+                },
+            }
+            for tc in message["tool_calls"]
+        ]
+    return out
 
 
 def get_format(name: str, **options: Any) -> Format:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from apollo.export.formats import Estimated, calls_with_dicts
+from apollo.export.formats import Estimated, with_dict_arguments
 from apollo.export.windows import Sample
 
 TRAIN_FIELD = "train"
@@ -17,9 +17,7 @@ class Axolotl(Estimated):
     def encode(self, sample: Sample) -> dict[str, Any]:
         messages = []
         for m, w in zip(sample.messages, sample.weights, strict=True):
-            out = dict(m)
-            if m.get("tool_calls"):
-                out["tool_calls"] = calls_with_dicts(m)
+            out = with_dict_arguments(m)
             out[TRAIN_FIELD] = w == 1
             messages.append(out)
         return {"messages": messages, "tools": sample.tools}

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from apollo.export.formats import Estimated, calls_with_dicts
+from apollo.export.formats import Estimated, with_dict_arguments
 from apollo.export.windows import Sample
 
 
@@ -24,9 +24,7 @@ class TRL(Estimated):
     def encode(self, sample: Sample) -> dict[str, Any]:
         messages = []
         for m, w in zip(sample.messages, sample.weights, strict=True):
-            out = dict(m)
-            if m.get("tool_calls"):
-                out["tool_calls"] = calls_with_dicts(m)
+            out = with_dict_arguments(m)
             if w is not None:
                 out["weight"] = w
             messages.append(out)
