@@ -104,13 +104,53 @@ def cmd_resume(args: argparse.Namespace, home: Home) -> int:
     return 0 if status in ("finished", "timeout") else 1
 
 
+def _running_sessions(home: Home, run_id: str) -> list[str]:
+    if not (home.run_dir(run_id) / "sessions").is_dir():
+        return []
+    return [st.id for st in home.sessions(run_id).statuses() if st.running]
+
+
 def cmd_runs(args: argparse.Namespace, home: Home) -> int:
     store = home.open_store()
     rows = store.list_runs(limit=args.limit)
-    print(f"{'id':<30} {'task':<24} {'status':<9} {'step':>6} {'score':>7} {'guid':>5}")
+    head = f"{'id':<30} {'task':<24} {'status':<9} {'step':>6} {'score':>7} {'guid':>5}"
+    print(f"{head}  sessions")
+    orphans = 0
     for r in rows:
         score = "" if r.last_score is None else f"{r.last_score:g}"
-        print(f"{r.id:<30} {r.task:<24} {r.status:<9} {r.step:>6} {score:>7} {r.guidance_count:>5}")
+        line = f"{r.id:<30} {r.task:<24} {r.status:<9} {r.step:>6} {score:>7} {r.guidance_count:>5}"
+        running = _running_sessions(home, r.id)
+        sessions = str(len(running)) if running else ""
+        if running and not home.runner_alive(r.id):
+            sessions += " running, runner gone"
+            orphans += 1
+        print(f"{line}  {sessions}")
+    if orphans:
+        print(
+            f"{orphans} run(s) have sessions still running with no runner: "
+            "`apollo resume RUN` picks them up, `apollo reap` ends them"
+        )
+    return 0
+
+
+def cmd_reap(args: argparse.Namespace, home: Home) -> int:
+    store = home.open_store()
+    run_ids = args.runs or [r.id for r in store.list_runs(limit=1_000_000)]
+    for run_id in args.runs:
+        if store.get_run(run_id) is None and not home.run_dir(run_id).is_dir():
+            raise StoreError(f"no run {run_id!r} (see `apollo runs`)")
+    reaped = 0
+    for run_id in run_ids:
+        running = _running_sessions(home, run_id)
+        if not running:
+            continue
+        if home.runner_alive(run_id):
+            print(f"run {run_id}: a live runner drives it; stop the run instead (`apollo stop`)")
+            continue
+        killed = asyncio.run(home.sessions(run_id).kill_all())
+        reaped += len(killed)
+        print(f"run {run_id}: ended session(s) {', '.join(killed)}")
+    print(f"{reaped} session(s) ended")
     return 0
 
 
@@ -265,6 +305,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("runs", cmd_runs, "list runs: id, task, status, step")
     p.add_argument("--limit", type=int, default=50)
+    p = add(
+        "reap",
+        cmd_reap,
+        "end the sessions of runs no live runner drives (all runs, or the ones named)",
+    )
+    p.add_argument("runs", nargs="*", metavar="RUN")
 
     p = add("show", cmd_show, "show a run's timeline")
     p.add_argument("run")

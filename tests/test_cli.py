@@ -189,3 +189,32 @@ def test_annotators_add_list_revoke(tmp_path: Path) -> None:
     assert apollo("annotators", "revoke", "carol", home=tmp_path).returncode == 0
     assert store.authenticate(token) is None
     assert "carol\tviewer\trevoked" in apollo("annotators", "list", home=tmp_path).stdout
+
+
+def test_runs_shows_sessions_whose_runner_is_gone_and_reap_ends_them(tmp_path: Path) -> None:
+    from apollo.env.workspace import Workspace
+    from apollo.rollout.home import Home
+
+    task = make_task(tmp_path)
+    home = Home(tmp_path / "home")
+    run_id = home.open_store().create_run(task.id, {"task_path": str(task.path)}).id
+    workspace = Workspace.create(task, home.run_dir(run_id))
+    workspace.sessions.start("sleep 100", name="train")
+    # The runner that started it is gone: nothing holds the run's lock.
+    listed = apollo("runs", home=home.path)
+    assert listed.returncode == 0
+    row = next(line for line in listed.stdout.splitlines() if line.startswith(run_id))
+    assert row.endswith("1 running, runner gone")
+    assert "`apollo reap` ends them" in listed.stdout
+    with home.lock_run(run_id):  # a live runner's sessions are not reaped
+        held = apollo("reap", run_id, home=home.path)
+        assert (
+            "a live runner drives it" in held.stdout and workspace.sessions.status("train").running
+        )
+    reaped = apollo("reap", home=home.path)
+    assert reaped.returncode == 0, reaped.stderr
+    assert f"run {run_id}: ended session(s) train" in reaped.stdout
+    assert not workspace.sessions.status("train").running
+    assert "runner gone" not in apollo("runs", home=home.path).stdout
+    unknown = apollo("reap", "r-nope", home=home.path)
+    assert unknown.returncode != 0 and "no run 'r-nope'" in unknown.stderr

@@ -52,6 +52,9 @@ class ContextView:
     last_call_seq: int | None = None  # the latest model_call of the current window
     last_call_ids: list[str] = field(default_factory=list)
     pending_tool_calls: dict[str, str] = field(default_factory=dict)  # id -> tool name
+    last_act_output: str | None = None  # blob of the latest act call's assistant message
+    # Steps whose cut tool calls were answered "interrupted": they do not spend the budget.
+    interrupted_steps: set[int] = field(default_factory=set)
     guidance: dict[str, Guidance] = field(default_factory=dict)
     paused: bool = False
     stop_requested: bool = False
@@ -86,6 +89,7 @@ class ContextView:
                 step = ev.step or 0
                 self.last_step = max(self.last_step, step)
                 self.entries.append(self._entry(step, p["output"], texts))
+                self.last_act_output = p["output"]
                 self.pending_tool_calls = {c["id"]: c["name"] for c in p.get("calls", [])}
                 self.uncorrected = None if p.get("calls") else (p.get("parse_error") or "")
         elif k == Kind.OBSERVATION:
@@ -93,6 +97,8 @@ class ContextView:
             self.entries.append(self._entry(ev.step or 0, p["message"], texts))
             if p.get("tool_call_id"):
                 self.pending_tool_calls.pop(p["tool_call_id"], None)
+            if p.get("interrupted"):
+                self.interrupted_steps.add(ev.step or 0)
             meta = p.get("meta") or {}
             if "finish" in meta:
                 self.finish_summary = meta["finish"]
@@ -141,6 +147,9 @@ class ContextView:
                 self.final_scored = True
             else:
                 self.submissions += 1
+        elif k == Kind.SESSIONS_CLOSED:
+            for closed in p["sessions"]:
+                self.session_cursors[closed["id"]] = closed["cursor"]
         elif k == Kind.RUN_FINISHED:
             self.finished = p
         elif k == Kind.RUN_RESUMED:

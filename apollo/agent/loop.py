@@ -50,6 +50,9 @@ class AgentConfig:
     max_steps: int | None = None
     # `finish` is refused before this step: weak models otherwise quit at once.
     min_steps: int = 0
+    # Sessions outlive a crashed runner by the run's remaining working time plus this long;
+    # then their watchdog ends them, so nothing runs forever unowned.
+    session_grace_s: float = 600.0
 
 
 class _Interrupted(Exception):
@@ -110,6 +113,7 @@ class Agent:
         self.clock = WorkClock(0.0)
         self._synced = 0
         self._wake = asyncio.Event()
+        self._deadline_set_at = 0.0
 
     # -- the log --------------------------------------------------------------------------
     def _append(self, events: Sequence[NewEvent], texts: dict[str, str] | None = None) -> None:
@@ -170,45 +174,54 @@ class Agent:
         }
         self._append([NewEvent(Kind.RUN_STARTED, payload)], texts)
 
-    def _resume(self) -> None:
-        """Reattach sessions and close tool calls a crash left without a result."""
-        texts: dict[str, str] = {}
-        footer = self._footer(self.view.last_step)
-        events = [
-            NewEvent(
-                Kind.OBSERVATION,
-                {
-                    "tool_call_id": call_id,
-                    "tool": tool,
-                    "message": self._put(
-                        {
-                            "role": "tool",
-                            "tool_call_id": call_id,
-                            "content": f"{prompt('interrupted')}\n\n{footer}",
-                        },
-                        texts,
-                    ),
-                    "error": True,
-                    "interrupted": True,
-                    "work_s": self.view.work_s,
-                },
-                step=self.view.last_step,
-            )
-            for call_id, tool in self.view.pending_tool_calls.items()
-        ]
+    async def _resume(self) -> None:
+        """Reattach sessions, then settle the tool calls a crash left without a result: reads
+        are made again (the step they belong to is not lost), any other call is answered
+        "interrupted", since it may or may not have run, and its step does not count."""
+        pending = dict(self.view.pending_tool_calls)
         manager = self.workspace.sessions
         for sid in manager.ids():
             manager.rewind(sid, self.view.session_cursors.get(sid, 0))
         sessions = self.workspace.reattach_sessions()
+        rerun = [cid for cid, tool in pending.items() if self._rerunnable(tool)]
         resumed = {
             "sessions": sessions,
-            "interrupted": list(self.view.pending_tool_calls),
+            "interrupted": [cid for cid in pending if cid not in rerun],
+            "rerun": rerun,
             "paused": self.view.paused,
         }
-        events.append(NewEvent(Kind.RUN_RESUMED, resumed, step=self.view.last_step))
-        self._append(events, texts)
+        self._append([NewEvent(Kind.RUN_RESUMED, resumed, step=self.view.last_step)])
+        step = self.view.last_step
+        arguments = self._pending_arguments()
+        for call_id, tool in pending.items():
+            if call_id in rerun:
+                await self._run_call(step, call_id, tool, arguments.get(call_id, ""))
+                continue
+            content = f"{prompt('interrupted')}\n\n{self._footer(step, interrupted=True)}"
+            payload = {
+                "tool_call_id": call_id,
+                "tool": tool,
+                "error": True,
+                "interrupted": True,
+                "work_s": self.view.work_s,
+            }
+            self._observe(step, call_id, content, payload)
         if self.view.uncorrected is not None:  # killed before the reply without a call was answered
             self._malformed(self.view.last_step, self.view.uncorrected)
+
+    def _rerunnable(self, tool: str) -> bool:
+        spec = self.toolbox.spec(tool)
+        return spec is not None and spec.rerun_on_resume
+
+    def _pending_arguments(self) -> dict[str, str]:
+        """Call id -> JSON arguments of the latest act call's tool calls, from its output."""
+        if self.view.last_act_output is None:
+            return {}
+        message = json.loads(self.store.get_blob(self.view.last_act_output))
+        return {
+            tc["id"]: tc.get("function", {}).get("arguments") or ""
+            for tc in message.get("tool_calls") or []
+        }
 
     # -- the loop -------------------------------------------------------------------------
     async def run(self) -> str:
@@ -219,14 +232,14 @@ class Agent:
         ended = self.view.finished
         if ended is not None and ended.get("status") != RunStatus.FAILED:
             return str(ended.get("status"))  # a failed run may be resumed; other ends are final
+        self._bound_sessions()
         if self.view.started is None:
             self._start()
         else:
-            self._resume()
+            await self._resume()
             if self.view.finish_summary is not None:  # killed while finishing
                 return await self._finish(RunStatus.FINISHED, self.view.finish_summary)
         budget = self.task.spec.budget
-        max_steps = self._max_steps()
         while True:
             self.sync()
             if self.view.stop_requested:
@@ -234,8 +247,9 @@ class Agent:
             if self.view.paused:
                 await self._wait_while_paused()
                 continue
-            if self.view.last_step >= max_steps:
-                return await self._finish(RunStatus.TIMEOUT, f"step budget ({max_steps}) spent")
+            if self.view.last_step >= self._step_limit():
+                steps = self._max_steps()
+                return await self._finish(RunStatus.TIMEOUT, f"step budget ({steps}) spent")
             if self.clock.used() >= budget.working_time:
                 return await self._finish(RunStatus.TIMEOUT, "working time budget spent")
             outcome = await self._step(self.view.last_step + 1)
@@ -247,7 +261,15 @@ class Agent:
         while self.view.paused and not self.view.stop_requested:
             await asyncio.sleep(self.config.poll_interval_s)
             self.sync()
+            if time.monotonic() - self._deadline_set_at > 30:  # paused time is not spent
+                self._bound_sessions()
         self.clock.resume()
+
+    def _bound_sessions(self) -> None:
+        """Let sessions live as long as the run could still use them, plus a grace."""
+        left = max(0.0, self.task.spec.budget.working_time - self.clock.used())
+        self.workspace.sessions.set_deadline(time.time() + left + self.config.session_grace_s)
+        self._deadline_set_at = time.monotonic()
 
     async def _step(self, step: int) -> str | None:
         while True:
@@ -370,33 +392,37 @@ class Agent:
             self._malformed(step, completion.parse_error or "")
             return None
         for call in completion.tool_calls:
-            started = time.perf_counter()
-            try:
-                args = json.loads(call.arguments or "{}")
-            except ValueError as exc:
-                args = f"not valid JSON ({exc})"  # the toolbox explains what it expected
-            result = await self._run_tool(call.name, args)
-            texts: dict[str, str] = {}
-            message = {
-                "role": "tool",
-                "tool_call_id": call.id,
-                "content": f"{result.output}\n\n{self._footer(step)}",
-            }
-            payload = {
-                "tool_call_id": call.id,
-                "tool": call.name,
-                "message": self._put(message, texts),
-                "exit": result.exit,
-                "error": result.error,
-                "truncated": result.truncated,
-                "duration_ms": round((time.perf_counter() - started) * 1000, 3),
-                "meta": result.meta,
-                "work_s": self.clock.used(),
-            }
-            self._append([NewEvent(Kind.OBSERVATION, payload, step=step)], texts)
+            await self._run_call(step, call.id, call.name, call.arguments)
         if self.view.finish_summary is not None:
             return await self._finish(RunStatus.FINISHED, self.view.finish_summary)
         return None
+
+    async def _run_call(self, step: int, call_id: str, name: str, arguments: str) -> None:
+        """Run one tool call and record its result."""
+        started = time.perf_counter()
+        try:
+            args = json.loads(arguments or "{}")
+        except ValueError as exc:
+            args = f"not valid JSON ({exc})"  # the toolbox explains what it expected
+        result = await self._run_tool(name, args)
+        payload = {
+            "tool_call_id": call_id,
+            "tool": name,
+            "exit": result.exit,
+            "error": result.error,
+            "truncated": result.truncated,
+            "duration_ms": round((time.perf_counter() - started) * 1000, 3),
+            "meta": result.meta,
+            "work_s": self.clock.used(),
+        }
+        self._observe(step, call_id, f"{result.output}\n\n{self._footer(step)}", payload)
+
+    def _observe(self, step: int, call_id: str, content: str, payload: dict[str, Any]) -> None:
+        """Record a tool result: `content` becomes the tool message the model sees next."""
+        texts: dict[str, str] = {}
+        message = {"role": "tool", "tool_call_id": call_id, "content": content}
+        payload = {**payload, "message": self._put(message, texts)}
+        self._append([NewEvent(Kind.OBSERVATION, payload, step=step)], texts)
 
     async def _run_tool(self, name: str, args: Any) -> ToolResult:
         ctx = ToolContext(workspace=self.workspace, wake=self._wake)
@@ -460,7 +486,7 @@ class Agent:
     async def _finish(self, status: RunStatus, reason: str, score: bool = True) -> str:
         if score and not self.view.final_scored:
             await self._submit(final=True)
-        await self.workspace.shutdown()
+        await self._close_sessions()
         self.sync()
         payload = {"status": status.value, "reason": reason, "work_s": self.clock.used()}
         events = self._cancel_pending(status)
@@ -470,6 +496,31 @@ class Agent:
         self.sync()
         self._append(self._cancel_pending(status))
         return status.value
+
+    async def _close_sessions(self) -> None:
+        """Kill the sessions still running, then record the output every session wrote that
+        the agent had not read: ending a run never silently drops output. Reading after the
+        kill catches everything written up to the end; a crash in between loses nothing,
+        since the resumed run closes again from the cursors the log recorded."""
+        await self.workspace.shutdown()
+        manager = self.workspace.sessions
+        closed = []
+        for status in manager.statuses():
+            output = manager.read(status.id)
+            if not output.new_bytes:
+                continue
+            closed.append(
+                {
+                    "id": status.id,
+                    "output": self.store.put_blob(output.text),
+                    "new_bytes": output.new_bytes,
+                    "cursor": output.cursor,
+                    "exit_code": status.exit_code,
+                    "killed": status.killed,
+                }
+            )
+        if closed:
+            self._append([NewEvent(Kind.SESSIONS_CLOSED, {"sessions": closed})])
 
     def _cancel_pending(self, status: RunStatus) -> list[NewEvent]:
         """Guidance still queued can no longer be delivered: say so."""
@@ -486,11 +537,18 @@ class Agent:
         steps = self.task.spec.budget.steps
         return min(steps, self.config.max_steps) if self.config.max_steps else steps
 
-    def _footer(self, step: int) -> str:
+    def _step_limit(self) -> int:
+        """The last step the run may take: steps whose calls a crash cut are not counted."""
+        return self._max_steps() + len(self.view.interrupted_steps)
+
+    def _footer(self, step: int, interrupted: bool = False) -> str:
+        """The budget line after a result; `interrupted` for the result that marks `step` as
+        cut by a crash (the limit it shows already gives that step back)."""
         budget = self.task.spec.budget
+        given_back = interrupted and step not in self.view.interrupted_steps
         return prompt("footer").format(
             step=step,
-            max_steps=self._max_steps(),
+            max_steps=self._step_limit() + given_back,
             time_left=_fmt_duration(budget.working_time - self.clock.used()),
             submissions_left=budget.submissions - self.view.submissions,
         )

@@ -12,6 +12,7 @@ THINK = ToolSpec(
         "properties": {"thought": {"type": "string", "description": "your reasoning"}},
         "required": ["thought"],
     },
+    rerun_on_resume=True,
 )
 
 SUBMIT = ToolSpec(

@@ -28,6 +28,8 @@ from apollo.env.task import Limits
 
 # Largest file a command may write (RLIMIT_FSIZE); generous enough for checkpoints and data.
 MAX_FILE_BYTES = 16 << 30
+# argv[0] of every launcher: how a session's processes are found when nothing else records them.
+LAUNCHER_NAME = "apollo-launcher"
 # Bytes of output kept from each end of a stream; the middle of a huge output is only counted.
 KEEP_BYTES = 1 << 20
 # Empty command cgroups older than this are left-overs of a crashed runner; swept this often.
@@ -36,20 +38,43 @@ _last_sweep = 0.0
 # How long to keep reading a finished command's pipes, for stragglers that still hold them.
 _PIPE_GRACE_S = 2.0
 
-# Runs as: bash -c LAUNCHER launcher CGROUP EXIT_FILE MEM_KB PROCS FSIZE_KB CPU_S argv...
+# Runs as: bash -c LAUNCHER launcher CGROUP SESSION_DIR MEM_KB PROCS FSIZE_KB CPU_S TICK argv...
 # It joins the pids cgroup before anything forks, sets the rlimits for itself and every
-# descendant, then either becomes the command (bounded runs) or waits for it and records the
-# exit code from outside the sandbox, where the agent cannot tamper with it (sessions).
+# descendant, then either becomes the command (bounded runs, no SESSION_DIR) or, for a session,
+# runs it and records the exit code from outside the sandbox, where the agent cannot tamper
+# with it. A session also gets a watchdog that outlives the runner but not its purpose: every
+# TICK seconds it ends the session (its cgroup and process group) once the session's folder is
+# gone or the wall-clock deadline in SESSION_DIR/deadline has passed, and says why in
+# SESSION_DIR/reaped. The watchdog waits with `read -t` on its own FIFO, so it forks nothing.
 _LAUNCHER = r"""
-cg=$1 ex=$2 mem=$3 procs=$4 fsize=$5 cpu=$6
-shift 6
+cg=$1 dir=$2 mem=$3 procs=$4 fsize=$5 cpu=$6 tick=$7
+shift 7
 [ -z "$cg" ] || echo $$ > "$cg/cgroup.procs" 2>/dev/null
 ulimit -v "$mem" -u "$procs" -f "$fsize" || exit 126
 [ -z "$cpu" ] || ulimit -t "$cpu" || exit 126
-[ -n "$ex" ] || exec "$@"
+[ -n "$dir" ] || exec "$@"
+reap() {
+  echo "$1" 2>/dev/null > "$dir/reaped"
+  [ -z "$cg" ] || echo 1 2>/dev/null > "$cg/cgroup.kill"
+  kill -KILL 0
+}
+(
+  exec 3<>"$dir/tick"
+  while ! read -rt "$tick" -u 3 _; do
+    [ -d "$dir" ] || reap "its run's folder is gone"
+    deadline=
+    read -r deadline 2>/dev/null < "$dir/deadline"
+    if [ -n "$deadline" ]; then
+      [ "$(printf '%(%s)T' -1)" -lt "${deadline%.*}" ] || reap "its run's working time ran out"
+    fi
+  done
+) </dev/null >/dev/null 2>&1 &
+watchdog=$!
+disown "$watchdog"  # no "Killed" notice in the session's output when it is stopped below
 "$@"
 code=$?
-echo "$code" > "$ex.tmp" && mv "$ex.tmp" "$ex"
+kill -KILL "$watchdog" 2>/dev/null
+echo "$code" > "$dir/exit.tmp" && mv "$dir/exit.tmp" "$dir/exit"
 """
 
 
@@ -400,19 +425,26 @@ class Sandbox:
         return argv, layout.workdir.host, {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
 
     def _launch_argv(
-        self, inner: list[str], *, cgroup: Path | None, exit_file: Path | None, cpu_s: int | None
+        self,
+        inner: list[str],
+        *,
+        cgroup: Path | None,
+        session_dir: Path | None,
+        cpu_s: int | None,
+        tick_s: float = 0,
     ) -> list[str]:
         return [
             "/bin/bash",
             "-c",
             _LAUNCHER,
-            "apollo-launcher",
+            LAUNCHER_NAME,
             str(cgroup or ""),
-            str(exit_file or ""),
+            str(session_dir or ""),
             str(self.limits.memory_mb * 1024),
             str(self.limits.processes),
             str(MAX_FILE_BYTES // 1024),
             str(cpu_s or ""),
+            f"{tick_s:g}",
             *inner,
         ]
 
@@ -438,24 +470,36 @@ class Sandbox:
         # RLIMIT_CPU backs up the wall clock when no runner is left to enforce it (unsandboxed
         # runs have no --die-with-parent); scaled by cores so threaded code is not cut short.
         cpu_s = int(timeout * (os.cpu_count() or 1)) + 1
-        argv = self._launch_argv(inner, cgroup=cgroup, exit_file=None, cpu_s=cpu_s)
+        argv = self._launch_argv(inner, cgroup=cgroup, session_dir=None, cpu_s=cpu_s)
         return await _execute(argv, cwd, env, timeout, cgroup, merge_stderr)
 
-    def spawn_detached(
-        self, command: str, *, stdin: int, output: int, exit_file: Path
-    ) -> tuple[subprocess.Popen[bytes], Path | None]:
-        """Start a session command that outlives this process; returns it and its cgroup.
+    def session_cgroup(self) -> Path | None:
+        """A fresh pids cgroup for a session (None where cgroups are not usable here)."""
+        return new_pids_cgroup(self.limits.processes)
 
-        The launcher writes the exit code to `exit_file` when the command ends. subprocess
-        rather than asyncio: an asyncio transport kills its process when garbage-collected,
-        and these processes must survive the runner. Popen only forks and execs, so it does
-        not block the event loop for long."""
+    def spawn_detached(
+        self,
+        command: str,
+        *,
+        stdin: int,
+        output: int,
+        session_dir: Path,
+        cgroup: Path | None,
+        tick_s: float,
+    ) -> subprocess.Popen[bytes]:
+        """Start a session command that outlives this process (see the launcher above for the
+        files it uses in `session_dir`; `session_dir/tick` must be a FIFO).
+
+        subprocess rather than asyncio: an asyncio transport kills its process when
+        garbage-collected, and these processes must survive the runner. Popen only forks and
+        execs, so it does not block the event loop for long."""
         inner, cwd, env = self._inner_argv(
             command, self.agent_layout, network=self.network, die_with_parent=False
         )
-        cgroup = new_pids_cgroup(self.limits.processes)
-        argv = self._launch_argv(inner, cgroup=cgroup, exit_file=exit_file, cpu_s=None)
-        proc = subprocess.Popen(
+        argv = self._launch_argv(
+            inner, cgroup=cgroup, session_dir=session_dir, cpu_s=None, tick_s=tick_s
+        )
+        return subprocess.Popen(
             argv,
             cwd=cwd,
             env=env,
@@ -464,4 +508,3 @@ class Sandbox:
             stderr=output,
             start_new_session=True,
         )
-        return proc, cgroup

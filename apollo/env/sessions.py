@@ -3,11 +3,16 @@
 Everything about a session lives in files under `<run_dir>/sessions/<id>/`, outside the
 workspace, so a new SessionManager over the same folder picks up where the old one stopped:
 
-    meta.json    id, command, pid, process start time (guards against pid reuse), kill record
+    meta.json    id, command, pid, process start time (guards against pid reuse), kill record;
+                 written with pid null *before* the process is spawned, so a runner killed in
+                 between leaves a record the next one settles (adopts or clears)
     output.log   stdout and stderr of the command, appended as it runs
     stdin        a FIFO; the session holds it open read-write, so it never sees EOF
     exit         the exit code, written by the launcher when the command ends
     cursor       how many bytes of output.log the agent has already been shown
+    deadline     wall-clock time (epoch s) after which the launcher's watchdog ends the session
+    reaped       why the watchdog ended it (folder gone, deadline passed)
+    tick         the watchdog's FIFO, on which it waits between checks
 """
 
 from __future__ import annotations
@@ -23,10 +28,19 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from apollo.env.sandbox import KEEP_BYTES, Sandbox, kill_group, release_cgroup, try_remove_cgroup
+from apollo.env.sandbox import (
+    KEEP_BYTES,
+    LAUNCHER_NAME,
+    Sandbox,
+    kill_group,
+    release_cgroup,
+    try_remove_cgroup,
+)
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$")
 _INPUT_TIMEOUT_S = 5.0
+# How often a session's watchdog checks its folder and deadline.
+WATCH_INTERVAL_S = 2.0
 
 
 class SessionError(Exception):
@@ -39,7 +53,7 @@ class _Record:
 
     id: str
     command: str
-    pid: int
+    pid: int | None  # None: recorded before the spawn, not yet known to have started
     start_ticks: int | None
     started_at: float
     cgroup: str | None
@@ -58,11 +72,14 @@ class SessionStatus:
     exit_code: int | None  # None while running, or when it was killed / vanished
     runtime_s: float
     killed: bool  # killed by session_kill (or shutdown) while it was running
+    reaped: str | None = None  # why the session's watchdog ended it
 
     def describe(self) -> str:
         """One line: state and runtime, e.g. 'exited with code 0 after 12.0s'."""
         if self.running:
             return f"running for {self.runtime_s:.1f}s"
+        if self.reaped:
+            return f"ended after about {self.runtime_s:.1f}s because {self.reaped}"
         if self.killed:
             return f"killed after {self.runtime_s:.1f}s"
         if self.exit_code is None:
@@ -106,6 +123,29 @@ def _start_ticks(pid: int) -> tuple[int, str] | None:
     return int(fields[19]), fields[0]
 
 
+def _launcher_pids(folder: Path) -> list[int]:
+    """Pids of launchers started for the session in `folder` (found by their command line)."""
+    marker = str(folder).encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if LAUNCHER_NAME.encode() in argv[:4] and marker in argv[4:6]:
+            found.append(int(entry.name))
+    return found
+
+
+def _is_group_leader(pid: int) -> bool:
+    try:
+        return os.getpgid(pid) == pid
+    except OSError:
+        return False
+
+
 def _complete_utf8(data: bytes) -> int:
     """Length of the longest prefix of `data` that does not end inside a UTF-8 character."""
     for back in range(1, min(4, len(data)) + 1):
@@ -122,13 +162,18 @@ def _complete_utf8(data: bytes) -> int:
 class SessionManager:
     """Starts, feeds, reads and kills the sessions of one run."""
 
-    def __init__(self, root: Path, sandbox: Sandbox) -> None:
-        """Manage the sessions stored under `root` (created if missing), old ones included."""
+    def __init__(
+        self, root: Path, sandbox: Sandbox | None, watch_interval_s: float = WATCH_INTERVAL_S
+    ) -> None:
+        """Manage the sessions stored under `root` (created if missing), old ones included.
+        Without a sandbox the manager can inspect and kill sessions but not start them."""
         self.root = root
         self.sandbox = sandbox
+        self.watch_interval_s = watch_interval_s
         root.mkdir(parents=True, exist_ok=True)
         # Children this manager started; polling them reaps them so they leave no zombies.
         self._children: dict[str, subprocess.Popen[bytes]] = {}
+        self._deadline: float | None = None
 
     # --- records -------------------------------------------------------------------------
 
@@ -158,6 +203,8 @@ class SessionManager:
         child = self._children.get(rec.id)
         if child is not None and child.poll() is not None:
             del self._children[rec.id]
+        if rec.pid is None:
+            return False
         proc = _start_ticks(rec.pid)
         if proc is None:
             return False
@@ -181,16 +228,24 @@ class SessionManager:
         if running:
             runtime = time.time() - rec.started_at
             return SessionStatus(rec.id, rec.command, True, None, runtime, False)
+        reaped = self._reaped(rec.id)
         if ended is not None:
             code, at = ended
             return SessionStatus(rec.id, rec.command, False, code, at - rec.started_at, False)
         if rec.killed_at is not None and rec.killed_runtime_s is not None:
             runtime = rec.killed_runtime_s
-            return SessionStatus(rec.id, rec.command, False, None, runtime, True)
-        # Gone without an exit code (killed from outside, machine restart): the last write
-        # to its output is the best estimate of when it stopped.
+            return SessionStatus(rec.id, rec.command, False, None, runtime, True, reaped)
+        # Gone without an exit code (reaped, killed from outside, machine restart): the last
+        # write to its output is the best estimate of when it stopped.
         last = (self.root / rec.id / "output.log").stat().st_mtime
-        return SessionStatus(rec.id, rec.command, False, None, last - rec.started_at, False)
+        runtime = last - rec.started_at
+        return SessionStatus(rec.id, rec.command, False, None, runtime, False, reaped)
+
+    def _reaped(self, sid: str) -> str | None:
+        try:
+            return (self.root / sid / "reaped").read_text(encoding="utf-8").strip() or None
+        except OSError:
+            return None
 
     def status(self, sid: str) -> SessionStatus:
         """The session's current state; raises SessionError for an unknown id."""
@@ -226,16 +281,45 @@ class SessionManager:
             return self.root / f"s{n}"
 
     def start(self, command: str, name: str | None = None) -> SessionStatus:
-        """Start `command` in a new session (id = `name`, or s1, s2, ...)."""
+        """Start `command` in a new session (id = `name`, or s1, s2, ...).
+
+        The record is written before the spawn and completed after it, so a runner killed
+        in between leaves a record that `reattach` settles: it finds the process by its
+        command line and adopts it, or clears a session that never started."""
+        if self.sandbox is None:
+            raise SessionError("this session manager only inspects sessions; it cannot start one")
         folder = self._new_dir(name)
-        fifo = folder / "stdin"
-        os.mkfifo(fifo, 0o600)
-        out_fd = os.open(folder / "output.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-        # Read-write, so the FIFO always has a writer and the command never reads EOF.
-        in_fd = os.open(fifo, os.O_RDWR)
         try:
-            proc, cgroup = self.sandbox.spawn_detached(
-                command, stdin=in_fd, output=out_fd, exit_file=folder / "exit"
+            cgroup = self.sandbox.session_cgroup()
+            rec = _Record(
+                id=folder.name,
+                command=command,
+                pid=None,
+                start_ticks=None,
+                started_at=time.time(),
+                cgroup=str(cgroup) if cgroup else None,
+            )
+            fifo = folder / "stdin"
+            os.mkfifo(fifo, 0o600)
+            os.mkfifo(folder / "tick", 0o600)
+            _write_atomic(folder / "cursor", "0")
+            if self._deadline is not None:
+                _write_atomic(folder / "deadline", f"{self._deadline:.0f}")
+            out_fd = os.open(folder / "output.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+            # Read-write, so the FIFO always has a writer and the command never reads EOF.
+            in_fd = os.open(fifo, os.O_RDWR)
+        except OSError:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+        try:
+            self._save(rec)  # the intent: from here on a crash leaves a record to settle
+            proc = self.sandbox.spawn_detached(
+                command,
+                stdin=in_fd,
+                output=out_fd,
+                session_dir=folder,
+                cgroup=cgroup,
+                tick_s=self.watch_interval_s,
             )
         except OSError:
             shutil.rmtree(folder, ignore_errors=True)
@@ -245,29 +329,57 @@ class SessionManager:
             os.close(out_fd)
         # Our own unreaped child cannot vanish yet, so its start time is always readable.
         ticks = _start_ticks(proc.pid)
-        rec = _Record(
-            id=folder.name,
-            command=command,
-            pid=proc.pid,
-            start_ticks=ticks[0] if ticks else None,
-            started_at=time.time(),
-            cgroup=str(cgroup) if cgroup else None,
-        )
-        _write_atomic(folder / "cursor", "0")
+        rec.pid = proc.pid
+        rec.start_ticks = ticks[0] if ticks else None
         self._save(rec)
         self._children[rec.id] = proc
         return self._status(rec)
 
+    def _settle(self) -> None:
+        """Complete what a runner killed mid-start left: a folder without a record started
+        nothing and is removed; a record without a pid adopts the launcher found by its
+        command line, or, when none runs, is removed with its folder (nothing ever ran)."""
+        for folder in self.root.iterdir():
+            if not folder.is_dir() or not _NAME.match(folder.name):
+                continue
+            if not (folder / "meta.json").is_file():
+                shutil.rmtree(folder, ignore_errors=True)
+                continue
+            rec = self._load(folder.name)
+            if rec.pid is not None:
+                continue
+            pids = _launcher_pids(folder)
+            if not pids:
+                if rec.cgroup is not None:
+                    try_remove_cgroup(Path(rec.cgroup))
+                shutil.rmtree(folder, ignore_errors=True)
+                continue
+            # The launcher leads its process group; its watchdog is a fork with the same argv.
+            rec.pid = next((pid for pid in pids if _is_group_leader(pid)), min(pids))
+            ticks = _start_ticks(rec.pid)
+            rec.start_ticks = ticks[0] if ticks else None
+            self._save(rec)
+
     def reattach(self) -> list[str]:
         """Ids of sessions whose processes are still running (e.g. after a runner crash);
-        cleans up after those that ended meanwhile."""
+        settles half-started sessions and cleans up after those that ended meanwhile."""
+        self._settle()
         return [s.id for s in self.statuses() if s.running]
+
+    def set_deadline(self, at: float) -> None:
+        """Sessions end at wall-clock time `at` (epoch s) if nobody has ended them by then:
+        the run's remaining working time plus a grace. Applies to running sessions and to
+        those started later; the runner moves it on after pauses and restarts."""
+        self._deadline = at
+        for status in self.statuses():
+            if status.running:
+                _write_atomic(self.root / status.id / "deadline", f"{at:.0f}")
 
     async def kill(self, sid: str) -> KillReport:
         """SIGKILL the session's process group; says whether it was still running."""
         rec = self._load(sid)
         before = self._status(rec)
-        if before.running:
+        if before.running and rec.pid is not None:
             kill_group(rec.pid)
             deadline = time.monotonic() + 5.0
             while self._alive(rec) and time.monotonic() < deadline:

@@ -28,6 +28,9 @@ class Kind(StrEnum):
     LABEL = "label"  # {step, verdict, reason, source, author, rule?}
     PRESENCE = "presence"  # {seconds}: time an annotator spent watching the run
     SUBMISSION = "submission"  # {n, score, details}
+    # {sessions: [{id, output (text blob), new_bytes, cursor, exit_code, killed}]}: at run end,
+    # the output each session wrote that the agent had not read, recorded before it is lost.
+    SESSIONS_CLOSED = "sessions_closed"
     RUN_FINISHED = "run_finished"  # {status, reason}
 
 

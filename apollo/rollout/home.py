@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 from typing import IO
 
+from apollo.env.sessions import SessionManager
 from apollo.log.sqlite import SQLiteStore
 
 DEFAULT_HOME = Path.home() / ".apollo"
@@ -32,6 +33,25 @@ class Home:
 
     def run_dir(self, run_id: str) -> Path:
         return self.path / "runs" / run_id
+
+    def runner_alive(self, run_id: str) -> bool:
+        """Whether a live process holds the run's lock (drives it) right now."""
+        path = self.run_dir(run_id) / "runner.lock"
+        try:
+            handle = open(path)  # noqa: SIM115 - closed below; a probe, not a hold
+        except FileNotFoundError:
+            return False
+        with handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            fcntl.flock(handle, fcntl.LOCK_UN)
+            return False
+
+    def sessions(self, run_id: str) -> SessionManager:
+        """The run's sessions, to inspect or kill them from outside its runner."""
+        return SessionManager(self.run_dir(run_id) / "sessions", sandbox=None)
 
     def lock_run(self, run_id: str) -> IO[str]:
         """Take the run's lock for this process. The OS drops it when the process dies, so a

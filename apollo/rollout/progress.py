@@ -46,6 +46,8 @@ def describe(ev: Event, store: Store) -> str | None:
         text = f"run started: task {p.get('task')} · model {p.get('model')}"
     elif k == Kind.RUN_RESUMED:
         text = f"run resumed · sessions reattached: {', '.join(p.get('sessions') or []) or 'none'}"
+        if p.get("rerun"):
+            text += f" · reads cut by the crash made again: {len(p['rerun'])}"
     elif k == Kind.MODEL_CALL:
         if p.get("error"):
             text = f"model call FAILED: {clip(p['error'], 90)}"
@@ -71,6 +73,12 @@ def describe(ev: Event, store: Store) -> str | None:
         score = p.get("score")
         what = "final score" if p.get("final") else f"submission {p.get('n')}"
         text = f"{what}: {score if score is not None else 'error: ' + str(p.get('error'))}"
+    elif k == Kind.SESSIONS_CLOSED:
+        closed = [
+            f"{c['id']} ({c['new_bytes']} bytes{', killed' if c.get('killed') else ''})"
+            for c in p["sessions"]
+        ]
+        text = f"unread session output recorded at run end: {', '.join(closed)}"
     elif k == Kind.RUN_FINISHED:
         text = f"run {p.get('status')}: {clip(str(p.get('reason', '')), 90)}"
     else:

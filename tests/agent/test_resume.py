@@ -4,13 +4,16 @@ while finishing, a tool call left without its result."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import time
 from pathlib import Path
+from typing import Any
 
 from apollo.agent.loop import Agent, AgentConfig
 from apollo.env.workspace import Workspace
 from apollo.llm.openai_client import OpenAIChatModel
-from apollo.llm.scripted import ScriptedServer, reply
+from apollo.llm.scripted import Request, ScriptedServer, reply
 from apollo.log.events import Kind, NewEvent
 from apollo.log.sqlite import SQLiteStore
 from tests.agent.harness import act, make_task, wait_for_requests
@@ -108,3 +111,94 @@ def test_a_reply_without_a_call_is_still_answered_after_a_crash(tmp_path: Path) 
         messages = server.requests[0].body["messages"]
     assert messages[-2]["role"] == "assistant"
     assert messages[-1]["role"] == "user" and "did not call a tool" in messages[-1]["content"]
+
+
+async def _crash_once_recorded(
+    store: SQLiteStore, run_id: str, workspace: Workspace, url: str, step: int
+) -> None:
+    """Drive the run and kill the runner as soon as step `step`'s act call is in the log,
+    while its tool is running (the crash leaves that call without a result)."""
+    runner = asyncio.create_task(drive(store, run_id, workspace, url))
+    deadline = asyncio.get_running_loop().time() + 20
+    while not any(
+        e.step == step and "output" in e.payload
+        for e in store.events(run_id, kinds=[Kind.MODEL_CALL])
+    ):
+        assert asyncio.get_running_loop().time() < deadline, "the step never came"
+        await asyncio.sleep(0.02)
+    runner.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await runner
+
+
+def test_a_read_cut_by_a_crash_is_made_again_and_spends_no_step(tmp_path: Path) -> None:
+    task = make_task(tmp_path, steps=3)
+    store = SQLiteStore(tmp_path / "apollo.db")
+    run_id = store.create_run(task.id, {}).id
+    run_dir = tmp_path / "runs" / run_id
+    job = "echo one; while [ ! -e go ]; do sleep 0.05; done; echo two"
+    first = [
+        act("session_start", command=job, name="job"),
+        act("session_output", id="job", wait=60),
+    ]
+    with ScriptedServer(first) as server:
+        workspace = Workspace.create(task, run_dir)
+        asyncio.run(_crash_once_recorded(store, run_id, workspace, server.base_url, step=2))
+    (run_dir / "workspace" / "go").touch()  # the job ends while no runner is there
+    with ScriptedServer([act("finish", summary="read it all")]) as server:
+        status = asyncio.run(drive(store, run_id, Workspace.open(task, run_dir), server.base_url))
+    assert status == "finished"
+    resumed = store.events(run_id, kinds=[Kind.RUN_RESUMED])[0].payload
+    assert resumed["interrupted"] == [] and len(resumed["rerun"]) == 1
+    observations = store.events(run_id, kinds=[Kind.OBSERVATION])
+    read = next(e for e in observations if e.payload["tool_call_id"] == resumed["rerun"][0])
+    assert read.step == 2 and not read.payload.get("interrupted")
+    content = json.loads(store.get_blob(read.payload["message"]))["content"]
+    assert content.startswith("one\ntwo\n") and "exited with code 0" in content
+    assert "[step 2/3 " in content  # the read kept its step; the budget is unchanged
+
+
+def test_a_cut_call_that_may_have_run_is_answered_and_gives_its_step_back(tmp_path: Path) -> None:
+    task = make_task(tmp_path, steps=2)
+    store = SQLiteStore(tmp_path / "apollo.db")
+    run_id = store.create_run(task.id, {}).id
+    run_dir = tmp_path / "runs" / run_id
+    with ScriptedServer([act("sleep", seconds=60)]) as server:
+        workspace = Workspace.create(task, run_dir)
+        asyncio.run(_crash_once_recorded(store, run_id, workspace, server.base_url, step=1))
+    with ScriptedServer([], default=act("think", thought="go on")) as server:
+        status = asyncio.run(drive(store, run_id, Workspace.open(task, run_dir), server.base_url))
+    assert status == "timeout"
+    acts = [e for e in store.events(run_id, kinds=[Kind.MODEL_CALL]) if "output" in e.payload]
+    assert [e.step for e in acts] == [1, 2, 3]  # the budget of 2 steps, plus the cut one
+    texts = [
+        json.loads(store.get_blob(e.payload["message"]))["content"]
+        for e in store.events(run_id, kinds=[Kind.OBSERVATION])
+    ]
+    assert "restarted" in texts[0] and "[step 1/3 " in texts[0]
+    assert "[step 3/3 " in texts[-1]
+
+
+def test_the_end_of_a_run_records_session_output_nobody_read(tmp_path: Path) -> None:
+    task = make_task(tmp_path)
+    store = SQLiteStore(tmp_path / "apollo.db")
+    run_id = store.create_run(task.id, {}).id
+    run_dir = tmp_path / "runs" / run_id
+    log = run_dir / "sessions" / "job" / "output.log"
+
+    def finish_once_written(request: Request) -> dict[str, Any]:
+        deadline = time.monotonic() + 20
+        while "written" not in (log.read_text() if log.exists() else ""):
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        return act("finish", summary="never looked")
+
+    script = [act("session_start", command="echo written; sleep 100", name="job")]
+    with ScriptedServer(script, default=finish_once_written) as server:
+        status = asyncio.run(drive(store, run_id, Workspace.create(task, run_dir), server.base_url))
+    assert status == "finished"
+    kinds = [e.kind for e in store.events(run_id)]
+    assert kinds.index(Kind.SESSIONS_CLOSED) == len(kinds) - 2  # just before run_finished
+    (closed,) = store.events(run_id, kinds=[Kind.SESSIONS_CLOSED])[0].payload["sessions"]
+    assert closed["id"] == "job" and closed["killed"] and closed["exit_code"] is None
+    assert store.get_blob(closed["output"]) == "written\n"

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -161,3 +163,115 @@ async def test_session_outlives_a_killed_runner_process(
     assert report.was_running and report.runtime_s > 0.5
     rest += fresh.read("counter").text
     assert _assert_consecutive(seen_file.read_text() + rest) > 120
+
+
+KILLED_MID_START = """
+import os, sys
+from pathlib import Path
+from apollo.env import sessions
+from apollo.env.sandbox import Sandbox
+from apollo.env.task import load_task
+from apollo.env.workspace import Workspace
+
+task = load_task(sys.argv[1])
+ws = Workspace.open(task, Path(sys.argv[2]))
+if sys.argv[3] == "after-spawn":
+    save = sessions.SessionManager._save
+
+    def die_before_recording_the_pid(self, rec):
+        if rec.pid is not None:
+            os._exit(9)  # as if killed between the spawn and the record
+        save(self, rec)
+
+    sessions.SessionManager._save = die_before_recording_the_pid
+else:
+    Sandbox.spawn_detached = lambda *a, **k: os._exit(9)  # killed just before the spawn
+ws.sessions.start("echo started; sleep 100", name="job")
+"""
+
+
+def _run_killed_mid_start(workspace: Workspace, when: str) -> None:
+    child = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            KILLED_MID_START,
+            str(workspace.task.path),
+            str(workspace.run_dir),
+            when,
+        ],
+        cwd=Path(__file__).resolve().parents[2],
+        check=False,
+    )
+    assert child.returncode == 9
+
+
+def test_a_runner_killed_between_spawn_and_record_leaves_a_session_that_is_adopted(
+    workspace: Workspace,
+) -> None:
+    _run_killed_mid_start(workspace, "after-spawn")
+    meta = json.loads((workspace.run_dir / "sessions" / "job" / "meta.json").read_text())
+    assert meta["pid"] is None  # the intent was recorded, the pid never was
+    fresh = SessionManager(workspace.run_dir / "sessions", workspace.sandbox)
+    assert fresh.reattach() == ["job"]
+    assert fresh.status("job").running
+    assert _read_until(fresh, "job", "started\n") == "started\n"
+    asyncio.run(fresh.kill("job"))
+    assert not fresh.status("job").running
+    pid = json.loads((workspace.run_dir / "sessions" / "job" / "meta.json").read_text())["pid"]
+    _wait_gone(pid)
+
+
+def test_a_runner_killed_before_the_spawn_leaves_nothing_and_frees_the_name(
+    workspace: Workspace,
+) -> None:
+    _run_killed_mid_start(workspace, "before-spawn")
+    assert (workspace.run_dir / "sessions" / "job" / "meta.json").is_file()
+    fresh = SessionManager(workspace.run_dir / "sessions", workspace.sandbox)
+    assert fresh.reattach() == []
+    assert not (workspace.run_dir / "sessions" / "job").exists()
+    assert fresh.start("echo again", name="job").id == "job"
+
+
+def _group_alive(pgid: int) -> bool:
+    """Whether any process of the group is still running (zombies do not count)."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] not in "ZX":
+            return True
+    return False
+
+
+def _wait_gone(pgid: int, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while _group_alive(pgid):
+        assert time.monotonic() < deadline, f"process group {pgid} still running"
+        time.sleep(0.05)
+
+
+def test_a_session_ends_when_its_run_folder_is_gone(workspace: Workspace, tmp_path: Path) -> None:
+    run_dir = tmp_path / "gone-run"
+    manager = SessionManager(run_dir / "sessions", workspace.sandbox, watch_interval_s=0.1)
+    manager.start("sleep 100", name="orphan")
+    pid = json.loads((run_dir / "sessions" / "orphan" / "meta.json").read_text())["pid"]
+    assert _group_alive(pid)
+    shutil.rmtree(run_dir)  # a deleted home: nobody could ever resume or kill it
+    _wait_gone(pid)
+
+
+def test_a_session_past_its_runs_deadline_is_ended_and_says_why(workspace: Workspace) -> None:
+    manager = SessionManager(workspace.run_dir / "sessions", workspace.sandbox, 0.1)
+    manager.start("sleep 100", name="late")
+    manager.set_deadline(time.time() + 3600)
+    assert manager.status("late").running
+    manager.set_deadline(time.time() - 1)  # the run's working time (plus grace) is over
+    deadline = time.monotonic() + 20
+    while manager.status("late").running:
+        assert time.monotonic() < deadline, "the session outlived its deadline"
+        time.sleep(0.05)
+    status = manager.status("late")
+    assert status.reaped == "its run's working time ran out"
+    assert "working time ran out" in status.describe()

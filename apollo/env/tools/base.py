@@ -15,6 +15,9 @@ class ToolSpec:
     name: str
     description: str
     parameters: dict[str, Any]
+    # A read that changes nothing: a call a crash cut short is made again on resume (it must
+    # not spend a step); any other cut call is answered "interrupted".
+    rerun_on_resume: bool = False
 
     def schema(self) -> dict[str, Any]:
         return {

@@ -259,6 +259,7 @@ SPECS = [
             },
             "required": ["path"],
         },
+        rerun_on_resume=True,
     ),
     ToolSpec(
         "write_file",
@@ -294,6 +295,7 @@ SPECS = [
             },
             "required": [],
         },
+        rerun_on_resume=True,
     ),
     ToolSpec(
         "search",
@@ -308,6 +310,7 @@ SPECS = [
             },
             "required": ["pattern"],
         },
+        rerun_on_resume=True,
     ),
 ]
 

@@ -90,6 +90,11 @@ class ToolBox:
                 raise ValueError(f"tool {spec.name!r} is defined twice")
             self._tools[spec.name] = (spec, handler)
 
+    def spec(self, name: str) -> ToolSpec | None:
+        """The tool called `name`, or None if there is none."""
+        found = self._tools.get(name)
+        return found[0] if found else None
+
     def specs(self) -> list[ToolSpec]:
         """Every tool's schema, in a stable order."""
         return [spec for spec, _ in self._tools.values()]

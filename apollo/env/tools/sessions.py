@@ -156,11 +156,14 @@ SPECS = [
             },
             ["id"],
         ),
+        # Safe to repeat: on resume the read cursor is set back to what the log recorded.
+        rerun_on_resume=True,
     ),
     ToolSpec(
         "session_list",
         "List all sessions with their state (running or exit code), runtime and command.",
         _params({}, []),
+        rerun_on_resume=True,
     ),
     ToolSpec(
         "session_kill",
