@@ -358,7 +358,8 @@ SPECS = [
     ),
     ToolSpec(
         "list_files",
-        "List files and folders (with sizes) as a tree.",
+        "List files and folders (with sizes) as a tree. Symbolic links are shown as "
+        "'name -> target'; the file tools do not follow them (run does).",
         {
             "type": "object",
             "properties": {
