@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
+from apollo.env import beneath
 from apollo.env.sandbox import kill_group
 from apollo.env.task import Task, load_task
 from apollo.env.tools.base import ToolContext
@@ -97,3 +98,12 @@ def workspace(task: Task, tmp_path: Path) -> Iterator[Workspace]:
 @pytest.fixture
 def ctx(workspace: Workspace) -> ToolContext:
     return ToolContext(workspace=workspace, wake=asyncio.Event())
+
+
+@pytest.fixture(params=["openat2", "walk"] if beneath.openat2 else ["walk"])
+def mechanism(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Each way `apollo.env.beneath` resolves paths on this kernel: openat2 where it has it,
+    and always the O_NOFOLLOW walk that stands in where it does not (forced here)."""
+    if request.param == "walk":
+        monkeypatch.setattr(beneath, "openat2", None)
+    return str(request.param)

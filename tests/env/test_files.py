@@ -8,54 +8,97 @@ from pathlib import Path
 import pytest
 
 from apollo.env.tools.base import ToolContext
-from apollo.env.tools.files import PathRefused, resolve_path
+from apollo.env.tools.files import PathRefused, relative_path
 from apollo.env.tools.registry import ToolBox
 
 pytestmark = pytest.mark.anyio
 
 
-def test_resolve_path_accepts_workspace_paths(tmp_path: Path) -> None:
-    root = tmp_path / "ws"
-    (root / "a").mkdir(parents=True)
-    assert resolve_path(root, "a/b.txt") == root / "a" / "b.txt"
-    assert resolve_path(root, "/workspace/a/b.txt") == root / "a" / "b.txt"
-    assert resolve_path(root, "/workspace") == root
-    assert resolve_path(root, "a/../c") == root / "c"
+def test_relative_path_accepts_workspace_paths() -> None:
+    assert relative_path("a/b.txt") == "a/b.txt"
+    assert relative_path("/workspace/a/b.txt") == "a/b.txt"
+    assert relative_path("/workspace") == "."
+    assert relative_path("./a//b/") == "a/b"
+    assert relative_path("a/../c") == "c"
 
 
 @pytest.mark.parametrize("raw", ["../outside.txt", "a/../../x", "/etc/passwd", "~/x", "/work"])
-def test_resolve_path_refuses_escapes(tmp_path: Path, raw: str) -> None:
-    (tmp_path / "ws" / "a").mkdir(parents=True)
+def test_relative_path_refuses_escapes(raw: str) -> None:
     with pytest.raises(PathRefused, match="outside the workspace"):
-        resolve_path(tmp_path / "ws", raw)
+        relative_path(raw)
 
 
-async def test_symlinks_pointing_out_are_refused(ctx: ToolContext, tmp_path: Path) -> None:
+async def test_symlinks_are_shown_never_followed(
+    ctx: ToolContext, tmp_path: Path, mechanism: str
+) -> None:
     outside = tmp_path / "outside.txt"
     outside.write_text("host secret\n")
     root = ctx.workspace.path
     os.symlink(outside, root / "link.txt")
     os.symlink(tmp_path, root / "linkdir")
+    os.symlink("notes.txt", root / "inner.txt")  # pointing inside: not followed either
     box = ToolBox()
-    for name, args in [
-        ("read_file", {"path": "link.txt"}),
-        ("write_file", {"path": "link.txt", "content": "overwritten"}),
-        ("write_file", {"path": "linkdir/new.txt", "content": "planted"}),
-        ("edit_file", {"path": "link.txt", "old": "host", "new": "x"}),
-        ("list_files", {"path": "linkdir"}),
-        ("search", {"pattern": "secret", "path": "linkdir"}),
+    for name, args, link in [
+        ("read_file", {"path": "link.txt"}, "link.txt"),
+        ("write_file", {"path": "link.txt", "content": "overwritten"}, "link.txt"),
+        ("write_file", {"path": "linkdir/new.txt", "content": "planted"}, "linkdir"),
+        ("write_file", {"path": "linkdir/deep/new.txt", "content": "planted"}, "linkdir"),
+        ("edit_file", {"path": "link.txt", "old": "host", "new": "x"}, "link.txt"),
+        ("list_files", {"path": "linkdir"}, "linkdir"),
+        ("search", {"pattern": "secret", "path": "linkdir"}, "linkdir"),
+        ("search", {"pattern": "secret", "path": "linkdir/outside.txt"}, "linkdir"),
+        ("read_file", {"path": "inner.txt"}, "inner.txt"),
     ]:
         result = await box.call(name, args, ctx)
-        assert result.error and "outside the workspace" in result.output, name
+        assert result.error, name
+        assert f"{link!r} is a symbolic link" in result.output, name
+        assert "do not follow links" in result.output and "run" in result.output, name
     assert outside.read_text() == "host secret\n"
-    assert not (tmp_path / "new.txt").exists()
+    assert not (tmp_path / "new.txt").exists() and not (tmp_path / "deep").exists()
     listing = await box.call("list_files", {}, ctx)
     assert f"link.txt -> {outside}" in listing.output  # shown, never followed
-    found = await box.call("search", {"pattern": "secret"}, ctx)
-    assert "No matches" in found.output
+    assert "inner.txt -> notes.txt" in listing.output
+    found = await box.call("search", {"pattern": "secret|alpha"}, ctx)
+    assert found.output == "notes.txt:1: alpha"  # found once, through the file, not the link
 
 
-async def test_write_read_edit_round_trip(ctx: ToolContext) -> None:
+async def test_special_files_and_bad_text_are_refused_clearly(
+    ctx: ToolContext, mechanism: str
+) -> None:
+    root = ctx.workspace.path
+    os.mkfifo(root / "pipe")  # opening it for reading must not hang the tool
+    (root / "latin1.txt").write_bytes(b"caf\xe9\n")
+    box = ToolBox()
+    read = await box.call("read_file", {"path": "pipe"}, ctx)
+    assert read.error and "not a regular file" in read.output
+    found = await box.call("search", {"pattern": "x"}, ctx)
+    assert not found.error
+    edit = await box.call("edit_file", {"path": "latin1.txt", "old": "caf", "new": "x"}, ctx)
+    assert edit.error and "not UTF-8 text" in edit.output
+    into_file = await box.call("write_file", {"path": "notes.txt/x", "content": ""}, ctx)
+    assert into_file.error and "is a file, not a folder" in into_file.output
+    on_dir = await box.call("write_file", {"path": "src", "content": ""}, ctx)
+    assert on_dir.error and "is a directory" in on_dir.output
+
+
+async def test_write_is_atomic_and_keeps_permissions(ctx: ToolContext) -> None:
+    script = ctx.workspace.path / "run.sh"
+    script.write_text("echo old\n")
+    script.chmod(0o750)
+    before = script.stat().st_ino
+    box = ToolBox()
+    result = await box.call("write_file", {"path": "run.sh", "content": "echo new\n"}, ctx)
+    assert not result.error
+    after = script.stat()
+    assert after.st_ino != before  # a new file renamed over the old name
+    assert after.st_mode & 0o777 == 0o750 and script.read_text() == "echo new\n"
+    edited = await box.call("edit_file", {"path": "run.sh", "old": "new", "new": "edited"}, ctx)
+    assert not edited.error and script.stat().st_mode & 0o777 == 0o750
+    leftovers = [p.name for p in ctx.workspace.path.iterdir() if p.name.startswith(".apollo")]
+    assert leftovers == []
+
+
+async def test_write_read_edit_round_trip(ctx: ToolContext, mechanism: str) -> None:
     box = ToolBox()
     wrote = await box.call(
         "write_file", {"path": "/workspace/pkg/mod.py", "content": "a = 1\nb = 2\nc = 3\n"}, ctx

@@ -1,19 +1,24 @@
 """File tools: read, write, edit, list and search files of the workspace.
 
-They run in-process on the host copy of the workspace (fast, no sandbox start-up). That is safe
-only because every path is resolved, symlinks included, and refused unless it lands inside the
-workspace.
+They run in-process on the host copy of the workspace (fast, no sandbox start-up), while the
+agent's sessions may change it at any moment. So a path is never checked and then opened: every
+open, listing, mkdir and rename goes through `apollo.env.beneath`, which resolves paths beneath
+the workspace's directory descriptor and refuses every symbolic link. The rule for the agent:
+the file tools do not follow links (they show them in listings); `run` can.
 """
 
 from __future__ import annotations
 
 import asyncio
+import io
 import os
 import re
-from collections.abc import Callable
-from pathlib import Path, PurePosixPath
-from typing import Any
+import stat
+from collections.abc import Callable, Iterator
+from pathlib import PurePosixPath
+from typing import Any, BinaryIO
 
+from apollo.env.beneath import Beneath, Entry, LinkRefused, NotRegularFile
 from apollo.env.tools.base import Handler, ToolContext, ToolResult, ToolSpec, cap_output
 
 _INSIDE = "/workspace"
@@ -29,12 +34,15 @@ class PathRefused(ValueError):
     """A path that is not inside the workspace, or not what the tool needs."""
 
 
-def resolve_path(root: Path, raw: str) -> Path:
-    """The host path for `raw` (relative to the workspace, or absolute under /workspace);
-    PathRefused if it resolves outside the workspace, through `..` or symlinks."""
-    root = root.resolve()
+def relative_path(raw: str) -> str:
+    """`raw` (relative to the workspace, or absolute under /workspace) as a normalised path
+    relative to the workspace ("." for the workspace itself); PathRefused if it is outside.
+
+    `..` is resolved by name: symbolic links are never followed, so the name is the place."""
+    if "\0" in raw:
+        raise PathRefused(f"path {raw!r} contains a NUL character")
     if raw == _INSIDE or raw.startswith(_INSIDE + "/"):
-        relative = raw[len(_INSIDE) :].lstrip("/")
+        relative = raw[len(_INSIDE) :]
     elif raw.startswith(("/", "~")):
         raise PathRefused(
             f"path {raw!r} is outside the workspace; use a path relative to the workspace "
@@ -42,34 +50,53 @@ def resolve_path(root: Path, raw: str) -> Path:
         )
     else:
         relative = raw
-    target = (root / relative).resolve()
-    if not target.is_relative_to(root):
+    parts: list[str] = []
+    for part in relative.split("/"):
+        if part == "..":
+            if not parts:
+                raise PathRefused(
+                    f"path {raw!r} leads outside the workspace (through '..'); only files "
+                    "inside /workspace can be used"
+                )
+            parts.pop()
+        elif part not in ("", "."):
+            parts.append(part)
+    return "/".join(parts) or "."
+
+
+def _child(folder: str, name: str) -> str:
+    return name if folder == "." else f"{folder}/{name}"
+
+
+def _link_refusal(exc: LinkRefused) -> PathRefused:
+    return PathRefused(
+        f"{exc.link!r} is a symbolic link (-> {exc.target}); the file tools do not follow links, "
+        "so that nothing outside the workspace is reached through one: use the path it points "
+        "to, or run"
+    )
+
+
+def _is_binary(f: BinaryIO) -> bool:
+    return b"\0" in os.pread(f.fileno(), _BINARY_PROBE, 0)
+
+
+def _text_file(ws: Beneath, raw: str, rel: str) -> BinaryIO:
+    """The text file `rel`, open for reading; PathRefused for anything else."""
+    try:
+        f = ws.open_file(rel)
+    except IsADirectoryError:
+        raise PathRefused(f"{raw!r} is a directory; use list_files to see what it holds") from None
+    except (FileNotFoundError, NotADirectoryError):
         raise PathRefused(
-            f"path {raw!r} resolves to a place outside the workspace (through '..' or a "
-            "symlink); only files inside /workspace can be used"
-        )
-    return target
-
-
-def _display(root: Path, path: Path) -> str:
-    return path.relative_to(root.resolve()).as_posix() or "."
-
-
-def _is_binary(path: Path) -> bool:
-    with open(path, "rb") as f:
-        return b"\0" in f.read(_BINARY_PROBE)
-
-
-def _text_file(root: Path, raw: str) -> Path:
-    path = resolve_path(root, raw)
-    if path.is_dir():
-        raise PathRefused(f"{raw!r} is a directory; use list_files to see what it holds")
-    if not path.is_file():
-        raise PathRefused(f"no file {raw!r} in the workspace; list_files shows what exists")
-    if _is_binary(path):
-        size = path.stat().st_size
+            f"no file {raw!r} in the workspace; list_files shows what exists"
+        ) from None
+    except NotRegularFile:
+        raise PathRefused(f"{raw!r} is not a regular file (a FIFO, socket or device)") from None
+    if _is_binary(f):
+        size = os.fstat(f.fileno()).st_size
+        f.close()
         raise PathRefused(f"{raw!r} is a binary file ({size} bytes); inspect it with run")
-    return path
+    return f
 
 
 def _limit(ctx: ToolContext) -> int:
@@ -77,141 +104,187 @@ def _limit(ctx: ToolContext) -> int:
     return limit
 
 
-def _root(ctx: ToolContext) -> Path:
-    root: Path = ctx.workspace.path
-    return root
-
-
-def _read(root: Path, args: dict[str, Any], limit: int) -> str:
-    path = _text_file(root, args["path"])
+def _read(ws: Beneath, args: dict[str, Any], limit: int) -> str:
+    rel = relative_path(args["path"])
     start = max(int(args.get("start_line") or 1), 1)
     end = int(args["end_line"]) if args.get("end_line") else None
     if end is not None and end < start:
         raise PathRefused(f"end_line {end} is before start_line {start}")
     lines: list[str] = []
     total = 0
-    with open(path, encoding="utf-8", errors="replace") as f:
+    with io.TextIOWrapper(_text_file(ws, args["path"], rel), "utf-8", errors="replace") as f:
         for number, line in enumerate(f, start=1):
             total = number
             if number >= start and (end is None or number <= end):
                 lines.append(f"{number:>6}\t{line.rstrip(chr(10))}")
     if total == 0:
-        return f"{_display(root, path)} is empty."
+        return f"{rel} is empty."
     if start > total:
         raise PathRefused(f"start_line {start} is past the end ({total} lines)")
     last = start + len(lines) - 1
-    header = f"{_display(root, path)}, lines {start}-{last} of {total}:\n"
+    header = f"{rel}, lines {start}-{last} of {total}:\n"
     body = header + "\n".join(lines)
     if len(body) > limit:
         body = "[long output: read smaller ranges with start_line/end_line]\n" + body
     return body
 
 
-def _write(root: Path, args: dict[str, Any]) -> str:
-    path = resolve_path(root, args["path"])
-    if path.is_dir():
-        raise PathRefused(f"{args['path']!r} is a directory; give a file path")
-    path.parent.mkdir(parents=True, exist_ok=True)
+def _replace(ws: Beneath, raw: str, rel: str, data: bytes) -> None:
+    try:
+        ws.write(rel, data)
+    except IsADirectoryError:
+        raise PathRefused(f"{raw!r} is a directory; give a file path") from None
+    except NotADirectoryError:
+        raise PathRefused(f"a part of {raw!r} is a file, not a folder") from None
+
+
+def _write(ws: Beneath, args: dict[str, Any]) -> str:
+    rel = relative_path(args["path"])
     content: str = args["content"]
-    path.write_text(content, encoding="utf-8")
+    data = content.encode("utf-8")
+    _replace(ws, args["path"], rel, data)
     lines = content.count("\n") + (1 if content and not content.endswith("\n") else 0)
-    return f"Wrote {len(content.encode())} bytes ({lines} lines) to {_display(root, path)}."
+    return f"Wrote {len(data)} bytes ({lines} lines) to {rel}."
 
 
-def _edit(root: Path, args: dict[str, Any]) -> str:
-    path = _text_file(root, args["path"])
+def _edit(ws: Beneath, args: dict[str, Any]) -> str:
+    raw = args["path"]
+    rel = relative_path(raw)
+    with _text_file(ws, raw, rel) as f:
+        try:
+            text = f.read().decode("utf-8")
+        except UnicodeDecodeError:
+            raise PathRefused(f"{raw!r} is not UTF-8 text; change it with run") from None
     old: str = args["old"]
     if not old:
         raise PathRefused("'old' is empty; give the exact text to replace")
-    text = path.read_text(encoding="utf-8")
     count = text.count(old)
     if count == 0:
         raise PathRefused(
-            f"'old' was not found in {args['path']!r}; read the file and copy the text exactly, "
+            f"'old' was not found in {raw!r}; read the file and copy the text exactly, "
             "whitespace and indentation included"
         )
     if count > 1:
         raise PathRefused(
-            f"'old' occurs {count} times in {args['path']!r}; it must match exactly once, so "
+            f"'old' occurs {count} times in {raw!r}; it must match exactly once, so "
             "include more of the surrounding lines"
         )
     first_line = text[: text.index(old)].count("\n") + 1
-    path.write_text(text.replace(old, args["new"], 1), encoding="utf-8")
-    return f"Edited {_display(root, path)} at line {first_line}."
+    _replace(ws, raw, rel, text.replace(old, args["new"], 1).encode("utf-8"))
+    return f"Edited {rel} at line {first_line}."
 
 
-def _entry(path: Path) -> str:
-    if path.is_symlink():
-        return f"{path.name} -> {os.readlink(path)}"
-    if path.is_dir():
-        return f"{path.name}/"
-    return f"{path.name} ({path.stat().st_size} bytes)"
+def _line(e: Entry) -> str:
+    if e.kind == "link":
+        return f"{e.name} -> {e.target}"
+    if e.kind == "dir":
+        return f"{e.name}/"
+    if e.kind == "file":
+        return f"{e.name} ({e.size} bytes)"
+    return f"{e.name} (not a regular file)"
 
 
-def _list(root: Path, args: dict[str, Any]) -> str:
-    top = resolve_path(root, args.get("path") or ".")
-    if not top.is_dir():
-        raise PathRefused(f"{args.get('path')!r} is not a directory in the workspace")
+def _list(ws: Beneath, args: dict[str, Any]) -> str:
+    raw = args.get("path") or "."
+    top = relative_path(raw)
     depth = min(max(int(args.get("depth") or 2), 1), 10)
+    try:
+        first = ws.entries(top)
+    except (FileNotFoundError, NotADirectoryError):
+        raise PathRefused(f"{raw!r} is not a directory in the workspace") from None
     lines: list[str] = []
     hidden = 0
 
-    def walk(folder: Path, level: int) -> None:
+    def walk(folder: str, level: int, entries: list[Entry]) -> None:
         nonlocal hidden
-        for child in sorted(folder.iterdir(), key=lambda p: p.name):
+        for e in entries:
             if len(lines) >= _MAX_LIST_ENTRIES:
                 hidden += 1
                 continue
-            lines.append("  " * level + _entry(child))
-            # Symlinked folders are not followed: they may point outside the workspace.
-            if child.is_dir() and not child.is_symlink() and level + 1 < depth:
-                walk(child, level + 1)
+            lines.append("  " * level + _line(e))
+            if e.kind == "dir" and level + 1 < depth:
+                try:
+                    inner = ws.entries(_child(folder, e.name))
+                except OSError:
+                    continue  # changed since it was listed (gone, or now a link)
+                walk(_child(folder, e.name), level + 1, inner)
 
-    walk(top, 0)
-    head = f"{_display(root, top)}/ (depth {depth}):"
+    walk(top, 0, first)
+    head = f"{top}/ (depth {depth}):"
     if hidden:
         lines.append(f"[... {hidden} more entries; list a subfolder or lower depth]")
     return "\n".join([head, *lines]) if lines else f"{head}\n(empty)"
 
 
-def _files_under(top: Path) -> list[Path]:
-    if top.is_file():
-        return [top]
-    found: list[Path] = []
-    for folder, dirs, files in os.walk(top):
-        dirs[:] = sorted(d for d in dirs if d not in _SKIP_DIRS)
-        found += [Path(folder) / name for name in sorted(files)]
-    return found
+def _files_under(ws: Beneath, top: str) -> Iterator[str]:
+    """The regular files under the folder `top`, folder by folder (links not followed)."""
+    pending = [top]
+    while pending:
+        folder = pending.pop()
+        try:
+            entries = ws.entries(folder)
+        except OSError:
+            if folder == top:
+                raise
+            continue  # changed since it was listed (gone, or now a link)
+        yield from (_child(folder, e.name) for e in entries if e.kind == "file")
+        dirs = [e.name for e in entries if e.kind == "dir" and e.name not in _SKIP_DIRS]
+        pending += [_child(folder, name) for name in reversed(dirs)]
 
 
-def _search(root: Path, args: dict[str, Any]) -> str:
+def _search(ws: Beneath, args: dict[str, Any]) -> str:
     try:
         regex = re.compile(args["pattern"])
     except re.error as exc:
         raise PathRefused(f"invalid regular expression {args['pattern']!r}: {exc}") from None
-    top = resolve_path(root, args.get("path") or ".")
+    raw = args.get("path") or "."
+    top = relative_path(raw)
+    try:
+        is_dir = stat.S_ISDIR(ws.stat(top).st_mode)
+    except (FileNotFoundError, NotADirectoryError):
+        raise PathRefused(f"no file or folder {raw!r} in the workspace") from None
     glob = args.get("glob")
     matches: list[str] = []
-    for file in _files_under(top):
-        rel = _display(root, file)
+    for rel in _files_under(ws, top) if is_dir else iter([top]):
         if glob and not PurePosixPath(rel).match(glob):
             continue
-        if file.is_symlink() or file.stat().st_size > _MAX_SEARCH_FILE_BYTES or _is_binary(file):
-            continue
-        with open(file, encoding="utf-8", errors="replace") as f:
-            for number, line in enumerate(f, start=1):
-                if regex.search(line):
-                    matches.append(f"{rel}:{number}: {line.rstrip()[:_MAX_MATCH_LINE]}")
-                    if len(matches) >= _MAX_MATCHES:
-                        matches.append(f"[stopped after {_MAX_MATCHES} matches; narrow it down]")
-                        return "\n".join(matches)
+        try:
+            f = ws.open_file(rel)
+        except OSError:
+            if rel == top:
+                raise
+            continue  # changed since it was listed (gone, or now a link or a folder)
+        with f:
+            if os.fstat(f.fileno()).st_size > _MAX_SEARCH_FILE_BYTES or _is_binary(f):
+                continue
+            with io.TextIOWrapper(f, "utf-8", errors="replace") as text:
+                for number, line in enumerate(text, 1):
+                    if regex.search(line):
+                        matches.append(f"{rel}:{number}: {line.rstrip()[:_MAX_MATCH_LINE]}")
+                        if len(matches) >= _MAX_MATCHES:
+                            matches.append(
+                                f"[stopped after {_MAX_MATCHES} matches; narrow it down]"
+                            )
+                            return "\n".join(matches)
     return "\n".join(matches) if matches else f"No matches for {args['pattern']!r}."
+
+
+def _in_workspace(ctx: ToolContext, fn: Callable[..., str], *extra: Any) -> str:
+    """`fn` on the workspace, opened beneath its directory; refusals become PathRefused."""
+    try:
+        with Beneath(ctx.workspace.path) as ws:
+            return fn(ws, *extra)
+    except LinkRefused as exc:
+        raise _link_refusal(exc) from None
+    except OSError as exc:
+        where = f"{exc.filename!r}" if exc.filename else "the path"
+        raise PathRefused(f"could not use {where}: {exc.strerror or exc}") from None
 
 
 async def _run(ctx: ToolContext, fn: Callable[..., str], *extra: Any) -> ToolResult:
     """Run a file operation off the event loop; refusals become error results."""
     try:
-        text = await asyncio.to_thread(fn, _root(ctx), *extra)
+        text = await asyncio.to_thread(_in_workspace, ctx, fn, *extra)
     except PathRefused as exc:
         return ToolResult(str(exc), exit=None, error=True)
     capped, truncated = cap_output(text, _limit(ctx))
@@ -286,7 +359,8 @@ SPECS = [
     ),
     ToolSpec(
         "list_files",
-        "List files and folders (with sizes) as a tree.",
+        "List files and folders (with sizes) as a tree. Symbolic links are shown as "
+        "'name -> target'; the file tools do not follow them (run does).",
         {
             "type": "object",
             "properties": {
