@@ -8,6 +8,7 @@ database, or is damaged, fails with StoreCorrupt, which names the path and the w
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -423,7 +424,7 @@ class SQLiteStore(Store):
 
         for i in range(0, len(wanted), 500):
             chunk = wanted[i : i + 500]
-            for r in self._retry(lambda chunk=chunk: read(chunk)):
+            for r in self._retry(functools.partial(read, chunk)):
                 data = zlib.decompress(r["data"]) if r["z"] else r["data"]
                 out[r["id"]] = bytes(data).decode("utf-8")
         missing = [b for b in wanted if b not in out]
