@@ -230,9 +230,9 @@ class SQLiteStore(Store):
             waited = time.monotonic() - started
             if waited >= self.busy_s:
                 raise StoreBusy(
-                    f"the store {self.path} is busy: another process has held its write lock "
-                    f"for {waited:.1f} s (this process waits {self.busy_s:g} s). Let that "
-                    f"process finish, or stop it, and try again; set {BUSY_ENV} to wait longer"
+                    f"the store {self.path} is busy: another process held its write lock for "
+                    f"all the {waited:.1f} s this one waited. Let that process finish, or stop "
+                    f"it, and try again; set {BUSY_ENV} (now {self.busy_s:g} s) to wait longer"
                 )
             if not warned:
                 log.warning(
