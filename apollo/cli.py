@@ -205,6 +205,13 @@ def cmd_control(args: argparse.Namespace, home: Home) -> int:
     return 0
 
 
+def cmd_backup(args: argparse.Namespace, home: Home) -> int:
+    dest = home.open_store().backup(args.dest, overwrite=args.force)
+    size = dest.stat().st_size / 2**20
+    print(f"backed up {home.db_path} to {dest} ({size:.1f} MiB, consistent as of now)")
+    return 0
+
+
 def cmd_tasks(args: argparse.Namespace, home: Home) -> int:
     for task in builtin_tasks():
         budget = task.spec.budget
@@ -334,6 +341,14 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("run")
         p.add_argument("--author", default=CLI_AUTHOR)
         p.set_defaults(control=action)
+
+    p = add(
+        "backup",
+        cmd_backup,
+        "copy the store (apollo.db) to DEST consistently, even while runs are writing",
+    )
+    p.add_argument("dest", metavar="DEST", help="path of the copy (a new file)")
+    p.add_argument("--force", action="store_true", help="replace DEST if it is an existing file")
 
     add("tasks", cmd_tasks, "list built-in tasks (id first)")
     add_supervise_commands(sub, add)

@@ -1,26 +1,64 @@
-"""SQLite implementation of the Store (WAL mode): the embedded default."""
+"""SQLite implementation of the Store (WAL mode): the embedded default.
+
+Every operation goes through one busy policy (`SQLiteStore._retry`): while another process
+holds the write lock, the operation is tried again with backoff for a bounded time (`busy_s`:
+`$APOLLO_STORE_BUSY_S`, default 120 s), then fails with StoreBusy. A file that is not a
+database, or is damaged, fails with StoreCorrupt, which names the path and the way out.
+"""
 
 from __future__ import annotations
 
+import functools
 import json
+import logging
+import math
+import os
 import sqlite3
+import stat
 import threading
 import time
 import uuid
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from apollo.log.events import Annotator, Event, NewEvent, Role, RunRecord, RunStatus, blob_id
 from apollo.log.store import (
     Store,
+    StoreBusy,
+    StoreCorrupt,
     StoreError,
     check_steerable,
     hash_token,
     new_run_id,
     new_token,
     run_updates,
+)
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+BUSY_ENV = "APOLLO_STORE_BUSY_S"
+# Generous: a runner that gives up leaves its run to be resumed by hand.
+DEFAULT_BUSY_S = 120.0
+# SQLite's own busy handler waits at most this long per attempt. The retry loop around it
+# bounds the whole wait and starts each attempt afresh, which also covers busy answers the
+# handler never sees (a write from a read snapshot that another writer made stale).
+_ATTEMPT_S = 0.25
+_FIRST_PAUSE_S = 0.02
+_MAX_PAUSE_S = 0.5
+_BUSY = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
+_DAMAGED = frozenset({sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB})
+# Errors of the file or its disk rather than of a statement: a user can act on these.
+_UNUSABLE = frozenset(
+    {
+        sqlite3.SQLITE_CANTOPEN,
+        sqlite3.SQLITE_READONLY,
+        sqlite3.SQLITE_IOERR,
+        sqlite3.SQLITE_FULL,
+        sqlite3.SQLITE_PERM,
+    }
 )
 
 # Ordinary rowid tables: payloads and blobs are often kilobytes, which WITHOUT ROWID tables
@@ -69,6 +107,30 @@ CREATE TABLE IF NOT EXISTS annotators (
 _COMPRESS_ABOVE = 512
 
 
+def busy_seconds(value: float | None = None) -> float:
+    """How long a store waits for another process's write lock: `value`, else
+    $APOLLO_STORE_BUSY_S, else DEFAULT_BUSY_S."""
+    if value is None:
+        raw = os.environ.get(BUSY_ENV, "").strip()
+        if not raw:
+            return DEFAULT_BUSY_S
+        try:
+            value = float(raw)
+        except ValueError:
+            value = math.nan
+        if not (math.isfinite(value) and value >= 0):
+            raise StoreError(f"{BUSY_ENV} must be a number of seconds, 0 or more (got {raw!r})")
+    if not (math.isfinite(value) and value >= 0):
+        raise ValueError(f"busy_s must be a number of seconds, 0 or more (got {value!r})")
+    return float(value)
+
+
+def _code(exc: sqlite3.Error) -> int | None:
+    """The primary SQLite result code of an error (extended codes carry it in the low byte)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return None if code is None else int(code) & 0xFF
+
+
 def _first(cursor: sqlite3.Cursor) -> sqlite3.Row | None:
     """The first row, reading the cursor to its end: a statement left unfinished keeps its
     read transaction open, and the connection would keep seeing that old snapshot."""
@@ -109,31 +171,120 @@ def _annotator_row(row: sqlite3.Row) -> Annotator:
 
 
 class SQLiteStore(Store):
-    """A Store in one SQLite file. Several processes may open the same file."""
+    """A Store in one SQLite file. Several processes may open the same file.
 
-    def __init__(self, path: str | Path) -> None:
+    `busy_s`: how long an operation waits while another process holds the write lock, before
+    it raises StoreBusy (default: $APOLLO_STORE_BUSY_S, else DEFAULT_BUSY_S)."""
+
+    def __init__(self, path: str | Path, busy_s: float | None = None) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.busy_s = busy_seconds(busy_s)
         # One connection guarded by a lock: cheap, and safe across the runner's threads.
-        self._db = sqlite3.connect(
-            self.path, timeout=30.0, isolation_level=None, check_same_thread=False
-        )
-        self._db.row_factory = sqlite3.Row
         self._lock = threading.RLock()
-        self._db.execute("PRAGMA journal_mode=WAL")
-        # NORMAL in WAL mode survives a killed process (not a power cut) and is much faster.
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA busy_timeout=30000")
-        # Long logs are read back whole (resume, export): a 64 MiB page cache instead of the
-        # default 2 MiB keeps the events and blobs of a run in memory while it is read.
-        self._db.execute("PRAGMA cache_size=-65536")
-        self._db.executescript(_SCHEMA)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot create the folder of the store {self.path}: {exc}") from exc
+        self._db = self._retry(self._connect)
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(
+            self.path,
+            timeout=min(_ATTEMPT_S, self.busy_s),
+            isolation_level=None,
+            check_same_thread=False,
+        )
+        try:
+            db.row_factory = sqlite3.Row
+            db.execute("PRAGMA journal_mode=WAL")
+            # NORMAL in WAL mode survives a killed process (not a power cut) and is much faster.
+            db.execute("PRAGMA synchronous=NORMAL")
+            # Long logs are read back whole (resume, export): a 64 MiB page cache instead of the
+            # default 2 MiB keeps the events and blobs of a run in memory while it is read.
+            db.execute("PRAGMA cache_size=-65536")
+            db.executescript(_SCHEMA)
+        except BaseException:
+            db.close()
+            raise
+        return db
+
+    # -- the busy policy and errors -------------------------------------------------------
+    def _retry(self, op: Callable[[], T]) -> T:
+        """Run `op` (one statement or one whole transaction) under the connection lock.
+
+        While another process holds the write lock, `op` is tried again with backoff until
+        `busy_s` has passed, then StoreBusy. A damaged or unusable file raises StoreError."""
+        started = time.monotonic()
+        pause = _FIRST_PAUSE_S
+        warned = False
+        while True:
+            try:
+                with self._lock:
+                    return op()
+            except sqlite3.Error as exc:
+                if _code(exc) not in _BUSY:
+                    problem = self._problem(exc)
+                    if problem is None:
+                        raise  # a wrong statement, not a bad file: keep the traceback
+                    raise problem from exc
+            waited = time.monotonic() - started
+            if waited >= self.busy_s:
+                raise StoreBusy(
+                    f"the store {self.path} is busy: another process held its write lock for "
+                    f"all the {waited:.1f} s this one waited. Let that process finish, or stop "
+                    f"it, and try again; set {BUSY_ENV} (now {self.busy_s:g} s) to wait longer"
+                )
+            if not warned:
+                log.warning(
+                    "%s is busy: another process holds its write lock; waiting up to %g s",
+                    self.path,
+                    self.busy_s,
+                )
+                warned = True
+            time.sleep(min(pause, self.busy_s - waited))
+            pause = min(pause * 2, _MAX_PAUSE_S)
+
+    def _problem(self, exc: sqlite3.Error) -> StoreError | None:
+        """What to tell a user about an SQLite error of the file, or None (a bug)."""
+        code = _code(exc)
+        if code in _DAMAGED:
+            what = (
+                "is not an SQLite database"
+                if code == sqlite3.SQLITE_NOTADB
+                else "is damaged (database disk image is malformed)"
+            )
+            name = self.path.name
+            return StoreCorrupt(
+                f"the store {self.path} {what}. Restore a copy made with `apollo backup`, or "
+                f"move {name} (with {name}-wal and {name}-shm) aside to start with an empty "
+                "store; the run folders are left as they are"
+            )
+        if code in _UNUSABLE:
+            return StoreError(
+                f"cannot use the store {self.path}: {exc} (check that it is a file this user "
+                "can read and write, on a disk with space left)"
+            )
+        return None
+
+    def _transaction(self, body: Callable[[], T]) -> T:
+        """`body` in one write transaction. IMMEDIATE takes the write lock first, so two
+        processes never pick the same seq, and a busy store is found before anything is done."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            result = body()
+            self._db.execute("COMMIT")
+        except BaseException:
+            if self._db.in_transaction:  # SQLite has already rolled back after some errors
+                self._db.execute("ROLLBACK")
+            raise
+        return result
 
     # -- runs -----------------------------------------------------------------------------
     def create_run(self, task: str, config: dict[str, Any], run_id: str | None = None) -> RunRecord:
         rid = run_id or new_run_id()
         now = time.time()
-        with self._lock:
+
+        def insert() -> None:
             try:
                 self._db.execute(
                     "INSERT INTO runs (id, task, status, created, updated, config)"
@@ -142,13 +293,16 @@ class SQLiteStore(Store):
                 )
             except sqlite3.IntegrityError as exc:
                 raise StoreError(f"run {rid!r} already exists") from exc
+
+        self._retry(insert)
         record = self.get_run(rid)
         assert record is not None
         return record
 
     def get_run(self, run_id: str) -> RunRecord | None:
-        with self._lock:
-            row = _first(self._db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)))
+        row = self._retry(
+            lambda: _first(self._db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)))
+        )
         return _run_row(row) if row else None
 
     def list_runs(self, limit: int = 1000, status: str | None = None) -> list[RunRecord]:
@@ -159,44 +313,38 @@ class SQLiteStore(Store):
             args.append(status)
         sql += " ORDER BY created DESC, id DESC LIMIT ?"
         args.append(limit)
-        with self._lock:
-            rows = self._db.execute(sql, args).fetchall()
+        rows = self._retry(lambda: self._db.execute(sql, args).fetchall())
         return [_run_row(r) for r in rows]
 
     # -- events ---------------------------------------------------------------------------
     def append(self, run_id: str, events: Sequence[NewEvent]) -> list[Event]:
         if not events:
             return []
-        now = time.time()
-        with self._lock:
-            # IMMEDIATE takes the write lock first, so two processes never pick the same seq.
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                found = _first(self._db.execute("SELECT status FROM runs WHERE id = ?", (run_id,)))
-                if not found:
-                    raise StoreError(f"unknown run {run_id!r}")
-                check_steerable(run_id, found[0], events)
-                row = _one(
-                    self._db.execute(
-                        "SELECT COALESCE(MAX(seq), 0) FROM events WHERE run_id = ?", (run_id,)
-                    )
+        payloads = [json.dumps(ev.payload) for ev in events]
+
+        def write() -> list[Event]:
+            now = time.time()
+            found = _first(self._db.execute("SELECT status FROM runs WHERE id = ?", (run_id,)))
+            if not found:
+                raise StoreError(f"unknown run {run_id!r}")
+            check_steerable(run_id, found[0], events)
+            row = _one(
+                self._db.execute(
+                    "SELECT COALESCE(MAX(seq), 0) FROM events WHERE run_id = ?", (run_id,)
                 )
-                seq = int(row[0])
-                out: list[Event] = []
-                rows = []
-                for ev in events:
-                    seq += 1
-                    out.append(Event(run_id, seq, now, ev.kind, ev.actor, ev.step, ev.payload))
-                    rows.append(
-                        (run_id, seq, now, ev.kind, ev.actor, ev.step, json.dumps(ev.payload))
-                    )
-                self._db.executemany("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
-                self._apply_run_updates(run_id, run_updates(events), now)
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-        return out
+            )
+            seq = int(row[0])
+            out: list[Event] = []
+            rows = []
+            for ev, payload in zip(events, payloads, strict=True):
+                seq += 1
+                out.append(Event(run_id, seq, now, ev.kind, ev.actor, ev.step, ev.payload))
+                rows.append((run_id, seq, now, ev.kind, ev.actor, ev.step, payload))
+            self._db.executemany("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+            self._apply_run_updates(run_id, run_updates(events), now)
+            return out
+
+        return self._retry(lambda: self._transaction(write))
 
     def _apply_run_updates(self, run_id: str, changes: dict[str, Any], now: float) -> None:
         sets = ["updated = ?"]
@@ -227,23 +375,26 @@ class SQLiteStore(Store):
         if limit is not None:
             sql += " LIMIT ?"
             args.append(limit)
-        with self._lock:
+
+        def read() -> list[Any]:
             cursor = self._db.cursor()
             cursor.row_factory = None  # plain tuples: whole logs are read here (resume, export)
-            rows = cursor.execute(sql, args).fetchall()
+            return cursor.execute(sql, args).fetchall()
+
         loads = json.loads
         return [
             Event(run_id, seq, ts, kind, actor, step, loads(payload))
-            for seq, ts, kind, actor, step, payload in rows
+            for seq, ts, kind, actor, step, payload in self._retry(read)
         ]
 
     def last_seq(self, run_id: str) -> int:
-        with self._lock:
-            row = _one(
+        row = self._retry(
+            lambda: _one(
                 self._db.execute(
                     "SELECT COALESCE(MAX(seq), 0) FROM events WHERE run_id = ?", (run_id,)
                 )
             )
+        )
         return int(row[0])
 
     # -- blobs ----------------------------------------------------------------------------
@@ -256,23 +407,26 @@ class SQLiteStore(Store):
                 rows.append((bid, 1, zlib.compress(raw, 6)))
             else:
                 rows.append((bid, 0, raw))
-        with self._lock:
-            self._db.executemany("INSERT OR IGNORE INTO blobs VALUES (?, ?, ?)", rows)
+        self._retry(
+            lambda: self._transaction(
+                lambda: self._db.executemany("INSERT OR IGNORE INTO blobs VALUES (?, ?, ?)", rows)
+            )
+        )
         return ids
 
     def get_blobs(self, ids: Sequence[str]) -> dict[str, str]:
         wanted = list(dict.fromkeys(ids))
         out: dict[str, str] = {}
-        with self._lock:
-            for i in range(0, len(wanted), 500):
-                chunk = wanted[i : i + 500]
-                rows = self._db.execute(
-                    f"SELECT id, z, data FROM blobs WHERE id IN ({','.join('?' * len(chunk))})",
-                    chunk,
-                ).fetchall()
-                for r in rows:
-                    data = zlib.decompress(r["data"]) if r["z"] else r["data"]
-                    out[r["id"]] = bytes(data).decode("utf-8")
+
+        def read(chunk: list[str]) -> list[sqlite3.Row]:
+            sql = f"SELECT id, z, data FROM blobs WHERE id IN ({','.join('?' * len(chunk))})"
+            return self._db.execute(sql, chunk).fetchall()
+
+        for i in range(0, len(wanted), 500):
+            chunk = wanted[i : i + 500]
+            for r in self._retry(functools.partial(read, chunk)):
+                data = zlib.decompress(r["data"]) if r["z"] else r["data"]
+                out[r["id"]] = bytes(data).decode("utf-8")
         missing = [b for b in wanted if b not in out]
         if missing:
             raise StoreError(f"unknown blob(s): {', '.join(missing[:3])}")
@@ -283,7 +437,8 @@ class SQLiteStore(Store):
         role = Role(role).value
         token = new_token()
         aid = "a-" + uuid.uuid4().hex[:10]
-        with self._lock:
+
+        def insert() -> sqlite3.Row:
             try:
                 self._db.execute(
                     "INSERT INTO annotators VALUES (?, ?, ?, ?, ?, 0)",
@@ -293,31 +448,96 @@ class SQLiteStore(Store):
                 raise StoreError(
                     f"an annotator named {name!r} already exists; pick another name"
                 ) from exc
-            row = _one(self._db.execute("SELECT * FROM annotators WHERE id = ?", (aid,)))
-        return _annotator_row(row), token
+            return _one(self._db.execute("SELECT * FROM annotators WHERE id = ?", (aid,)))
+
+        return _annotator_row(self._retry(lambda: self._transaction(insert))), token
 
     def list_annotators(self) -> list[Annotator]:
-        with self._lock:
-            rows = self._db.execute("SELECT * FROM annotators ORDER BY created").fetchall()
+        rows = self._retry(
+            lambda: self._db.execute("SELECT * FROM annotators ORDER BY created").fetchall()
+        )
         return [_annotator_row(r) for r in rows]
 
     def revoke_annotator(self, name: str) -> Annotator:
-        with self._lock:
+        def revoke() -> sqlite3.Row:
             cur = self._db.execute("UPDATE annotators SET revoked = 1 WHERE name = ?", (name,))
             if cur.rowcount == 0:
                 raise StoreError(f"no annotator named {name!r} (see `apollo annotators list`)")
-            row = _one(self._db.execute("SELECT * FROM annotators WHERE name = ?", (name,)))
-        return _annotator_row(row)
+            return _one(self._db.execute("SELECT * FROM annotators WHERE name = ?", (name,)))
+
+        return _annotator_row(self._retry(lambda: self._transaction(revoke)))
 
     def authenticate(self, token: str) -> Annotator | None:
-        with self._lock:
-            row = _first(
+        row = self._retry(
+            lambda: _first(
                 self._db.execute(
                     "SELECT * FROM annotators WHERE token_hash = ? AND revoked = 0",
                     (hash_token(token),),
                 )
             )
+        )
         return _annotator_row(row) if row else None
+
+    # -- backup ---------------------------------------------------------------------------
+    def backup(self, dest: str | Path, overwrite: bool = False) -> Path:
+        """Write a consistent copy of the whole store to `dest`, while others keep writing.
+
+        SQLite's online backup API copies every page in one step, so from one read snapshot
+        (in WAL mode writers go on meanwhile): the copy holds exactly the transactions
+        committed before it began. The copy is written beside `dest`, checked, and only then
+        renamed into place, so `dest` never holds half a copy. An existing `dest` is replaced
+        only with `overwrite`, and only when it is a regular file other than the store."""
+        dest = Path(dest)
+        self._check_backup_dest(dest, overwrite)
+        tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:8]}.tmp")
+        try:
+            # The copy holds token hashes: readable by this user only.
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        except OSError as exc:
+            raise StoreError(
+                f"cannot write the backup {dest}: {exc.strerror} (does its folder exist, and "
+                "may this user write there?)"
+            ) from exc
+        try:
+            target = sqlite3.connect(tmp, isolation_level=None)
+            try:
+                self._retry(lambda: self._copy_to(target, dest))
+                problems = [r[0] for r in target.execute("PRAGMA quick_check").fetchall()]
+            finally:
+                target.close()
+            if problems != ["ok"]:
+                raise StoreCorrupt(
+                    f"the store {self.path} is damaged ({problems[0]}), so no backup was "
+                    "written; restore an older backup or move the store aside"
+                )
+            os.replace(tmp, dest)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        return dest
+
+    def _copy_to(self, target: sqlite3.Connection, dest: Path) -> None:
+        try:
+            self._db.backup(target)
+        except sqlite3.Error as exc:
+            if _code(exc) in _BUSY | _DAMAGED:
+                raise  # about the store: `_retry` waits or explains
+            raise StoreError(f"cannot write the backup {dest}: {exc}") from exc
+
+    def _check_backup_dest(self, dest: Path, overwrite: bool) -> None:
+        store_files = {Path(f"{self.path.resolve()}{end}") for end in ("", "-wal", "-shm")}
+        if dest.resolve() in store_files:
+            raise StoreError(f"{dest} is the store itself; give the backup another path")
+        try:
+            mode = os.lstat(dest).st_mode
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise StoreError(f"cannot write the backup {dest}: {exc.strerror}") from exc
+        if not stat.S_ISREG(mode):
+            raise StoreError(f"{dest} exists and is not a regular file; give a new path")
+        if not overwrite:
+            raise StoreError(f"{dest} already exists; give a new path, or --force to replace it")
 
     def close(self) -> None:
         with self._lock:

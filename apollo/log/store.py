@@ -21,6 +21,16 @@ class StoreError(Exception):
     """A store operation that cannot be carried out (unknown run, bad annotator, ...)."""
 
 
+class StoreBusy(StoreError):
+    """Another process held the store's write lock for longer than this process waits.
+
+    Nothing was written; the same operation can be tried again once the lock is free."""
+
+
+class StoreCorrupt(StoreError):
+    """The store's file is not a database, or is damaged (truncated, overwritten)."""
+
+
 def new_run_id() -> str:
     """A sortable, collision-resistant run id: UTC date-time plus random suffix."""
     return time.strftime("r%Y%m%d-%H%M%S-", time.gmtime()) + uuid.uuid4().hex[:6]

@@ -20,7 +20,7 @@ from apollo.llm.base import ChatModel
 from apollo.llm.embedded import EmbeddedModel
 from apollo.llm.openai_client import OpenAIChatModel
 from apollo.log.events import Event
-from apollo.log.store import Store, StoreError
+from apollo.log.store import Store, StoreBusy, StoreError
 from apollo.rollout.annotator import SimulatedAnnotator
 from apollo.rollout.home import Home
 
@@ -137,6 +137,12 @@ class Runner:
                 annotator = SimulatedAnnotator(self.store, run_id, task, workspace.path)
                 annotator_task = asyncio.create_task(annotator.follow())
             return await agent.run()
+        except StoreBusy as exc:
+            # The log ends where a crash would have left it, so the run resumes from there.
+            raise StoreBusy(
+                f"{exc}. Run {run_id} stopped where it was; continue it with "
+                f"`apollo resume {run_id}` once the store is free"
+            ) from exc
         finally:
             if annotator_task is not None:
                 annotator_task.cancel()
