@@ -99,6 +99,7 @@ def main() -> None:
         assert not posted, f"guidance never delivered: {list(posted)}"
         report("guidance_latency", {**summary_ms(latencies), "target_p99_ms": 1000.0})
     finally:
+        asyncio.run(workspace.shutdown())  # ends the session even if the run did not finish
         proc.terminate()
         proc.wait(timeout=10)
         store.close()

@@ -8,6 +8,7 @@ Keys: median_ms, p99_ms. Target: p99 <= 1,000 ms.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 import shutil
@@ -24,6 +25,7 @@ from step_overhead import start_server
 
 from apollo.log.events import Role
 from apollo.log.sqlite import SQLiteStore
+from apollo.rollout.home import Home
 
 SAMPLES = 30
 
@@ -113,6 +115,9 @@ def main() -> None:
         model.terminate()
         model.wait(timeout=10)
         store.close()
+        # The server may be interrupted before it acted on the stop: end the session here.
+        for run in Home(home).open_store().list_runs():
+            asyncio.run(Home(home).sessions(run.id).kill_all())
         shutil.rmtree(home, ignore_errors=True)
 
 

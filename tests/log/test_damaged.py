@@ -86,6 +86,7 @@ def test_every_command_explains_a_damaged_store(
         "demo": ["demo", "--port", "0", *model],
         "resume": ["resume", RUN],
         "runs": ["runs"],
+        "reap": ["reap"],
         "show": ["show", RUN],
         "guide": ["guide", RUN, "look at the log"],
         "pause": ["pause", RUN],
