@@ -12,11 +12,15 @@ from typing import Any
 from apollo.agent.loop import Agent, AgentConfig
 from apollo.env.task import Task, load_task
 from apollo.env.workspace import Workspace
+from apollo.llm.base import CallLimits
 from apollo.llm.openai_client import OpenAIChatModel
 from apollo.llm.scripted import Entry, ScriptedServer, call, reply
 from apollo.log.events import Event, Kind
 from apollo.log.sqlite import SQLiteStore
 from tests.env.conftest import make_task_dir
+
+# Scripted failures end a call after three attempts, not after the default retry window.
+FAST_FAIL = CallLimits(max_attempts=3)
 
 
 def act(tool: str, **args: Any) -> dict[str, Any]:
@@ -57,7 +61,7 @@ def run_agent(
     config: AgentConfig | None = None,
     during: Callable[[SQLiteStore, str, ScriptedServer], Awaitable[None]] | None = None,
     task: Task | None = None,
-    max_retries: int = 2,
+    limits: CallLimits = FAST_FAIL,
 ) -> Outcome:
     """Run one agent to its end; `during` runs concurrently (to post guidance, controls...)."""
     task = task or make_task(tmp_path)
@@ -68,9 +72,7 @@ def run_agent(
     try:
 
         async def main() -> str:
-            model = OpenAIChatModel(
-                server.base_url, "scripted", max_retries=max_retries, backoff_base=0.01
-            )
+            model = OpenAIChatModel(server.base_url, "scripted", limits=limits, backoff_base=0.01)
             agent = Agent(store, run_id, task, workspace, model, config or AgentConfig())
             try:
                 if during is None:

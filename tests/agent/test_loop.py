@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from apollo.agent.loop import Agent, AgentConfig
+from apollo.llm.base import CallLimits
 from apollo.llm.openai_client import OpenAIChatModel
 from apollo.llm.scripted import Request, ScriptedServer, error, reply
 from apollo.log.calls import call_output, model_input
@@ -140,7 +141,7 @@ def test_reply_without_a_tool_call_becomes_a_corrective_observation(tmp_path: Pa
 
 
 def test_model_failure_after_retries_is_recorded_and_fails_the_run(tmp_path: Path) -> None:
-    out = run_agent(tmp_path, [error(500), error(502), error(503)], max_retries=2)
+    out = run_agent(tmp_path, [error(500), error(502), error(503)])
     assert out.status == "failed"
     call = out.events(Kind.MODEL_CALL)[0].payload
     assert "500" in call["error"] or "503" in call["error"]
@@ -250,12 +251,12 @@ def test_queued_guidance_is_cancelled_when_the_run_ends_first(tmp_path: Path) ->
 
 
 def test_a_failed_run_resumes_when_the_model_is_back(tmp_path: Path) -> None:
-    out = run_agent(tmp_path, [error(500), error(500)], max_retries=1)
+    out = run_agent(tmp_path, [error(500), error(500)], limits=CallLimits(max_attempts=2))
     assert out.status == "failed"
     with ScriptedServer([act("finish", summary="recovered")]) as server:
 
         async def again() -> str:
-            model = OpenAIChatModel(server.base_url, "scripted", max_retries=1)
+            model = OpenAIChatModel(server.base_url, "scripted", limits=CallLimits(max_attempts=2))
             agent = Agent(out.store, out.run_id, out.task, out.workspace, model, AgentConfig())
             try:
                 return await agent.run()

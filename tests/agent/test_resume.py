@@ -9,6 +9,7 @@ from pathlib import Path
 
 from apollo.agent.loop import Agent, AgentConfig
 from apollo.env.workspace import Workspace
+from apollo.llm.base import CallLimits
 from apollo.llm.openai_client import OpenAIChatModel
 from apollo.llm.scripted import ScriptedServer, reply
 from apollo.log.events import Kind, NewEvent
@@ -19,7 +20,7 @@ JOB = "echo one; sleep 0.5; echo two; sleep 100"
 
 
 async def drive(store: SQLiteStore, run_id: str, workspace: Workspace, url: str) -> str:
-    model = OpenAIChatModel(url, "scripted", max_retries=1)
+    model = OpenAIChatModel(url, "scripted", limits=CallLimits(max_attempts=2))
     try:
         task = workspace.task
         return await Agent(store, run_id, task, workspace, model, AgentConfig()).run()
