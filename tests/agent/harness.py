@@ -62,13 +62,15 @@ def run_agent(
     during: Callable[[SQLiteStore, str, ScriptedServer], Awaitable[None]] | None = None,
     task: Task | None = None,
     limits: CallLimits = FAST_FAIL,
+    fault: str | None = None,
 ) -> Outcome:
-    """Run one agent to its end; `during` runs concurrently (to post guidance, controls...)."""
+    """Run one agent to its end; `during` runs concurrently (to post guidance, controls...).
+    `fault` is the scripted server's (see apollo.llm.scripted)."""
     task = task or make_task(tmp_path)
     store = SQLiteStore(tmp_path / "apollo.db")
     run_id = store.create_run(task.id, {"task_path": str(task.path)}).id
     workspace = Workspace.create(task, tmp_path / "runs" / run_id)
-    server = ScriptedServer(script, default=default).start()
+    server = ScriptedServer(script, default=default, fault=fault).start()
     try:
 
         async def main() -> str:

@@ -18,6 +18,7 @@ from apollo.llm.openai_client import OpenAIChatModel
 from apollo.llm.scripted import Request, ScriptedServer, error, reply
 from apollo.log.calls import call_output, model_input
 from apollo.log.events import Kind
+from apollo.log.outcome import final_outcome
 from apollo.log.sqlite import SQLiteStore
 from apollo.log.store import StoreError
 from apollo.log.writes import post_control, post_guidance
@@ -264,5 +265,14 @@ def test_a_failed_run_resumes_when_the_model_is_back(tmp_path: Path) -> None:
                 await model.aclose()
 
         assert asyncio.run(again()) == "finished"
-    kinds = [e.kind for e in out.events()]
-    assert kinds.count(Kind.RUN_FINISHED) == 2 and Kind.RUN_RESUMED in kinds
+    # Two run_finished events, yet no ambiguity: the failed one said it could be resumed, a
+    # run_resumed follows it, and the run's outcome is the last one.
+    ends = [e for e in out.events() if e.kind in (Kind.RUN_FINISHED, Kind.RUN_RESUMED)]
+    assert [(e.kind, e.payload.get("status"), e.payload.get("resumable")) for e in ends] == [
+        (Kind.RUN_FINISHED, "failed", True),
+        (Kind.RUN_RESUMED, None, None),
+        (Kind.RUN_FINISHED, "finished", False),
+    ]
+    assert final_outcome(out.events()) == ends[-1].payload
+    assert final_outcome(out.events()[: ends[1].seq]) is None  # resumed, not yet ended
+    assert out.store.get_run(out.run_id).status == "finished"
