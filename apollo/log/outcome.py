@@ -16,10 +16,13 @@ from typing import Any
 from apollo.log.events import Event, Kind, RunStatus
 from apollo.log.store import FINAL_STATUSES
 
+# Ends a run can come back from: a failed run's cause (its model went away, say) may be fixed.
+RESUMABLE = frozenset(s for s in RunStatus if s.ended and s not in FINAL_STATUSES)
+
 
 def resumable(status: str) -> bool:
     """Whether a run that ended with `status` may be resumed (only a failed run may)."""
-    return RunStatus(status).ended and status not in FINAL_STATUSES
+    return status in RESUMABLE
 
 
 def fold_outcome(current: dict[str, Any] | None, ev: Event) -> dict[str, Any] | None:

@@ -22,9 +22,10 @@ from apollo.supervise.trajectory import load_trajectory
         (RunStatus.STOPPED, False),
         (RunStatus.TIMEOUT, False),
         (RunStatus.RUNNING, False),
+        ("no-such-status", False),
     ],
 )
-def test_only_a_failed_run_is_resumable(status: RunStatus, expected: bool) -> None:
+def test_only_a_failed_run_is_resumable(status: str, expected: bool) -> None:
     assert resumable(status) is expected
 
 
