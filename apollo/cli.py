@@ -12,17 +12,36 @@ from apollo.env.sandbox import SandboxUnavailable
 from apollo.env.task import TaskSpecError, builtin_tasks, resolve_task
 from apollo.export.cli import add_commands as add_export_commands
 from apollo.export.windows import ExportError
-from apollo.llm.base import ModelError
+from apollo.llm.base import CallLimits, ModelError
 from apollo.llm.embedded import EmbeddedError
 from apollo.log.events import Event, Role
 from apollo.log.store import Store, StoreError
 from apollo.log.writes import GUIDANCE_KINDS, post_control, post_guidance
 from apollo.rollout.home import Home, RunLocked
-from apollo.rollout.progress import describe
+from apollo.rollout.progress import describe, retry_summary
 from apollo.server.defaults import DEFAULT_HOST, DEFAULT_PORT, DEMO_STEPS
 from apollo.supervise.cli import add_commands as add_supervise_commands
 
 CLI_AUTHOR = "cli"
+# `apollo run` flags that set the model's CallLimits (apollo/llm/base.py), by field name.
+LIMIT_FLAGS = {
+    "connect_s": ("--connect-timeout", float, "seconds to open a connection"),
+    "first_byte_s": ("--first-byte-timeout", float, "seconds until the answer's first byte"),
+    "total_s": ("--total-timeout", float, "seconds one attempt may take in all"),
+    "retry_window_s": ("--retry-window", float, "seconds a failing model call is retried"),
+    "max_attempts": ("--max-attempts", int, "also give up after this many attempts"),
+}
+
+
+def _model_limits(args: argparse.Namespace) -> dict[str, float | int]:
+    """The CallLimits fields set on the command line, each checked (errors name the flag)."""
+    limits = {name: getattr(args, name) for name in LIMIT_FLAGS if getattr(args, name) is not None}
+    for name, value in limits.items():
+        try:
+            CallLimits().updated({name: value})
+        except ValueError as exc:
+            raise ValueError(f"{LIMIT_FLAGS[name][0]}: {exc}") from exc
+    return limits
 
 
 def _printer(store: Store, prefix_task: bool = False) -> Callable[[Event], None]:
@@ -67,6 +86,7 @@ def cmd_run(args: argparse.Namespace, home: Home) -> int:
         constrain=args.constrain,
         max_steps=args.max_steps,
         min_steps=args.min_steps,
+        model_limits=_model_limits(args),
     )
     if args.queue:
         run_id = Runner(home).create(task, options, queued=True, started_by=CLI_AUTHOR)
@@ -176,8 +196,10 @@ def cmd_show(args: argparse.Namespace, home: Home) -> int:
             )
         return 0
     show = _printer(store)
-    for ev in store.events(run.id):
+    events = store.events(run.id)
+    for ev in events:
         show(ev)
+    print(retry_summary(events))
     return 0
 
 
@@ -283,6 +305,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--max-steps", type=int, help="stop after this many steps (below the task's)")
     p.add_argument("--min-steps", type=int, default=0, help="refuse `finish` before this step")
+    defaults = CallLimits()
+    for dest, (flag, kind, help_) in LIMIT_FLAGS.items():
+        default = getattr(defaults, dest)
+        shown = "none" if default is None else f"{default:g}"
+        p.add_argument(flag, dest=dest, type=kind, metavar="N", help=f"{help_} (default {shown})")
     p.add_argument("--quiet", action="store_true", help="no live progress")
     p.add_argument(
         "--queue", action="store_true", help="only queue the run for a running `apollo serve`"

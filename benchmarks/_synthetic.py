@@ -18,7 +18,7 @@ from typing import Any
 from apollo.agent.loop import Agent, AgentConfig
 from apollo.env.task import load_task
 from apollo.env.workspace import Workspace
-from apollo.llm.base import ChatModel, Completion, MessageLike, ToolCall
+from apollo.llm.base import ChatModel, Completion, MessageLike, RetryCallback, ToolCall
 from apollo.log.sqlite import SQLiteStore
 from apollo.log.writes import post_guidance
 
@@ -80,6 +80,8 @@ class SyntheticModel(ChatModel):
         messages: Sequence[MessageLike],
         tools: Sequence[dict[str, Any]] | None = None,
         params: dict[str, Any] | None = None,
+        *,
+        on_retry: RetryCallback | None = None,
     ) -> Completion:
         self.calls += 1
         if tools is not None and self.calls - self.summaries > self.steps:

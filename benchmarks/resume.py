@@ -19,7 +19,7 @@ from _synthetic import build_run, temp_home
 from apollo.agent.loop import Agent, AgentConfig
 from apollo.env.task import load_task
 from apollo.env.workspace import Workspace
-from apollo.llm.base import ChatModel, Completion, MessageLike, ToolCall
+from apollo.llm.base import ChatModel, Completion, MessageLike, RetryCallback, ToolCall
 from apollo.log.sqlite import SQLiteStore
 
 STEPS = 5000
@@ -40,6 +40,8 @@ class FirstCall(ChatModel):
         messages: Sequence[MessageLike],
         tools: Sequence[dict[str, Any]] | None = None,
         params: dict[str, Any] | None = None,
+        *,
+        on_retry: RetryCallback | None = None,
     ) -> Completion:
         if self.at is None:
             self.at = time.perf_counter()

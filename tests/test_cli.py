@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -218,3 +219,54 @@ def test_runs_shows_sessions_whose_runner_is_gone_and_reap_ends_them(tmp_path: P
     assert "runner gone" not in apollo("runs", home=home.path).stdout
     unknown = apollo("reap", "r-nope", home=home.path)
     assert unknown.returncode != 0 and "no run 'r-nope'" in unknown.stderr
+
+
+def test_a_flaky_model_run_shows_its_retries_and_their_count(tmp_path: Path) -> None:
+    from apollo.log.sqlite import SQLiteStore
+
+    task = make_task(tmp_path)
+    home = tmp_path / "home"
+    script = [act("think", thought="a"), act("finish", summary="done despite the 500s")]
+    with ScriptedServer(script, fault="flaky") as server:
+        done = apollo(
+            "run",
+            str(task.path),
+            "--model",
+            server.base_url,
+            "--first-byte-timeout",
+            "30",
+            "--retry-window",
+            "90",
+            home=home,
+        )
+    assert done.returncode == 0, done.stderr
+    run_id = done.stdout.split()[1]
+    # Live progress and `apollo show` both say what the model is doing, retry by retry.
+    retry_line = re.compile(
+        r"model not answering for \d+s: retry 1 \(gives up after 1m30s\) in \d+s · HTTP 500"
+    )
+    assert len(retry_line.findall(done.stdout)) == 2
+    shown = apollo("show", run_id, home=home).stdout
+    assert len(retry_line.findall(shown)) == 2
+    assert shown.splitlines()[-1].startswith("model retries: 2 (")
+    # The limits were stored with the run, so a resume uses them too.
+    record = SQLiteStore(home / "apollo.db").get_run(run_id)
+    assert record is not None
+    assert record.config["options"]["model_limits"] == {"first_byte_s": 30, "retry_window_s": 90}
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "message"),
+    [
+        ("--first-byte-timeout", "nan", "--first-byte-timeout: first_byte_s must be a positive"),
+        ("--retry-window", "-1", "--retry-window: retry_window_s must be a positive"),
+        ("--max-attempts", "0", "--max-attempts: max_attempts must be at least 1"),
+    ],
+)
+def test_impossible_model_limits_are_refused(
+    tmp_path: Path, flag: str, value: str, message: str
+) -> None:
+    done = apollo("run", "interval-set", flag, value, "--queue", home=tmp_path)
+    assert done.returncode == 2
+    assert message in done.stderr and "Traceback" not in done.stderr
+    assert "queued" not in done.stdout

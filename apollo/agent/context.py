@@ -12,6 +12,7 @@ from typing import Any
 
 from apollo.log.calls import apply_input
 from apollo.log.events import Event, Kind
+from apollo.log.outcome import fold_outcome
 from apollo.log.store import Store
 
 # Rough characters-per-token ratio for budget checks; usage from the model refines it.
@@ -150,10 +151,8 @@ class ContextView:
         elif k == Kind.SESSIONS_CLOSED:
             for closed in p["sessions"]:
                 self.session_cursors[closed["id"]] = closed["cursor"]
-        elif k == Kind.RUN_FINISHED:
-            self.finished = p
-        elif k == Kind.RUN_RESUMED:
-            self.finished = None
+        elif k in (Kind.RUN_FINISHED, Kind.RUN_RESUMED):
+            self.finished = fold_outcome(self.finished, ev)
 
     def _preamble_len(self) -> int:
         """System prompt and task message: always the first two entries."""

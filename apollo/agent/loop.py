@@ -26,9 +26,10 @@ from apollo.env.task import Task
 from apollo.env.tools.base import ToolContext, ToolResult
 from apollo.env.tools.registry import ToolBox
 from apollo.env.workspace import Workspace
-from apollo.llm.base import ChatModel, Completion, ModelError
+from apollo.llm.base import ChatModel, Completion, ModelError, RetryNotice
 from apollo.log.calls import encode_input
 from apollo.log.events import Event, Kind, NewEvent, RunStatus, canonical_json
+from apollo.log.outcome import resumable
 from apollo.log.store import Store, StoreError
 
 # Kinds other writers (CLI, console, annotators) put in a run's log that the agent acts on.
@@ -230,7 +231,7 @@ class Agent:
         self._synced = self.view.last_seq
         self.clock = WorkClock(self.view.work_s)
         ended = self.view.finished
-        if ended is not None and ended.get("status") != RunStatus.FAILED:
+        if ended is not None and not resumable(str(ended.get("status"))):
             return str(ended.get("status"))  # a failed run may be resumed; other ends are final
         self._bound_sessions()
         if self.view.started is None:
@@ -324,8 +325,13 @@ class Agent:
             "input": encode_input(self.view.last_call_seq, self.view.last_call_ids, ids),
             "tools": self.view.tools_blob if schemas else None,
         }
+
+        def on_retry(notice: RetryNotice) -> None:
+            retry = {"purpose": purpose, **notice.to_payload(), "work_s": self.clock.used()}
+            self._append([NewEvent(Kind.MODEL_RETRY, retry, step=step)])
+
         try:
-            completion = await self._complete(messages, schemas)
+            completion = await self._complete(messages, schemas, on_retry)
         except ModelError as exc:
             payload.update(error=str(exc), attempts=exc.attempts, work_s=self.clock.used())
             self._append([NewEvent(Kind.MODEL_CALL, payload, step=step)])
@@ -366,11 +372,16 @@ class Agent:
         self._append([NewEvent(Kind.OBSERVATION, payload, step=step)], texts)
 
     async def _complete(
-        self, messages: list[str], schemas: list[dict[str, Any]] | None
+        self,
+        messages: list[str],
+        schemas: list[dict[str, Any]] | None,
+        on_retry: Callable[[RetryNotice], None],
     ) -> Completion:
         """The model call itself. An act call (one offering tools) is cancelled when urgent
         guidance arrives meanwhile; tools are never interrupted, only the model's thinking."""
-        call = asyncio.create_task(self.model.complete(messages, schemas, self.config.params))
+        call = asyncio.create_task(
+            self.model.complete(messages, schemas, self.config.params, on_retry=on_retry)
+        )
         if schemas is None:
             return await call
         try:
@@ -488,7 +499,12 @@ class Agent:
             await self._submit(final=True)
         await self._close_sessions()
         self.sync()
-        payload = {"status": status.value, "reason": reason, "work_s": self.clock.used()}
+        payload = {
+            "status": status.value,
+            "reason": reason,
+            "resumable": resumable(status),
+            "work_s": self.clock.used(),
+        }
         events = self._cancel_pending(status)
         events.append(NewEvent(Kind.RUN_FINISHED, payload, step=self.view.last_step))
         self._append(events)

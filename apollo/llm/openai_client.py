@@ -21,7 +21,16 @@ from typing import Any
 import httpx
 
 from apollo.llm import constrain, toolparse
-from apollo.llm.base import ChatModel, Completion, MessageLike, ModelError, ToolCall
+from apollo.llm.base import (
+    CallLimits,
+    ChatModel,
+    Completion,
+    MessageLike,
+    ModelError,
+    RetryCallback,
+    RetryNotice,
+    ToolCall,
+)
 from apollo.llm.constrain import MODES as CONSTRAIN_MODES
 
 # 408 (request timeout), 409 (vLLM under load), 425, 429 and every 5xx are worth a retry.
@@ -37,6 +46,7 @@ class OpenAIChatModel(ChatModel):
     `constrain.MODES` ("json_object" for llama-cpp-python, "json_schema" for servers that take
     OpenAI's structured-output shape): every reply is then forced into one tool call.
     `api_key_env` names an environment variable holding the key, so run configs never store it.
+    `limits` bounds each attempt and the retries of transient failures (`CallLimits`).
     """
 
     def __init__(
@@ -46,11 +56,9 @@ class OpenAIChatModel(ChatModel):
         *,
         api_key: str | None = None,
         api_key_env: str | None = None,
-        connect_timeout: float = 10.0,
-        read_timeout: float = 600.0,
-        max_retries: int = 5,
+        limits: CallLimits | None = None,
         backoff_base: float = 0.5,
-        backoff_max: float = 30.0,
+        backoff_max: float = 10.0,
         retry_after_max: float = 120.0,
         params: Mapping[str, Any] | None = None,
         constrain: str | None = None,
@@ -62,13 +70,17 @@ class OpenAIChatModel(ChatModel):
         self.url = f"{self.base_url}/chat/completions"
         self.model = model
         self.name = model
-        self.max_retries = max_retries
+        self.limits = limits or CallLimits()
         self.backoff_base = backoff_base
         self.backoff_max = backoff_max
         self.retry_after_max = retry_after_max
         self.params = dict(params or {})
         self.constrain = constrain
-        self._timeout = httpx.Timeout(read_timeout, connect=connect_timeout)
+        # Reading waits for the first byte (the response headers) and, after it, for each
+        # further chunk; writing and waiting for a pooled connection are bounded by the total.
+        self._timeout = httpx.Timeout(
+            None, connect=self.limits.connect_s, read=self.limits.first_byte_s
+        )
         self._headers = {"Content-Type": "application/json", **(headers or {})}
         if api_key is None and api_key_env:
             api_key = os.environ.get(api_key_env)
@@ -85,12 +97,14 @@ class OpenAIChatModel(ChatModel):
         messages: Sequence[MessageLike],
         tools: Sequence[dict[str, Any]] | None = None,
         params: dict[str, Any] | None = None,
+        *,
+        on_retry: RetryCallback | None = None,
     ) -> Completion:
         """One chat completion; raises ModelError once retries are spent."""
         started = time.perf_counter()
         offered = list(tools or ())
         body = self.encode_body(messages, offered, params)
-        data = await self._post(body)
+        data = await self._post(body, on_retry)
         completion = _parse_response(data, self.url)
         if self.constrain and offered:
             constrain.parse_reply(completion, offered)
@@ -143,20 +157,29 @@ class OpenAIChatModel(ChatModel):
     ) -> None:
         await self.aclose()
 
-    async def _post(self, body: bytes) -> Any:
+    async def _post(self, body: bytes, on_retry: RetryCallback | None) -> Any:
         """POST with retries on transient failures; the decoded JSON response."""
         if self._client is None:
             # Created lazily so it binds to the loop that makes the calls.
             self._client = httpx.AsyncClient(timeout=self._timeout, headers=self._headers)
+        limits = self.limits
+        first = time.monotonic()
         attempts = 0
         while True:
             attempts += 1
+            began = time.monotonic()
             retry_after: float | None = None
             try:
-                response = await self._client.post(self.url, content=body)
-            except TRANSIENT_ERRORS as exc:
+                async with asyncio.timeout(limits.total_s):
+                    response = await self._client.post(self.url, content=body)
+            except TimeoutError:
                 status: int | None = None
+                reason = f"no complete answer within {limits.total_s:g}s (total timeout)"
+            except TRANSIENT_ERRORS as exc:
+                status = None
                 reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+                if isinstance(exc, httpx.ReadTimeout):
+                    reason += f" (no answer within {limits.first_byte_s:g}s)"
             else:
                 status = response.status_code
                 if status < 400:
@@ -177,13 +200,31 @@ class OpenAIChatModel(ChatModel):
                         attempts=attempts,
                     )
                 retry_after = _retry_after(response.headers.get("retry-after"))
-            if attempts > self.max_retries:
+            now = time.monotonic()
+            since = now - first
+            left = limits.retry_window_s - since
+            if left <= 0 or (limits.max_attempts is not None and attempts >= limits.max_attempts):
                 raise ModelError(
-                    f"{self.url} failed after {attempts} attempts; last: {reason}",
+                    f"{self.url} failed after {attempts} attempts in {since:.1f}s; last: {reason}",
                     status=status,
                     attempts=attempts,
                 )
-            await asyncio.sleep(self._delay(attempts, retry_after))
+            # The last retry falls at the window's end rather than past it.
+            delay = min(self._delay(attempts, retry_after), left)
+            if on_retry is not None:
+                on_retry(
+                    RetryNotice(
+                        attempt=attempts,
+                        max_attempts=limits.max_attempts,
+                        error=reason,
+                        status=status,
+                        waited_s=now - began,
+                        delay_s=delay,
+                        since_s=since,
+                        window_s=limits.retry_window_s,
+                    )
+                )
+            await asyncio.sleep(delay)
 
     def _delay(self, attempt: int, retry_after: float | None) -> float:
         if retry_after is not None:

@@ -8,16 +8,20 @@ in-process, a callable that gets the `Request` and returns one:
   "finish_reason": ..., "usage": {...}}``, or ``{"message": {...}}`` sent verbatim;
 - an HTTP error: ``{"status": 429, "retry_after": 1, "error": "slow down"}``;
 - a dropped connection: ``{"drop": true}``;
+- a request taken and never answered (until the server stops): ``{"hang": true}``;
 - any of them with ``"delay": seconds`` waits that long first.
 
 When the script runs out, `default` answers (if given); otherwise the server answers 400.
+A `fault` applies to every request before the script: ``"flaky"`` answers HTTP 500 to every
+other chat request (the first, third, ...) without using up an entry.
 
 The server is a minimal HTTP/1.1 keep-alive loop on asyncio streams rather than a web
 framework: the benchmark measures framework overhead per step in milliseconds, so the server's
 own share must stay far below that. Request bodies are kept as bytes and parsed only when read.
 
 In-process: ``with ScriptedServer([...]) as server: ... server.base_url``. As a process:
-``python -m apollo.llm.scripted --script file.json --port 0`` prints the port on its first line;
+``python -m apollo.llm.scripted --script file.json --port 0 [--fault flaky]`` prints the port on
+its first line;
 ``GET /_scripted/requests`` returns what it recorded.
 """
 
@@ -38,6 +42,7 @@ from typing import Any
 Entry = Mapping[str, Any] | Callable[["Request"], Mapping[str, Any]]
 
 _REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 429: "Too Many Requests"}
+FAULTS = ("flaky",)
 
 
 class Request:
@@ -116,6 +121,11 @@ def drop(delay: float = 0.0) -> dict[str, Any]:
     return {"drop": True, "delay": delay} if delay else {"drop": True}
 
 
+def hang() -> dict[str, Any]:
+    """An entry that takes the request and never answers (a stuck model server)."""
+    return {"hang": True}
+
+
 class ScriptedServer:
     """A scripted OpenAI-compatible server on loopback (see the module docstring)."""
 
@@ -127,7 +137,11 @@ class ScriptedServer:
         host: str = "127.0.0.1",
         port: int = 0,
         model: str = "scripted",
+        fault: str | None = None,
     ) -> None:
+        if fault is not None and fault not in FAULTS:
+            raise ValueError(f"unknown fault {fault!r}; use one of {', '.join(FAULTS)}")
+        self.fault = fault
         self.script: deque[Entry] = deque(script)
         self.default = default
         self.host = host
@@ -262,6 +276,10 @@ class ScriptedServer:
         if entry.get("drop"):
             writer.transport.abort()
             return False
+        if entry.get("hang"):
+            assert self._stopping is not None
+            await self._stopping.wait()
+            return False
         if "status" in entry:
             status = int(entry["status"])
             headers = {}
@@ -274,6 +292,8 @@ class ScriptedServer:
         return True
 
     def _next_entry(self, request: Request) -> Mapping[str, Any]:
+        if self.fault == "flaky" and request.index % 2 == 0:
+            return error(500, message="scripted flaky endpoint")
         if self.script:
             entry = self.script.popleft()
         elif self.default is not None:
@@ -360,10 +380,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
     parser.add_argument("--model", default="scripted")
+    parser.add_argument("--fault", choices=FAULTS, help="fail requests this way before the script")
     args = parser.parse_args(argv)
     script, default = load_script(args.script)
     server = ScriptedServer(
-        script, default=default, host=args.host, port=args.port, model=args.model
+        script, default=default, host=args.host, port=args.port, model=args.model, fault=args.fault
     )
 
     def ready() -> None:

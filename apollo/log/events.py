@@ -19,6 +19,9 @@ class Kind(StrEnum):
     RUN_STARTED = "run_started"  # {task, task_path, model, limits, options}
     RUN_RESUMED = "run_resumed"  # {sessions: [reattached session ids], interrupted: [...]}
     MODEL_CALL = "model_call"  # {purpose, input: {prev, keep, add}, tools, output, usage, ...}
+    # A failed attempt of a model call, written as it happens, before the call is made again:
+    # {purpose, attempt, max_attempts, error, status, waited_s, delay_s, since_s, window_s}
+    MODEL_RETRY = "model_retry"
     OBSERVATION = "observation"  # {tool_call_id, tool, output (blob), exit, duration_ms, ...}
     GUIDANCE = "guidance"  # {id, author, kind, text, drift_from_step?, urgent?}
     GUIDANCE_DELIVERED = "guidance_delivered"  # {guidance_id, step}
@@ -31,7 +34,9 @@ class Kind(StrEnum):
     # {sessions: [{id, output (text blob), new_bytes, cursor, exit_code, killed}]}: at run end,
     # the output each session wrote that the agent had not read, recorded before it is lost.
     SESSIONS_CLOSED = "sessions_closed"
-    RUN_FINISHED = "run_finished"  # {status, reason}
+    # {status, reason, resumable}: the run's outcome is its last run_finished with no
+    # run_resumed after it (apollo.log.outcome); only a failed run is resumable.
+    RUN_FINISHED = "run_finished"
 
 
 class RunStatus(StrEnum):

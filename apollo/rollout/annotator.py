@@ -16,6 +16,7 @@ from typing import Any
 from apollo.env.task import Hint, Task
 from apollo.log.calls import call_output
 from apollo.log.events import Event, Kind, Role
+from apollo.log.outcome import fold_outcome
 from apollo.log.store import Store
 from apollo.log.writes import post_guidance
 
@@ -36,7 +37,7 @@ class RunFacts:
     """What the triggers look at, folded from the run's events."""
 
     step: int = 0
-    finished: bool = False
+    outcome: dict[str, Any] | None = None  # how the run ended (None while it is live)
     posted: set[str] = field(default_factory=set)
     scores: list[float] = field(default_factory=list)
     killed_early: bool = False
@@ -44,6 +45,10 @@ class RunFacts:
     last_failed_command: str | None = None
     poll_streak: int = 0
     call_args: dict[str, tuple[str, dict[str, Any]]] = field(default_factory=dict)
+
+    @property
+    def finished(self) -> bool:
+        return self.outcome is not None
 
     def apply(self, ev: Event, me: str, store: Store) -> None:
         p = ev.payload
@@ -63,8 +68,8 @@ class RunFacts:
             self.posted.add(p["hint_id"])
         elif ev.kind == Kind.SUBMISSION and not p.get("final") and p.get("score") is not None:
             self.scores.append(float(p["score"]))
-        elif ev.kind == Kind.RUN_FINISHED:
-            self.finished = True
+        elif ev.kind in (Kind.RUN_FINISHED, Kind.RUN_RESUMED):
+            self.outcome = fold_outcome(self.outcome, ev)
 
     def _observe(self, p: dict[str, Any]) -> None:
         tool, args = self.call_args.pop(p.get("tool_call_id") or "", (p.get("tool"), {}))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import time
+from collections.abc import Iterable
 from typing import Any
 
 from apollo.log.calls import call_output
@@ -18,6 +19,42 @@ def clip(text: str, width: int = 110) -> str:
     """One safe line: control characters (terminal escapes included) shown as '?'."""
     flat = _CONTROL.sub("?", " ".join(text.split()))
     return flat if len(flat) <= width else flat[: width - 1] + "…"
+
+
+def duration(seconds: float) -> str:
+    """A short duration: 45s, 2m05s, 1h02m."""
+    seconds = max(0, round(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    m, s = divmod(seconds, 60)
+    if m < 60:
+        return f"{m}m{s:02d}s"
+    h, m = divmod(m, 60)
+    return f"{h}h{m:02d}m"
+
+
+def _retry(p: dict[str, Any]) -> str:
+    """A model_retry line: how long the model has not answered and what happens next."""
+    attempt = int(p.get("attempt") or 0)
+    max_attempts = p.get("max_attempts")
+    of = (
+        f" of {int(max_attempts) - 1}"
+        if max_attempts
+        else f" (gives up after {duration(float(p.get('window_s') or 0))})"
+    )
+    what = "model" if p.get("purpose") == "act" else f"model ({p.get('purpose')})"
+    return (
+        f"{what} not answering for {duration(float(p.get('since_s') or 0))}: "
+        f"retry {attempt}{of} in {duration(float(p.get('delay_s') or 0))} · "
+        f"{clip(str(p.get('error', '')), 70)}"
+    )
+
+
+def retry_summary(events: Iterable[Event]) -> str:
+    """One line on what failed model attempts cost a run: retries and the time they took."""
+    retries = [ev.payload for ev in events if ev.kind == Kind.MODEL_RETRY]
+    spent = sum(float(p.get("waited_s") or 0) + float(p.get("delay_s") or 0) for p in retries)
+    return f"model retries: {len(retries)} ({duration(spent)} spent on failed attempts and waits)"
 
 
 def _call_summary(out: dict[str, Any]) -> str:
@@ -55,6 +92,8 @@ def describe(ev: Event, store: Store) -> str | None:
             text = "summarizing the older half of the context"
         else:
             text = f"→ {_call_summary(call_output(store, p))}"
+    elif k == Kind.MODEL_RETRY:
+        text = _retry(p)
     elif k == Kind.OBSERVATION:
         msg = json.loads(store.get_blob(p["message"]))
         body = str(msg.get("content") or "").rsplit("\n\n[step ", 1)[0]
@@ -81,6 +120,8 @@ def describe(ev: Event, store: Store) -> str | None:
         text = f"unread session output recorded at run end: {', '.join(closed)}"
     elif k == Kind.RUN_FINISHED:
         text = f"run {p.get('status')}: {clip(str(p.get('reason', '')), 90)}"
+        if p.get("resumable"):
+            text += f" · resumable: `apollo resume {ev.run_id}`"
     else:
         return None
     return f"{stamp} {step}  {text}"

@@ -16,7 +16,8 @@ from apollo.agent.loop import Agent, AgentConfig
 from apollo.env.sandbox import Sandbox
 from apollo.env.task import Task, load_task
 from apollo.env.workspace import Workspace
-from apollo.llm.base import ChatModel
+from apollo.llm.base import CallLimits, ChatModel
+from apollo.llm.embedded import LIMITS as EMBEDDED_LIMITS
 from apollo.llm.embedded import EmbeddedModel
 from apollo.llm.openai_client import OpenAIChatModel
 from apollo.log.events import Event
@@ -41,6 +42,8 @@ class RunOptions:
     max_steps: int | None = None  # cap below the task's step budget
     min_steps: int = 0  # refuse `finish` before this step
     params: dict[str, Any] = field(default_factory=dict)
+    # Overrides of the model's CallLimits (timeouts, retry window), by field name.
+    model_limits: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> RunOptions:
@@ -58,6 +61,7 @@ def register_run(store: Store, home: Home, task: Task, options: RunOptions, **ex
     not be sandboxed."""
     if options.annotator not in ("simulated", "none"):
         raise ValueError(f"unknown annotator {options.annotator!r}; use simulated or none")
+    CallLimits().updated(options.model_limits)  # refuses unknown names and bad values
     Sandbox.create(
         home.path,
         task.spec.limits,
@@ -91,7 +95,8 @@ class Runner:
 
     async def model(self, options: RunOptions) -> ChatModel:
         """The chat model for a run's options (started on first use, then shared)."""
-        key = f"{options.model}|{options.model_name}|{options.constrain}"
+        limits = sorted(options.model_limits.items())
+        key = f"{options.model}|{options.model_name}|{options.constrain}|{limits}"
         if key in self._models:
             return self._models[key]
         model: ChatModel
@@ -99,13 +104,14 @@ class Runner:
             if self._embedded is None:
                 self._embedded = EmbeddedModel()
                 await self._embedded.start()
-            model = self._embedded.chat_model()
+            model = self._embedded.chat_model(limits=EMBEDDED_LIMITS.updated(options.model_limits))
         else:
             model = OpenAIChatModel(
                 options.model,
                 model=options.model_name,
                 api_key_env=options.api_key_env,
                 constrain=options.constrain,
+                limits=CallLimits().updated(options.model_limits),
             )
         self._models[key] = model
         return model

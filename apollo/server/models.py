@@ -62,6 +62,7 @@ class Cost(BaseModel):
     annotator_seconds: float = Field(description="time annotators spent in the run view")
     prompt_tokens: int
     completion_tokens: int
+    model_retries: int = Field(description="failed model attempts that were made again")
     wall_s: float = Field(description="from the first event to the last")
     work_s: float = Field(description="agent working time (pauses and downtime excluded)")
 

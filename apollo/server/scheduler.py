@@ -14,6 +14,7 @@ import logging
 
 from apollo.env.task import Task
 from apollo.log.events import Kind, RunStatus
+from apollo.log.outcome import resumable
 from apollo.log.store import Store
 from apollo.rollout.home import Home, RunLocked
 from apollo.rollout.runner import Runner, RunOptions, register_run
@@ -74,7 +75,11 @@ class RunScheduler:
         self.runner.store.append_one(
             run_id,
             Kind.RUN_FINISHED,
-            {"status": RunStatus.FAILED.value, "reason": f"the server could not drive it: {exc}"},
+            {
+                "status": RunStatus.FAILED.value,
+                "reason": f"the server could not drive it: {exc}",
+                "resumable": resumable(RunStatus.FAILED),
+            },
             actor="server",
             step=record.step or None,
         )

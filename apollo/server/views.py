@@ -46,6 +46,7 @@ class RunFold:
     killed: dict[str, Any] | None = None
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    model_retries: int = 0
     presence_s: float = 0.0
     guidance_count: int = 0
     labels: list[dict[str, Any]] = field(default_factory=list)
@@ -68,6 +69,8 @@ class RunFold:
             self.completion_tokens += int(usage.get("completion_tokens") or 0)
             if p.get("purpose") == "act" and p.get("output") in outputs:
                 self._actions(json.loads(outputs[p["output"]]))
+        elif ev.kind == Kind.MODEL_RETRY:
+            self.model_retries += 1
         elif ev.kind == Kind.OBSERVATION:
             self._observe(ev)
         elif ev.kind == Kind.GUIDANCE:
@@ -203,6 +206,7 @@ class RunFold:
             "annotator_seconds": round(self.presence_s, 3),
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
+            "model_retries": self.model_retries,
             "wall_s": round((self.last_ts or 0.0) - (self.first_ts or 0.0), 3),
             "work_s": round(work_s, 3),
         }
@@ -288,6 +292,7 @@ COST_FIELDS = (
     "annotator_seconds",
     "prompt_tokens",
     "completion_tokens",
+    "model_retries",
     "wall_s",
     "work_s",
 )

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from apollo.log.events import Event, Kind
+from apollo.log.outcome import final_outcome
 from apollo.log.store import Store, StoreError
 
 # Every tool result ends with the budget footer (step, time left), which differs from step to
@@ -136,7 +137,6 @@ def load_trajectory(store: Store, run_id: str) -> Trajectory:
     actions: list[Action] = []
     guidance: dict[str, GuidanceNote] = {}
     submissions: list[dict[str, Any]] = []
-    status = finish_reason = None
     current: Action | None = None
     for ev in events:
         p = ev.payload
@@ -198,15 +198,14 @@ def load_trajectory(store: Store, run_id: str) -> Trajectory:
             guidance[p["guidance_id"]].delivered_step = p["step"]
         elif ev.kind == Kind.SUBMISSION:
             submissions.append({"step": ev.step, **p})
-        elif ev.kind == Kind.RUN_FINISHED:
-            status, finish_reason = p.get("status"), p.get("reason")
+    outcome = final_outcome(events) or {}
     return Trajectory(
         run_id,
         run.task,
         task_text,
-        status,
+        outcome.get("status"),
         actions,
         sorted(guidance.values(), key=lambda g: g.seq),
         submissions,
-        finish_reason,
+        outcome.get("reason"),
     )

@@ -12,11 +12,15 @@ from typing import Any
 from apollo.agent.loop import Agent, AgentConfig
 from apollo.env.task import Task, load_task
 from apollo.env.workspace import Workspace
+from apollo.llm.base import CallLimits
 from apollo.llm.openai_client import OpenAIChatModel
 from apollo.llm.scripted import Entry, ScriptedServer, call, reply
 from apollo.log.events import Event, Kind
 from apollo.log.sqlite import SQLiteStore
 from tests.env.conftest import make_task_dir
+
+# Scripted failures end a call after three attempts, not after the default retry window.
+FAST_FAIL = CallLimits(max_attempts=3)
 
 
 def act(tool: str, **args: Any) -> dict[str, Any]:
@@ -57,20 +61,20 @@ def run_agent(
     config: AgentConfig | None = None,
     during: Callable[[SQLiteStore, str, ScriptedServer], Awaitable[None]] | None = None,
     task: Task | None = None,
-    max_retries: int = 2,
+    limits: CallLimits = FAST_FAIL,
+    fault: str | None = None,
 ) -> Outcome:
-    """Run one agent to its end; `during` runs concurrently (to post guidance, controls...)."""
+    """Run one agent to its end; `during` runs concurrently (to post guidance, controls...).
+    `fault` is the scripted server's (see apollo.llm.scripted)."""
     task = task or make_task(tmp_path)
     store = SQLiteStore(tmp_path / "apollo.db")
     run_id = store.create_run(task.id, {"task_path": str(task.path)}).id
     workspace = Workspace.create(task, tmp_path / "runs" / run_id)
-    server = ScriptedServer(script, default=default).start()
+    server = ScriptedServer(script, default=default, fault=fault).start()
     try:
 
         async def main() -> str:
-            model = OpenAIChatModel(
-                server.base_url, "scripted", max_retries=max_retries, backoff_base=0.01
-            )
+            model = OpenAIChatModel(server.base_url, "scripted", limits=limits, backoff_base=0.01)
             agent = Agent(store, run_id, task, workspace, model, config or AgentConfig())
             try:
                 if during is None:

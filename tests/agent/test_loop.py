@@ -13,10 +13,12 @@ from typing import Any
 import pytest
 
 from apollo.agent.loop import Agent, AgentConfig
+from apollo.llm.base import CallLimits
 from apollo.llm.openai_client import OpenAIChatModel
 from apollo.llm.scripted import Request, ScriptedServer, error, reply
 from apollo.log.calls import call_output, model_input
 from apollo.log.events import Kind
+from apollo.log.outcome import final_outcome
 from apollo.log.sqlite import SQLiteStore
 from apollo.log.store import StoreError
 from apollo.log.writes import post_control, post_guidance
@@ -140,7 +142,7 @@ def test_reply_without_a_tool_call_becomes_a_corrective_observation(tmp_path: Pa
 
 
 def test_model_failure_after_retries_is_recorded_and_fails_the_run(tmp_path: Path) -> None:
-    out = run_agent(tmp_path, [error(500), error(502), error(503)], max_retries=2)
+    out = run_agent(tmp_path, [error(500), error(502), error(503)])
     assert out.status == "failed"
     call = out.events(Kind.MODEL_CALL)[0].payload
     assert "500" in call["error"] or "503" in call["error"]
@@ -250,12 +252,12 @@ def test_queued_guidance_is_cancelled_when_the_run_ends_first(tmp_path: Path) ->
 
 
 def test_a_failed_run_resumes_when_the_model_is_back(tmp_path: Path) -> None:
-    out = run_agent(tmp_path, [error(500), error(500)], max_retries=1)
+    out = run_agent(tmp_path, [error(500), error(500)], limits=CallLimits(max_attempts=2))
     assert out.status == "failed"
     with ScriptedServer([act("finish", summary="recovered")]) as server:
 
         async def again() -> str:
-            model = OpenAIChatModel(server.base_url, "scripted", max_retries=1)
+            model = OpenAIChatModel(server.base_url, "scripted", limits=CallLimits(max_attempts=2))
             agent = Agent(out.store, out.run_id, out.task, out.workspace, model, AgentConfig())
             try:
                 return await agent.run()
@@ -263,5 +265,14 @@ def test_a_failed_run_resumes_when_the_model_is_back(tmp_path: Path) -> None:
                 await model.aclose()
 
         assert asyncio.run(again()) == "finished"
-    kinds = [e.kind for e in out.events()]
-    assert kinds.count(Kind.RUN_FINISHED) == 2 and Kind.RUN_RESUMED in kinds
+    # Two run_finished events, yet no ambiguity: the failed one said it could be resumed, a
+    # run_resumed follows it, and the run's outcome is the last one.
+    ends = [e for e in out.events() if e.kind in (Kind.RUN_FINISHED, Kind.RUN_RESUMED)]
+    assert [(e.kind, e.payload.get("status"), e.payload.get("resumable")) for e in ends] == [
+        (Kind.RUN_FINISHED, "failed", True),
+        (Kind.RUN_RESUMED, None, None),
+        (Kind.RUN_FINISHED, "finished", False),
+    ]
+    assert final_outcome(out.events()) == ends[-1].payload
+    assert final_outcome(out.events()[: ends[1].seq]) is None  # resumed, not yet ended
+    assert out.store.get_run(out.run_id).status == "finished"

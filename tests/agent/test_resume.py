@@ -12,6 +12,7 @@ from typing import Any
 
 from apollo.agent.loop import Agent, AgentConfig
 from apollo.env.workspace import Workspace
+from apollo.llm.base import CallLimits
 from apollo.llm.openai_client import OpenAIChatModel
 from apollo.llm.scripted import Request, ScriptedServer, reply
 from apollo.log.events import Kind, NewEvent
@@ -22,7 +23,7 @@ JOB = "echo one; sleep 0.5; echo two; sleep 100"
 
 
 async def drive(store: SQLiteStore, run_id: str, workspace: Workspace, url: str) -> str:
-    model = OpenAIChatModel(url, "scripted", max_retries=1)
+    model = OpenAIChatModel(url, "scripted", limits=CallLimits(max_attempts=2))
     try:
         task = workspace.task
         return await Agent(store, run_id, task, workspace, model, AgentConfig()).run()

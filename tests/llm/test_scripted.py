@@ -16,7 +16,7 @@ import pytest
 
 from apollo.llm.base import ModelError
 from apollo.llm.openai_client import OpenAIChatModel
-from apollo.llm.scripted import Request, ScriptedServer, call, load_script, reply
+from apollo.llm.scripted import Request, ScriptedServer, call, hang, load_script, reply
 
 
 def run_calls(url: str, n: int, **options: Any) -> list[str | None]:
@@ -123,3 +123,42 @@ def test_separate_process(tmp_path: Path) -> None:
     # The 500, its retry, then the second call.
     assert [r["body"]["messages"][0]["content"] for r in records] == ["go", "go", "again"]
     assert all(r["finished"] >= r["received"] for r in records)
+
+
+def test_hang_takes_the_request_and_never_answers() -> None:
+    with ScriptedServer([hang()], default=reply("later")) as server:
+        with pytest.raises(httpx.ReadTimeout):
+            httpx.post(f"{server.base_url}/chat/completions", json={"messages": []}, timeout=0.3)
+        # The hung request was recorded and the next one is answered.
+        assert run_calls(server.base_url, 1) == ["later"]
+    assert len(server.requests) == 2 and server.requests[0].finished is None
+
+
+def test_flaky_fault_in_a_separate_process(tmp_path: Path) -> None:
+    path = tmp_path / "script.json"
+    path.write_text(json.dumps({"script": [{"content": "first"}], "default": {"content": "d"}}))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "apollo.llm.scripted", "--script", str(path), "--fault", "flaky"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        port = int(proc.stdout.readline())
+        url = f"http://127.0.0.1:{port}/v1"
+        statuses = [
+            httpx.post(f"{url}/chat/completions", json={"messages": []}).status_code
+            for _ in range(4)
+        ]
+        assert run_calls(url, 2, backoff_base=0.01) == ["d", "d"]
+    finally:
+        proc.terminate()
+        code = proc.wait(10)
+    assert code == 0
+    # Every other request fails; the 500s use up no script entries.
+    assert statuses == [500, 200, 500, 200]
+
+
+def test_unknown_fault_is_refused() -> None:
+    with pytest.raises(ValueError, match="unknown fault 'sometimes'; use one of flaky"):
+        ScriptedServer(fault="sometimes")

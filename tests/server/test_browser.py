@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from apollo.llm.scripted import ScriptedServer, call, reply
+from apollo.llm.scripted import ScriptedServer, call, error, reply
 from tests.server.browser_support import (
     ARTIFACTS,
     CHROMIUM,
@@ -379,6 +379,30 @@ def test_hostile_payloads_stay_inert(watched: Watched, console: Console) -> None
         button.click()  # expanded outputs are text too
     page.mouse.move(400, 400)
     page.wait_for_timeout(500)  # let any injected handler have its chance
+    assert_inert(watched)
+
+
+def test_model_retries_show_in_their_step_and_in_the_cost(
+    watched: Watched, console: Console
+) -> None:
+    """A model endpoint that fails twice before answering: each retry shows in the step it
+    delays, saying how long the model has not answered and what happens next, and the run's
+    cost counts them."""
+    from playwright.sync_api import expect
+
+    run_id = console.start_run([error(503, message="overloaded"), error(503)])
+    login(watched, console, "alice")
+    open_run(watched, console, run_id, min_step=1)
+    page = watched.page
+    step = page.locator('article.step[data-step="1"]')
+    expect(step.locator(".entry.warn")).to_have_count(2)
+    expect(step).to_contain_text(re.compile(r"Model not answering for \d+s: retry 1 \(gives up"))
+    expect(step).to_contain_text("retry 1 (gives up after 5m 00s)")
+    expect(step).to_contain_text("HTTP 503")
+    expect(step).to_contain_text("overloaded")
+    expect(step).to_contain_text("retry 2 (gives up after 5m 00s)")
+    expect(page.locator("#cost")).to_contain_text("Model retries")
+    assert console.run(run_id)["cost"]["model_retries"] == 2
     assert_inert(watched)
 
 

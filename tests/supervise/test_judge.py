@@ -9,6 +9,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from apollo.llm.base import CallLimits
 from apollo.llm.openai_client import OpenAIChatModel
 from apollo.llm.scripted import Request, ScriptedServer, reply
 from apollo.supervise.judge import Judge, JudgeConfig, JudgeResult, parse_verdicts, windows
@@ -46,7 +47,7 @@ def judge_with(
         return lambda request: reply(answer(asked(request)), delay=delay)
 
     server = ScriptedServer([entry(a) for a in answers]).start()
-    model = OpenAIChatModel(server.base_url, "judge-model", max_retries=0)
+    model = OpenAIChatModel(server.base_url, "judge-model", limits=CallLimits(max_attempts=1))
     return server, Judge(model, config or JudgeConfig())
 
 

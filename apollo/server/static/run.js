@@ -22,8 +22,9 @@ const PRESENCE_MAX_S = 120;
 
 /** Every event kind of the log (apollo/log/events.py); EventSource needs them by name. */
 const KINDS = [
-  "run_started", "run_resumed", "model_call", "observation", "guidance", "guidance_delivered",
-  "guidance_cancelled", "summary", "control", "label", "presence", "submission", "run_finished",
+  "run_started", "run_resumed", "model_call", "model_retry", "observation", "guidance",
+  "guidance_delivered", "guidance_cancelled", "summary", "control", "label", "presence",
+  "submission", "run_finished",
 ];
 
 const runId = document.body.dataset.runId ?? "";
@@ -74,6 +75,7 @@ function renderDetail(d) {
     ["Interventions", `${c.interventions} (${decimal(c.interventions_per_hour)} / h)`],
     ["Annotator time", duration(c.annotator_seconds)],
     ["Tokens", `${count(c.prompt_tokens)} in · ${count(c.completion_tokens)} out`],
+    ["Model retries", count(c.model_retries)],
     ["Wall time", duration(c.wall_s)],
     ["Working time", duration(c.work_s)],
   ]);

@@ -108,6 +108,9 @@ export class Timeline {
       case "model_call":
         this.modelCall(ev, p);
         break;
+      case "model_retry":
+        this.put(ev, entry("warn", "model", retryText(p)));
+        break;
       case "observation":
         this.observation(ev, p);
         break;
@@ -387,6 +390,20 @@ export class Timeline {
 
 /** Words for control actions in the timeline. */
 const CONTROL_WORDS = { pause: "Paused", resume: "Resumed", stop: "Stop requested" };
+
+/**
+ * A failed model attempt about to be made again, as `apollo show` says it
+ * (apollo/rollout/progress.py): "Model not answering for 2m 05s: retry 3 of 5 in 4s · …".
+ * @param {Record<string, any>} p a model_retry payload
+ */
+function retryText(p) {
+  const of = p.max_attempts
+    ? ` of ${p.max_attempts - 1}`
+    : ` (gives up after ${duration(p.window_s)})`;
+  const what = p.purpose === "summarize" ? "Summary model" : "Model";
+  return `${what} not answering for ${duration(p.since_s)}: retry ${p.attempt}${of} ` +
+    `in ${duration(p.delay_s)} · ${p.error ?? ""}`;
+}
 
 /**
  * An entry of a step: a kind tag in the left column, its content in the right one.
