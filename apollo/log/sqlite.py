@@ -14,6 +14,7 @@ from typing import Any
 
 from apollo.log.events import Annotator, Event, NewEvent, Role, RunRecord, RunStatus, blob_id
 from apollo.log.store import (
+    LastAdminError,
     Store,
     StoreError,
     check_steerable,
@@ -303,10 +304,31 @@ class SQLiteStore(Store):
 
     def revoke_annotator(self, name: str) -> Annotator:
         with self._lock:
-            cur = self._db.execute("UPDATE annotators SET revoked = 1 WHERE name = ?", (name,))
-            if cur.rowcount == 0:
-                raise StoreError(f"no annotator named {name!r} (see `apollo annotators list`)")
-            row = _one(self._db.execute("SELECT * FROM annotators WHERE name = ?", (name,)))
+            # IMMEDIATE: two admins revoking each other at once cannot both pass the check.
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                found = _first(self._db.execute("SELECT * FROM annotators WHERE name = ?", (name,)))
+                if found is None:
+                    raise StoreError(f"no annotator named {name!r} (see `apollo annotators list`)")
+                if found["role"] == Role.ADMIN and not found["revoked"]:
+                    others = _one(
+                        self._db.execute(
+                            "SELECT COUNT(*) FROM annotators"
+                            " WHERE role = ? AND revoked = 0 AND name != ?",
+                            (Role.ADMIN.value, name),
+                        )
+                    )
+                    if int(others[0]) == 0:
+                        raise LastAdminError(
+                            f"{name} is the last admin: revoking it would lock every admin out;"
+                            " add another admin first (`apollo annotators add NAME --role admin`)"
+                        )
+                self._db.execute("UPDATE annotators SET revoked = 1 WHERE name = ?", (name,))
+                row = _one(self._db.execute("SELECT * FROM annotators WHERE name = ?", (name,)))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
         return _annotator_row(row)
 
     def authenticate(self, token: str) -> Annotator | None:
