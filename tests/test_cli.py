@@ -216,3 +216,10 @@ def test_endpoints_add_list_remove(tmp_path: Path) -> None:
     gone = apollo("endpoints", "remove", "local", home=tmp_path)
     assert gone.returncode == 2 and "no endpoint named 'local'" in gone.stderr
     assert apollo("endpoints", "list", home=tmp_path).stdout == ""
+
+
+def test_serve_refuses_impossible_limits(tmp_path: Path) -> None:
+    for flags in (["--max-running", "0"], ["--login-failures", "0"]):
+        done = apollo("serve", *flags, home=tmp_path, timeout=60)
+        assert done.returncode == 2, done.stderr
+        assert done.stderr.startswith(f"apollo: error: {flags[0]}"), done.stderr

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Header, HTTPException, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from apollo.env.sandbox import SandboxUnavailable
-from apollo.log.events import Role, RunRecord, RunStatus
+from apollo.log.events import Role, RunRecord
 from apollo.log.store import LastAdminError, StoreError
 from apollo.log.writes import post_control, post_guidance, post_label, post_presence
 from apollo.rollout.runner import EMBEDDED, RunOptions
@@ -116,7 +116,7 @@ async def me(who: CurrentPrincipal) -> Me:
 
 # -- runs -----------------------------------------------------------------------------------
 def _live(summary: dict[str, Any]) -> bool:
-    return not RunStatus(summary["status"]).ended
+    return not views.ended(summary["status"])
 
 
 def _sorted(summaries: list[dict[str, Any]], sort: str) -> list[dict[str, Any]]:

@@ -74,14 +74,15 @@ class Endpoints:
         """Every configured endpoint by name (none when the file does not exist)."""
         try:
             raw = json.loads(self.path.read_text(encoding="utf-8"))
+            found = [Endpoint(**e) for e in raw["endpoints"]]
         except FileNotFoundError:
             return {}
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, TypeError, KeyError) as exc:
             raise EndpointError(
-                f"{self.path} is unreadable ({exc}); fix or remove it, then add the endpoints "
-                "again with `apollo endpoints add`"
+                f"{self.path} is unreadable ({exc!r}); fix or remove it, then add the "
+                "endpoints again with `apollo endpoints add`"
             ) from exc
-        return {e["name"]: Endpoint(**e) for e in raw.get("endpoints", [])}
+        return {e.name: e for e in found}
 
     def get(self, name: str) -> Endpoint | None:
         return self.all().get(name)

@@ -25,6 +25,14 @@ STREAK = 3
 LONG_IDLE_S = 300.0
 
 
+_ENDED = frozenset(s.value for s in RunStatus if s.ended)
+
+
+def ended(status: str) -> bool:
+    """Whether a run with this status has ended (for now: a failed run can be resumed)."""
+    return status in _ENDED
+
+
 def _is_act_output(ev: Event) -> bool:
     """An act call that produced an assistant message (the fold reads its tool calls)."""
     p = ev.payload
@@ -179,7 +187,7 @@ class RunFold:
         """The run's attention signals now (docs/api.md): what a person should look at in a
         live run. An ended run needs nobody, so it has none."""
         out: list[dict[str, str]] = []
-        if RunStatus(status).ended:
+        if ended(status):
             return out
         if self.error_streak >= STREAK:
             since = f" since step {self.error_streak_from}" if self.error_streak_from else ""
