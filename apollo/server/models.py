@@ -34,9 +34,8 @@ def _ascii_int(value: object) -> object:
     return value
 
 
-# Every integer the API reads from text goes through one parser and is bounded.
+# Every integer the API reads goes through one parser; each use bounds it.
 AsciiInt = Annotated[int, BeforeValidator(_ascii_int)]
-Seq = Annotated[AsciiInt, Field(ge=0, le=INT64_MAX)]
 Step = Annotated[AsciiInt, Field(ge=1, le=INT64_MAX)]
 
 
@@ -68,8 +67,8 @@ class StartRunRequest(_Request):
         "(GET /api/endpoints); URLs are not accepted",
     )
     annotator: Literal["simulated", "none"] = "none"
-    max_steps: int | None = Field(None, ge=1, le=1_000_000)
-    min_steps: int | None = Field(None, ge=0, le=1_000_000)
+    max_steps: AsciiInt | None = Field(None, ge=1, le=1_000_000)
+    min_steps: AsciiInt | None = Field(None, ge=0, le=1_000_000)
 
 
 class CreatedRun(BaseModel):

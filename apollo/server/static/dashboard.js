@@ -359,9 +359,13 @@ async function initStartForm(tasks) {
   for (const t of tasks) select.appendChild(el("option", { value: t.id }, `${t.id} — ${t.title}`));
   // Runs use the embedded model or an endpoint an admin configured, never a typed URL.
   const models = byId("start-model");
-  const { endpoints } = await api("/api/endpoints");
-  for (const e of endpoints) {
-    models.appendChild(el("option", { value: e.name }, `${e.name} — ${e.model_name}`));
+  try {
+    const { endpoints } = await api("/api/endpoints");
+    for (const e of endpoints) {
+      models.appendChild(el("option", { value: e.name }, `${e.name} — ${e.model_name}`));
+    }
+  } catch (err) {
+    say(status, `Only the embedded model: ${err.message}`, "error");
   }
   toggle.hidden = false;
   toggle.addEventListener("click", () => {
