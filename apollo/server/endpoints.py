@@ -41,6 +41,12 @@ class Endpoint:
     api_key_env: str | None = None
 
 
+def _unprintable(text: str) -> bool:
+    """Spaces or control characters: never part of a URL or a model name, and they would
+    reach the terminal in `apollo endpoints list`."""
+    return any(c.isspace() or not c.isprintable() for c in text)
+
+
 def check_endpoint(endpoint: Endpoint) -> Endpoint:
     """The endpoint if its settings are usable; EndpointError naming the problem otherwise."""
     if len(endpoint.name) > 100 or not _NAME.fullmatch(endpoint.name):
@@ -51,12 +57,15 @@ def check_endpoint(endpoint: Endpoint) -> Endpoint:
     if endpoint.name == EMBEDDED:
         raise EndpointError(f"{EMBEDDED!r} is the packaged model; pick another endpoint name")
     parts = urlsplit(endpoint.url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
+    if parts.scheme not in ("http", "https") or not parts.netloc or _unprintable(endpoint.url):
         raise EndpointError(
             f"endpoint url {endpoint.url!r}: use an http(s) base URL such as http://host:8000/v1"
         )
-    if not endpoint.model_name.strip():
-        raise EndpointError("endpoint model name is empty; give the name the server expects")
+    if not endpoint.model_name.strip() or _unprintable(endpoint.model_name):
+        raise EndpointError(
+            f"endpoint model name {endpoint.model_name!r}: give the name the server expects "
+            "(printable, without spaces)"
+        )
     if endpoint.api_key_env is not None and not _ENV_VAR.fullmatch(endpoint.api_key_env):
         raise EndpointError(
             f"api key variable {endpoint.api_key_env!r} is not an environment variable name"

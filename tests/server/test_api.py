@@ -512,6 +512,8 @@ def test_admins_configure_model_endpoints(client: TestClient, tokens: Tokens) ->
     for name, bad in (
         ("x", {**body, "url": "file:///etc/passwd"}),
         ("x", {**body, "api_key_env": "NOT A VAR"}),
+        ("x", {**body, "url": "http://host/v1\x1b[2J"}),
+        ("x", {**body, "model_name": "qwen\u202e"}),
         ("embedded", body),
         ("bad name", body),
     ):
