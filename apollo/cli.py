@@ -19,7 +19,16 @@ from apollo.log.store import Store, StoreError
 from apollo.log.writes import GUIDANCE_KINDS, post_control, post_guidance
 from apollo.rollout.home import Home, RunLocked
 from apollo.rollout.progress import describe, retry_summary
-from apollo.server.defaults import DEFAULT_HOST, DEFAULT_PORT, DEMO_STEPS
+from apollo.server.defaults import (
+    DEFAULT_HOST,
+    DEFAULT_PORT,
+    DEMO_STEPS,
+    LOGIN_FAILURES,
+    LOGIN_WINDOW_S,
+    MAX_QUEUED_PER_ANNOTATOR,
+    MAX_RUNNING,
+    MAX_RUNNING_PER_ANNOTATOR,
+)
 from apollo.supervise.cli import add_commands as add_supervise_commands
 
 CLI_AUTHOR = "cli"
@@ -100,9 +109,17 @@ def cmd_run(args: argparse.Namespace, home: Home) -> int:
 
 
 def cmd_serve(args: argparse.Namespace, home: Home) -> int:
+    from apollo.server.auth import LoginLimit
+    from apollo.server.scheduler import RunLimits
     from apollo.server.serve import serve
 
-    asyncio.run(serve(home, args.host, args.port))
+    limits = RunLimits(
+        max_running=args.max_running,
+        max_running_per_annotator=args.max_running_per_annotator,
+        max_queued_per_annotator=args.max_queued_per_annotator,
+    )
+    login_limit = LoginLimit(failures=args.login_failures, window_s=args.login_window)
+    asyncio.run(serve(home, args.host, args.port, limits=limits, login_limit=login_limit))
     return 0
 
 
@@ -258,6 +275,24 @@ def cmd_annotators(args: argparse.Namespace, home: Home) -> int:
     return 0
 
 
+def cmd_endpoints(args: argparse.Namespace, home: Home) -> int:
+    from apollo.server.endpoints import Endpoint, Endpoints
+
+    endpoints = Endpoints(home.path)
+    if args.action == "add":
+        if not args.url or not args.model_name:
+            raise ValueError("endpoints add needs NAME URL and --model-name")
+        e = endpoints.put(Endpoint(args.name, args.url, args.model_name, args.api_key_env))
+        print(f"endpoint {e.name} -> {e.url} (model {e.model_name}); runs may name it")
+    elif args.action == "remove":
+        e = endpoints.remove(args.name)
+        print(f"endpoint {e.name} removed; runs started on it keep their settings")
+    else:
+        for e in endpoints.all().values():
+            print(f"{e.name}\t{e.url}\t{e.model_name}\t{e.api_key_env or '-'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
@@ -318,6 +353,32 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("serve", cmd_serve, "serve the console and drive runs (loopback unless told)")
     p.add_argument("--host", default=DEFAULT_HOST, help="interface to listen on")
     p.add_argument("--port", type=int, default=DEFAULT_PORT)
+    p.add_argument(
+        "--max-running", type=int, default=MAX_RUNNING, help="runs driven at once (others wait)"
+    )
+    p.add_argument(
+        "--max-running-per-annotator", type=int, default=MAX_RUNNING_PER_ANNOTATOR, metavar="N"
+    )
+    p.add_argument(
+        "--max-queued-per-annotator",
+        type=int,
+        default=MAX_QUEUED_PER_ANNOTATOR,
+        metavar="N",
+        help="runs of one annotator waiting for a slot; beyond it starting a run is refused",
+    )
+    p.add_argument(
+        "--login-failures",
+        type=int,
+        default=LOGIN_FAILURES,
+        help="failed logins allowed per window",
+    )
+    p.add_argument(
+        "--login-window",
+        type=float,
+        default=LOGIN_WINDOW_S,
+        metavar="SECONDS",
+        help="window of --login-failures, per client address and per name",
+    )
 
     p = add(
         "demo",
@@ -381,6 +442,17 @@ def build_parser() -> argparse.ArgumentParser:
     add_supervise_commands(sub, add)
     add_export_commands(sub, add)
 
+    p = add(
+        "endpoints",
+        cmd_endpoints,
+        "manage the model endpoints runs started from the console may use",
+    )
+    p.add_argument("action", choices=["add", "list", "remove"])
+    p.add_argument("name", nargs="?")
+    p.add_argument("url", nargs="?", help="OpenAI-compatible base URL (add)")
+    p.add_argument("--model-name", help="model name sent to the endpoint (add)")
+    p.add_argument("--api-key-env", help="environment variable that holds its API key (add)")
+
     p = add("annotators", cmd_annotators, "manage annotator accounts")
     p.add_argument("action", choices=["add", "list", "revoke"])
     p.add_argument("name", nargs="?")
@@ -392,8 +464,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `apollo` command."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command == "annotators" and args.action != "list" and not args.name:
-        parser.error("annotators add/revoke need a NAME")
+    if args.command in ("annotators", "endpoints") and args.action != "list" and not args.name:
+        parser.error(f"{args.command} {args.action} needs a NAME")
     try:
         return int(args.fn(args, Home(args.home)))
     except (

@@ -270,3 +270,37 @@ def test_impossible_model_limits_are_refused(
     assert done.returncode == 2
     assert message in done.stderr and "Traceback" not in done.stderr
     assert "queued" not in done.stdout
+
+
+def test_the_last_admin_cannot_be_revoked(tmp_path: Path) -> None:
+    assert apollo("annotators", "add", "root", "--role", "admin", home=tmp_path).returncode == 0
+    refused = apollo("annotators", "revoke", "root", home=tmp_path)
+    assert refused.returncode == 2
+    assert refused.stderr.startswith("apollo: error: root is the last admin")
+    assert "Traceback" not in refused.stderr
+    assert "root\tadmin\tactive" in apollo("annotators", "list", home=tmp_path).stdout
+    assert apollo("annotators", "add", "deputy", "--role", "admin", home=tmp_path).returncode == 0
+    assert apollo("annotators", "revoke", "root", home=tmp_path).returncode == 0
+
+
+def test_endpoints_add_list_remove(tmp_path: Path) -> None:
+    added = apollo(
+        "endpoints", "add", "local", "http://127.0.0.1:8000/v1", "--model-name", "qwen",
+        "--api-key-env", "QWEN_KEY", home=tmp_path,
+    )  # fmt: skip
+    assert added.returncode == 0, added.stderr
+    listed = apollo("endpoints", "list", home=tmp_path).stdout
+    assert "local\thttp://127.0.0.1:8000/v1\tqwen\tQWEN_KEY" in listed
+    bad = apollo("endpoints", "add", "x", "ftp://host/", "--model-name", "m", home=tmp_path)
+    assert bad.returncode == 2 and bad.stderr.startswith("apollo: error: endpoint url")
+    assert apollo("endpoints", "remove", "local", home=tmp_path).returncode == 0
+    gone = apollo("endpoints", "remove", "local", home=tmp_path)
+    assert gone.returncode == 2 and "no endpoint named 'local'" in gone.stderr
+    assert apollo("endpoints", "list", home=tmp_path).stdout == ""
+
+
+def test_serve_refuses_impossible_limits(tmp_path: Path) -> None:
+    for flags in (["--max-running", "0"], ["--login-failures", "0"]):
+        done = apollo("serve", *flags, home=tmp_path, timeout=60)
+        assert done.returncode == 2, done.stderr
+        assert done.stderr.startswith(f"apollo: error: {flags[0]}"), done.stderr

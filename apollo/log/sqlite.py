@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 
 from apollo.log.events import Annotator, Event, NewEvent, Role, RunRecord, RunStatus, blob_id
 from apollo.log.store import (
+    LastAdminError,
     Store,
     StoreBusy,
     StoreCorrupt,
@@ -460,11 +461,26 @@ class SQLiteStore(Store):
 
     def revoke_annotator(self, name: str) -> Annotator:
         def revoke() -> sqlite3.Row:
-            cur = self._db.execute("UPDATE annotators SET revoked = 1 WHERE name = ?", (name,))
-            if cur.rowcount == 0:
+            found = _first(self._db.execute("SELECT * FROM annotators WHERE name = ?", (name,)))
+            if found is None:
                 raise StoreError(f"no annotator named {name!r} (see `apollo annotators list`)")
+            if found["role"] == Role.ADMIN and not found["revoked"]:
+                others = _one(
+                    self._db.execute(
+                        "SELECT COUNT(*) FROM annotators"
+                        " WHERE role = ? AND revoked = 0 AND name != ?",
+                        (Role.ADMIN.value, name),
+                    )
+                )
+                if int(others[0]) == 0:
+                    raise LastAdminError(
+                        f"{name} is the last admin: revoking it would lock every admin out;"
+                        " add another admin first (`apollo annotators add NAME --role admin`)"
+                    )
+            self._db.execute("UPDATE annotators SET revoked = 1 WHERE name = ?", (name,))
             return _one(self._db.execute("SELECT * FROM annotators WHERE name = ?", (name,)))
 
+        # One IMMEDIATE transaction: two admins revoking each other cannot both pass the check.
         return _annotator_row(self._retry(lambda: self._transaction(revoke)))
 
     def authenticate(self, token: str) -> Annotator | None:

@@ -31,6 +31,10 @@ class StoreCorrupt(StoreError):
     """The store's file is not a database, or is damaged (truncated, overwritten)."""
 
 
+class LastAdminError(StoreError):
+    """Revoking this annotator would leave no active admin, locking every admin out."""
+
+
 def new_run_id() -> str:
     """A sortable, collision-resistant run id: UTC date-time plus random suffix."""
     return time.strftime("r%Y%m%d-%H%M%S-", time.gmtime()) + uuid.uuid4().hex[:6]
@@ -160,7 +164,8 @@ class Store(ABC):
 
     @abstractmethod
     def revoke_annotator(self, name: str) -> Annotator:
-        """Revoke an annotator by name; its token stops working."""
+        """Revoke an annotator by name; its token stops working. Raises LastAdminError when
+        it is the last active admin (checked in the same transaction as the revocation)."""
 
     @abstractmethod
     def authenticate(self, token: str) -> Annotator | None:

@@ -124,9 +124,11 @@ def post_label(
 
 def post_presence(store: Store, run_id: str, author: str, seconds: float) -> Event:
     """Record that an annotator spent `seconds` watching a run (the console reports it in
-    short slices while the run view is visible), for the cost of human attention."""
-    if not 0 < seconds <= MAX_PRESENCE_S:
-        raise ValueError(f"presence seconds must be above 0 and at most {MAX_PRESENCE_S:g}")
+    short slices while the run view is visible, and 0 when watching starts), for the cost
+    of human attention. The console credits at most the time since the annotator's previous
+    report, measured from the reports' arrival (apollo/server/views.py)."""
+    if not 0 <= seconds <= MAX_PRESENCE_S:
+        raise ValueError(f"presence seconds must be from 0 to {MAX_PRESENCE_S:g}")
     if store.get_run(run_id) is None:
         raise StoreError(f"no run {run_id!r} (see `apollo runs`)")
     return store.append_one(run_id, Kind.PRESENCE, {"seconds": float(seconds)}, actor=author)

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import time
 from typing import TYPE_CHECKING, Annotated, Any
-from urllib.parse import urlsplit
 
-from fastapi import APIRouter, HTTPException, Query, Request, Response
+from fastapi import APIRouter, Header, HTTPException, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from apollo.env.sandbox import SandboxUnavailable
 from apollo.log.events import Role, RunRecord
-from apollo.log.store import StoreError
+from apollo.log.store import LastAdminError, StoreBusy, StoreError
 from apollo.log.writes import post_control, post_guidance, post_label, post_presence
 from apollo.rollout.runner import EMBEDDED, RunOptions
 from apollo.server import views
@@ -23,13 +22,19 @@ from apollo.server.auth import (
     access,
     set_session_cookie,
 )
+from apollo.server.endpoints import Endpoint, EndpointError
 from apollo.server.models import (
+    INT64_MAX,
     AnnotatorCreate,
     AnnotatorCreated,
     AnnotatorsResponse,
     AnnotatorView,
+    AsciiInt,
     ControlRequest,
     CreatedRun,
+    EndpointPut,
+    EndpointsResponse,
+    EndpointView,
     EventsResponse,
     GuidanceCreated,
     GuidanceRequest,
@@ -44,7 +49,7 @@ from apollo.server.models import (
     TaskView,
     Written,
 )
-from apollo.server.scheduler import queue_run
+from apollo.server.scheduler import QueueFull, queue_run
 
 if TYPE_CHECKING:
     from apollo.server.app import ServerState
@@ -69,7 +74,10 @@ def _run(request: Request, run_id: str) -> RunRecord:
 
 
 def _refused(exc: Exception) -> HTTPException:
-    """A write the log layer refused: bad values are 422, an ended run is 409."""
+    """A write the log layer refused: bad values are 422, an ended run is 409, a store
+    another process keeps locked is 503 (nothing was written; try again)."""
+    if isinstance(exc, StoreBusy):
+        return HTTPException(503, str(exc), headers={"Retry-After": "5"})
     if isinstance(exc, StoreError):
         return HTTPException(409, str(exc))
     return HTTPException(422, str(exc))
@@ -79,11 +87,10 @@ def _refused(exc: Exception) -> HTTPException:
 @router.post("/login", response_model=Me)
 @access(None)
 async def login(body: LoginRequest, request: Request, response: Response) -> Me:
-    """Start a browser session (cookie) from an annotator's name and token."""
-    found = _state(request).auth.login(body.name, body.token)
-    if found is None:
-        raise HTTPException(401, "wrong name or token")
-    annotator, session = found
+    """Start a browser session (cookie) from an annotator's name and token; failed logins
+    are limited per client address and per name (429 with Retry-After)."""
+    client = request.client.host if request.client else "unknown"
+    annotator, session = _state(request).auth.login(body.name, body.token, client)
     set_session_cookie(request, response, session)
     return Me(name=annotator.name, role=annotator.role, csrf_token=session.csrf_token)
 
@@ -111,8 +118,13 @@ async def me(who: CurrentPrincipal) -> Me:
 
 
 # -- runs -----------------------------------------------------------------------------------
+def _live(summary: dict[str, Any]) -> bool:
+    return not views.ended(summary["status"])
+
+
 def _sorted(summaries: list[dict[str, Any]], sort: str) -> list[dict[str, Any]]:
-    """Summaries in `sort` order; runs without a score come last either way."""
+    """Summaries in `sort` order; runs without a score come last either way, and by
+    attention live runs rank above ended ones (which need nobody)."""
     key = sort.removeprefix("-")
     descending = sort.startswith("-")
     if key == "score":
@@ -120,7 +132,7 @@ def _sorted(summaries: list[dict[str, Any]], sort: str) -> list[dict[str, Any]]:
         scored.sort(key=lambda s: s["last_score"], reverse=descending)
         return scored + [s for s in summaries if s["last_score"] is None]
     if key == "attention":
-        return sorted(summaries, key=lambda s: len(s["attention"]), reverse=descending)
+        return sorted(summaries, key=lambda s: (_live(s), len(s["attention"])), reverse=descending)
     return sorted(summaries, key=lambda s: s[key], reverse=descending)
 
 
@@ -134,7 +146,10 @@ async def list_runs(
     sort: Annotated[
         str, Query(description=f"one of {', '.join(SORT_KEYS)}; '-' for descending")
     ] = "-created",
-    limit: Annotated[int, Query(ge=1, le=100_000)] = 1000,
+    limit: Annotated[AsciiInt, Query(ge=1, le=100_000)] = 1000,
+    attention: Annotated[
+        bool, Query(description="only live runs with attention signals (they need a person)")
+    ] = False,
 ) -> Response:
     """Run summaries (filtered, sorted, limited) and cost totals over the filtered runs."""
     key = sort.removeprefix("-")
@@ -152,44 +167,67 @@ async def list_runs(
         and (task is None or r.task == task)
         and (not needle or needle in f"{r.id} {r.task} {r.status}".lower())
     ]
+    if attention:
+        summaries = [s for s in summaries if s["attention"]]
     summaries = _sorted(summaries, sort)
     # Already shaped like RunsResponse; answering directly skips re-validating 1,000 runs.
     return JSONResponse({"runs": summaries[:limit], "totals": views.totals(summaries)})
 
 
-def _model_url(model: str) -> str:
+def _endpoint(request: Request, model: str) -> Endpoint | None:
+    """The configured endpoint a run names (None: the embedded model); 422 for anything
+    else, a URL included: the server only calls models an admin configured."""
     if model == EMBEDDED:
-        return model
-    parts = urlsplit(model)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise HTTPException(422, "model: use 'embedded' or an http(s) base URL such as …/v1")
-    return model
+        return None
+    try:
+        endpoints = _state(request).endpoints.all()
+    except EndpointError as exc:
+        raise HTTPException(503, str(exc)) from exc
+    found = endpoints.get(model)
+    if found is None:
+        names = ", ".join([EMBEDDED, *sorted(endpoints)])
+        raise HTTPException(
+            422,
+            f"model: {model!r} is not a configured model; use one of {names} "
+            "(an admin adds endpoints with `apollo endpoints add` or PUT /api/endpoints/NAME)",
+        )
+    return found
 
 
 @router.post("/runs", status_code=201, response_model=CreatedRun)
 @access(Role.ANNOTATOR)
 async def start_run(body: StartRunRequest, request: Request, who: CurrentPrincipal) -> CreatedRun:
-    """Create a run; the server's runner drives it at once."""
+    """Create a run; the server's runner drives it at once, or when the run limits leave it
+    a slot (docs/api.md "Run limits"): 429 when its annotator has too many runs waiting."""
     state = _state(request)
-    if state.scheduler is None:
+    scheduler = state.scheduler
+    if scheduler is None:
         raise HTTPException(503, "this server has no runner; start runs with `apollo run`")
     task = state.tasks.get(body.task)
     if task is None:
         known = ", ".join(sorted(state.tasks)) or "none"
         raise HTTPException(422, f"task: unknown task {body.task!r}; use one of {known}")
+    endpoint = _endpoint(request, body.model)
     options = RunOptions(
-        model=_model_url(body.model),
-        model_name=body.model_name or "default",
+        model=endpoint.url if endpoint else EMBEDDED,
+        model_name=endpoint.model_name if endpoint else "default",
+        api_key_env=endpoint.api_key_env if endpoint else None,
         annotator=body.annotator,
         max_steps=body.max_steps,
         min_steps=body.min_steps or 0,
     )
     try:
-        run_id = queue_run(state.store, state.home, task, options, started_by=who.name)
+        scheduler.admit(who.name)
+    except QueueFull as exc:
+        raise HTTPException(429, str(exc)) from exc
+    try:
+        run_id = queue_run(
+            state.store, state.home, task, options, started_by=who.name, endpoint=body.model
+        )
     except SandboxUnavailable as exc:
         raise HTTPException(422, str(exc)) from exc
-    state.scheduler.submit(run_id)
-    return CreatedRun(id=run_id)
+    scheduler.fill()
+    return CreatedRun(id=run_id, state="running" if scheduler.is_driven(run_id) else "queued")
 
 
 @router.get("/runs/{run_id}", response_model=RunDetail)
@@ -206,8 +244,8 @@ async def run_detail(run_id: str, request: Request) -> dict[str, Any]:
 async def run_events(
     run_id: str,
     request: Request,
-    after: Annotated[int, Query(ge=0)] = 0,
-    limit: Annotated[int, Query(ge=1, le=5000)] = 500,
+    after: Annotated[AsciiInt, Query(ge=0, le=INT64_MAX)] = 0,
+    limit: Annotated[AsciiInt, Query(ge=1, le=5000)] = 500,
 ) -> dict[str, Any]:
     """Events with seq > after, blob references expanded."""
     state = _state(request)
@@ -219,25 +257,22 @@ async def run_events(
     }
 
 
-def _resume_point(request: Request, after: int | None) -> int:
-    """Where a stream resumes: Last-Event-ID (set by a reconnecting EventSource) wins over
-    `?after=`, which only seeds the first connection."""
-    header = request.headers.get("last-event-id")
-    if header is not None and header.strip():
-        if not header.strip().isdigit():
-            raise HTTPException(422, "Last-Event-ID must be an event seq (a number)")
-        return int(header.strip())
-    return after or 0
-
-
 @router.get("/runs/{run_id}/stream", response_class=StreamingResponse)
 @access(Role.VIEWER)
 async def run_stream(
-    run_id: str, request: Request, after: Annotated[int | None, Query(ge=0)] = None
+    run_id: str,
+    request: Request,
+    after: Annotated[AsciiInt | None, Query(ge=0, le=INT64_MAX)] = None,
+    last_event_id: Annotated[
+        AsciiInt | None,
+        Header(ge=0, le=INT64_MAX, description="set by a reconnecting EventSource"),
+    ] = None,
 ) -> StreamingResponse:
-    """Server-sent events: one per log event (`id: seq`, `event: kind`, EventView data)."""
+    """Server-sent events: one per log event (`id: seq`, `event: kind`, EventView data).
+    The stream resumes after Last-Event-ID, which wins over `?after=` (that only seeds the
+    first connection: a reconnecting EventSource keeps the URL)."""
     _run(request, run_id)
-    start = _resume_point(request, after)
+    start = last_event_id if last_event_id is not None else after or 0
     stream = _state(request).hub.stream(run_id, start)
     return StreamingResponse(stream, media_type="text/event-stream", headers=SSE_HEADERS)
 
@@ -366,9 +401,50 @@ async def revoke_annotator(name: str, request: Request) -> AnnotatorView:
     state = _state(request)
     try:
         annotator = state.store.revoke_annotator(name)
+    except LastAdminError as exc:
+        raise HTTPException(409, str(exc)) from exc
     except StoreError as exc:
         raise HTTPException(404, str(exc)) from exc
     state.auth.sessions.drop_annotator(name)
     return AnnotatorView(
         name=annotator.name, role=annotator.role, created=annotator.created, revoked=True
     )
+
+
+# -- model endpoints ------------------------------------------------------------------------
+def _endpoint_view(e: Endpoint) -> EndpointView:
+    return EndpointView(name=e.name, url=e.url, model_name=e.model_name, api_key_env=e.api_key_env)
+
+
+@router.get("/endpoints", response_model=EndpointsResponse)
+@access(Role.ANNOTATOR)
+async def endpoints(request: Request) -> EndpointsResponse:
+    """The models a run may name (besides `embedded`), as an admin configured them."""
+    try:
+        found = _state(request).endpoints.all()
+    except EndpointError as exc:
+        raise HTTPException(503, str(exc)) from exc
+    return EndpointsResponse(
+        endpoints=[_endpoint_view(e) for _, e in sorted(found.items())], default=EMBEDDED
+    )
+
+
+@router.put("/endpoints/{name}", response_model=EndpointView)
+@access(Role.ADMIN)
+async def put_endpoint(name: str, body: EndpointPut, request: Request) -> EndpointView:
+    """Add or replace a model endpoint; runs started on it before keep their settings."""
+    endpoint = Endpoint(name, body.url, body.model_name, body.api_key_env)
+    try:
+        return _endpoint_view(_state(request).endpoints.put(endpoint))
+    except EndpointError as exc:
+        raise HTTPException(422, str(exc)) from exc
+
+
+@router.delete("/endpoints/{name}", response_model=EndpointView)
+@access(Role.ADMIN)
+async def delete_endpoint(name: str, request: Request) -> EndpointView:
+    """Remove a model endpoint: new runs can no longer name it."""
+    try:
+        return _endpoint_view(_state(request).endpoints.remove(name))
+    except EndpointError as exc:
+        raise HTTPException(404, str(exc)) from exc

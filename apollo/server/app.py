@@ -3,12 +3,17 @@ response goes through (body size cap, security headers)."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -17,8 +22,9 @@ from apollo.log.store import Store
 from apollo.rollout.home import Home
 from apollo.rollout.runner import Runner
 from apollo.server import api, pages
-from apollo.server.auth import Authenticator, SessionStore
-from apollo.server.scheduler import RunScheduler
+from apollo.server.auth import Authenticator, LoginLimiter, SessionStore
+from apollo.server.endpoints import Endpoints
+from apollo.server.scheduler import RunLimits, RunScheduler
 from apollo.server.sse import EventHub
 from apollo.server.views import RunCache
 
@@ -47,6 +53,7 @@ class ServerState:
     auth: Authenticator
     tasks: dict[str, Task]
     scheduler: RunScheduler | None
+    endpoints: Endpoints
 
 
 class BodyLimit:
@@ -138,6 +145,24 @@ class SecurityHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
+def _finite(value: Any) -> Any:
+    """`value` with non-finite floats spelled as strings: JSON has no NaN or Infinity, and
+    an error that echoes such an input must still be sent."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
+async def _invalid_request(request: Request, exc: Exception) -> JSONResponse:
+    """422 naming the invalid fields (FastAPI's answer, safe for any input)."""
+    assert isinstance(exc, RequestValidationError)
+    return JSONResponse({"detail": _finite(jsonable_encoder(exc.errors()))}, status_code=422)
+
+
 def create_app(
     home: Home,
     *,
@@ -146,13 +171,16 @@ def create_app(
     store: Store | None = None,
     poll_interval_s: float = 0.05,
     max_body_bytes: int = MAX_BODY_BYTES,
+    limits: RunLimits | None = None,
+    login_limiter: LoginLimiter | None = None,
 ) -> FastAPI:
     """The console app for `home`.
 
     `runner`: drives runs started through the API and queued runs, in the app's event loop
-    (without one, `POST /api/runs` answers 503). `tasks`: the tasks runs may be started on
-    (default: the built-in ones); a run can only be started on a listed task, never on an
-    arbitrary server path. `store`: defaults to a connection of the app's own."""
+    (without one, `POST /api/runs` answers 503), at most as many at once as `limits` allow.
+    `tasks`: the tasks runs may be started on (default: the built-in ones); a run can only be
+    started on a listed task, never on an arbitrary server path. `store`: defaults to a
+    connection of the app's own. `login_limiter`: how failed logins are limited."""
     own_store = store is None
     app_store = store or home.open_store()
     catalog = {t.id: t for t in (builtin_tasks() if tasks is None else tasks)}
@@ -161,15 +189,16 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         hub = EventHub(app_store, cache, interval_s=poll_interval_s)
-        scheduler = RunScheduler(runner) if runner is not None else None
+        scheduler = RunScheduler(runner, limits) if runner is not None else None
         app.state.apollo = ServerState(
             home=home,
             store=app_store,
             cache=cache,
             hub=hub,
-            auth=Authenticator(app_store, SessionStore()),
+            auth=Authenticator(app_store, SessionStore(), login_limiter),
             tasks=catalog,
             scheduler=scheduler,
+            endpoints=Endpoints(home.path),
         )
         hub.start()
         if scheduler is not None:
@@ -191,6 +220,7 @@ def create_app(
         docs_url=None,
         redoc_url=None,
         lifespan=lifespan,
+        exception_handlers={RequestValidationError: _invalid_request},
     )
     app.include_router(api.router)
     app.include_router(pages.router)

@@ -12,9 +12,11 @@ answered 401/403 whatever it carries, and a route without a declaration cannot b
 
 from __future__ import annotations
 
+import math
 import secrets
 import time
-from collections.abc import Callable, Coroutine
+from collections import deque
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -23,6 +25,7 @@ from fastapi.routing import APIRoute
 
 from apollo.log.events import Annotator, Role
 from apollo.log.store import Store
+from apollo.server.defaults import LOGIN_FAILURES, LOGIN_WINDOW_S
 
 SESSION_COOKIE = "apollo_session"
 CSRF_HEADER = "X-CSRF-Token"
@@ -86,6 +89,67 @@ class SessionStore:
             del self._sessions[sid]
 
 
+@dataclass(frozen=True, slots=True)
+class LoginLimit:
+    """Failed logins allowed per client address and per name within a sliding window."""
+
+    failures: int = LOGIN_FAILURES
+    window_s: float = LOGIN_WINDOW_S
+
+    def __post_init__(self) -> None:
+        if self.failures < 1 or not (math.isfinite(self.window_s) and self.window_s > 0):
+            raise ValueError("--login-failures must be 1 or more and --login-window above 0")
+
+
+class LoginLimiter:
+    """Counts failed logins per key (a client address, a name). Once a key has `failures`
+    failures within `window_s`, every login with it is refused (429), the right token too,
+    until the oldest of them leaves the window; otherwise guessing would go on. Successes are
+    not counted. `clock` is injectable so tests need not wait out the window."""
+
+    # Keys kept at most: beyond this, keys whose failures all left the window are dropped.
+    MAX_KEYS = 10_000
+
+    def __init__(
+        self, limit: LoginLimit | None = None, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.limit = limit or LoginLimit()
+        self.clock = clock
+        self._failures: dict[str, deque[float]] = {}
+
+    def _recent(self, key: str, now: float) -> deque[float]:
+        found = self._failures.get(key)
+        if found is None:
+            return deque()
+        while found and found[0] <= now - self.limit.window_s:
+            found.popleft()
+        if not found:
+            del self._failures[key]
+        return found
+
+    def retry_after(self, keys: Sequence[str]) -> float | None:
+        """Seconds until a login with `keys` is allowed again, or None when it is now."""
+        now = self.clock()
+        waits = [
+            found[-self.limit.failures] + self.limit.window_s - now
+            for found in (self._recent(k, now) for k in keys)
+            if len(found) >= self.limit.failures
+        ]
+        return max(waits) if waits else None
+
+    def failed(self, keys: Sequence[str]) -> None:
+        """Count a failed login against each key."""
+        now = self.clock()
+        if len(self._failures) >= self.MAX_KEYS:
+            for key in list(self._failures):
+                self._recent(key, now)
+        for key in keys:
+            found = self._failures.setdefault(key, deque())
+            found.append(now)
+            while len(found) > self.limit.failures:
+                found.popleft()
+
+
 def _unauthenticated(why: str) -> HTTPException:
     return HTTPException(401, why, headers={"WWW-Authenticate": "Bearer"})
 
@@ -93,18 +157,34 @@ def _unauthenticated(why: str) -> HTTPException:
 class Authenticator:
     """Resolves requests to principals against the store's annotators."""
 
-    def __init__(self, store: Store, sessions: SessionStore) -> None:
+    def __init__(
+        self, store: Store, sessions: SessionStore, limiter: LoginLimiter | None = None
+    ) -> None:
         self.store = store
         self.sessions = sessions
+        self.limiter = limiter or LoginLimiter()
 
     def _active(self, name: str) -> Annotator | None:
         # Looked up on every request, so a revocation (from the CLI too) takes effect at once.
         return next((a for a in self.store.list_annotators() if a.name == name), None)
 
-    def login(self, name: str, token: str) -> tuple[Annotator, Session] | None:
+    def login(self, name: str, token: str, client: str) -> tuple[Annotator, Session]:
+        """A new browser session for the right name and token; 401 for a wrong one, 429 once
+        `client` (its address) or `name` has failed too often lately (`LoginLimiter`)."""
+        keys = (f"client:{client}", f"name:{name}")
+        wait = self.limiter.retry_after(keys)
+        if wait is not None:
+            seconds = max(1, math.ceil(wait))
+            raise HTTPException(
+                429,
+                f"too many failed logins from this address or for this name; try again in "
+                f"{seconds} s",
+                headers={"Retry-After": str(seconds)},
+            )
         annotator = self.store.authenticate(token)
-        if annotator is None or not secrets.compare_digest(annotator.name, name):
-            return None
+        if annotator is None or not secrets.compare_digest(annotator.name.encode(), name.encode()):
+            self.limiter.failed(keys)
+            raise HTTPException(401, "wrong name or token")
         return annotator, self.sessions.create(annotator.name)
 
     def from_cookie(self, request: Request) -> Principal | None:

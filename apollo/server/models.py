@@ -6,18 +6,42 @@ silently ignored. Responses are what the OpenAPI schema advertises and what the 
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import re
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from apollo.log.writes import MAX_GUIDANCE_CHARS, MAX_LABEL_REASON_CHARS, MAX_PRESENCE_S
+from apollo.server.endpoints import NAME_PATTERN
 
 GuidanceKindField = Literal["knowledge", "strategy", "correction", "hint", "other"]
 RoleField = Literal["admin", "annotator", "viewer"]
 
+# The largest integer SQLite stores: anything above it cannot be a seq or a step.
+INT64_MAX = 2**63 - 1
+_ASCII_INT = re.compile(r"[+-]?[0-9]{1,20}")
+
+
+def _ascii_int(value: object) -> object:
+    """Integers written as text (query strings, headers) in ASCII digits only: Python's int()
+    also reads other scripts' digits ("١٢"), and str.isdigit() accepts ones int() does not
+    ("²"); pydantic then checks the bounds."""
+    if isinstance(value, str):
+        text = value.strip()
+        if not _ASCII_INT.fullmatch(text):
+            raise ValueError("expected an integer written in the digits 0-9")
+        return int(text)
+    return value
+
+
+# Every integer the API reads goes through one parser; each use bounds it.
+AsciiInt = Annotated[int, BeforeValidator(_ascii_int)]
+Step = Annotated[AsciiInt, Field(ge=1, le=INT64_MAX)]
+
 
 class _Request(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # Non-finite numbers (JSON's NaN and Infinity, which Python's parser accepts) are refused.
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 # -- auth ---------------------------------------------------------------------------------
@@ -39,16 +63,19 @@ class StartRunRequest(_Request):
         "embedded",
         min_length=1,
         max_length=2000,
-        description="'embedded' or an OpenAI-compatible base URL (http or https, ending /v1)",
+        description="'embedded' or the name of a model endpoint an admin configured "
+        "(GET /api/endpoints); URLs are not accepted",
     )
-    model_name: str | None = Field(None, min_length=1, max_length=200)
     annotator: Literal["simulated", "none"] = "none"
-    max_steps: int | None = Field(None, ge=1, le=1_000_000)
-    min_steps: int | None = Field(None, ge=0, le=1_000_000)
+    max_steps: AsciiInt | None = Field(None, ge=1, le=1_000_000)
+    min_steps: AsciiInt | None = Field(None, ge=0, le=1_000_000)
 
 
 class CreatedRun(BaseModel):
     id: str
+    state: Literal["running", "queued"] = Field(
+        description="running: the server drives it now; queued: it starts when a slot frees"
+    )
 
 
 class Attention(BaseModel):
@@ -59,11 +86,17 @@ class Attention(BaseModel):
 class Cost(BaseModel):
     interventions: int = Field(description="guidance messages posted")
     interventions_per_hour: float = Field(description="per hour of agent working time")
-    annotator_seconds: float = Field(description="time annotators spent in the run view")
+    annotator_seconds: float = Field(
+        description="time annotators spent in the run view, measured from the arrival "
+        "times of their presence reports"
+    )
     prompt_tokens: int
     completion_tokens: int
     model_retries: int = Field(description="failed model attempts that were made again")
-    wall_s: float = Field(description="from the first event to the last")
+    wall_s: float = Field(
+        description="the agent's: from its first event to its last (annotators' writes "
+        "after the run do not stretch it)"
+    )
     work_s: float = Field(description="agent working time (pauses and downtime excluded)")
 
 
@@ -159,7 +192,7 @@ class EventsResponse(BaseModel):
 class GuidanceRequest(_Request):
     text: str = Field(min_length=1, max_length=MAX_GUIDANCE_CHARS)
     kind: GuidanceKindField = "hint"
-    drift_from_step: int | None = Field(None, ge=1)
+    drift_from_step: Step | None = None
     urgent: bool = False
 
 
@@ -178,13 +211,18 @@ class Written(BaseModel):
 
 
 class LabelRequest(_Request):
-    step: int = Field(ge=1)
+    step: Step
     verdict: Literal["keep", "mask"]
     reason: str = Field("", max_length=MAX_LABEL_REASON_CHARS, description="required to mask")
 
 
 class PresenceRequest(_Request):
-    seconds: float = Field(gt=0, le=MAX_PRESENCE_S)
+    seconds: float = Field(
+        ge=0,
+        le=MAX_PRESENCE_S,
+        description="seconds the run view was visible since the last report; 0 marks the "
+        "start of watching",
+    )
 
 
 # -- tasks and annotators -------------------------------------------------------------------
@@ -212,7 +250,7 @@ class AnnotatorsResponse(BaseModel):
 
 
 class AnnotatorCreate(_Request):
-    name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9._@-]*$")
+    name: str = Field(min_length=1, max_length=100, pattern=NAME_PATTERN)
     role: RoleField = "annotator"
 
 
@@ -220,3 +258,24 @@ class AnnotatorCreated(BaseModel):
     name: str
     role: RoleField
     token: str = Field(description="shown once; only its hash is stored")
+
+
+# -- model endpoints ------------------------------------------------------------------------
+class EndpointPut(_Request):
+    url: str = Field(min_length=1, max_length=2000, description="OpenAI-compatible base URL")
+    model_name: str = Field(min_length=1, max_length=200, description="model name it is sent")
+    api_key_env: str | None = Field(
+        None, max_length=200, description="environment variable of the server with the key"
+    )
+
+
+class EndpointView(BaseModel):
+    name: str
+    url: str
+    model_name: str
+    api_key_env: str | None
+
+
+class EndpointsResponse(BaseModel):
+    endpoints: list[EndpointView]
+    default: str = Field(description="what a run uses when it names no model")

@@ -25,6 +25,7 @@ from apollo.log.events import Event, Role
 from apollo.rollout.home import Home
 from apollo.rollout.runner import EMBEDDED, Runner, RunOptions
 from apollo.server.app import create_app
+from apollo.server.auth import LoginLimit, LoginLimiter
 from apollo.server.defaults import (
     DEFAULT_HOST,
     DEFAULT_PORT,
@@ -32,7 +33,7 @@ from apollo.server.defaults import (
     DEMO_SUMMARY_THRESHOLD,
     DEMO_TASKS,
 )
-from apollo.server.scheduler import queue_run
+from apollo.server.scheduler import RunLimits, queue_run
 
 
 class _Server(uvicorn.Server):
@@ -81,16 +82,25 @@ async def serve(
     log_level: str = "info",
     say: Callable[[str], None] = print,
     on_event: Callable[[Event], None] | None = None,
+    limits: RunLimits | None = None,
+    login_limit: LoginLimit | None = None,
 ) -> None:
     """Serve the console on host:port and drive runs in the same loop until interrupted.
-    `on_event` sees every event of the runs this server drives (terminal progress)."""
+    `on_event` sees every event of the runs this server drives (terminal progress);
+    `limits` caps the runs driven at once, `login_limit` failed logins."""
     runner = Runner(home, on_event=on_event)
     loop = asyncio.get_running_loop()
     # Signal handlers can only be set from the main thread (tests run servers in others).
     signals = (signal.SIGINT, signal.SIGTERM)
     in_main = threading.current_thread() is threading.main_thread()
     try:
-        app = create_app(home, runner=runner, tasks=tasks)
+        app = create_app(
+            home,
+            runner=runner,
+            tasks=tasks,
+            limits=limits,
+            login_limiter=LoginLimiter(login_limit),
+        )
         srv = server(app, host, port, log_level)
         if in_main:
             for sig in signals:

@@ -10,6 +10,7 @@ request costs one query on the runs table plus the new events of runs whose row 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,9 +19,18 @@ from apollo.agent.context import ContextView
 from apollo.log.events import Event, Kind, RunRecord, RunStatus, canonical_json
 from apollo.log.store import Store
 
+AGENT = "agent"  # the actor of the agent's own events
 # Attention thresholds (docs/api.md).
 STREAK = 3
 LONG_IDLE_S = 300.0
+
+
+_ENDED = frozenset(s.value for s in RunStatus if s.ended)
+
+
+def ended(status: str) -> bool:
+    """Whether a run with this status has ended (for now: a failed run can be resumed)."""
+    return status in _ENDED
 
 
 def _is_act_output(ev: Event) -> bool:
@@ -35,6 +45,8 @@ class RunFold:
 
     context: ContextView = field(default_factory=ContextView)
     last_seq: int = 0
+    # The agent's own first and last events: wall time and idleness are the agent's, so
+    # labels and presence reports written after (or during) a run do not stretch them.
     first_ts: float | None = None
     last_ts: float | None = None
     ended: bool = False
@@ -48,6 +60,8 @@ class RunFold:
     completion_tokens: int = 0
     model_retries: int = 0
     presence_s: float = 0.0
+    # When each annotator's last presence report arrived (the store's ts of the event).
+    presence_at: dict[str, float] = field(default_factory=dict)
     guidance_count: int = 0
     labels: list[dict[str, Any]] = field(default_factory=list)
     submissions: list[dict[str, Any]] = field(default_factory=list)
@@ -59,9 +73,10 @@ class RunFold:
         """Apply one event; `outputs` holds the texts of act calls' assistant messages."""
         self.context.apply(ev)
         self.last_seq = ev.seq
-        if self.first_ts is None:
-            self.first_ts = ev.ts
-        self.last_ts = ev.ts
+        if ev.actor == AGENT or ev.kind == Kind.RUN_FINISHED:
+            if self.first_ts is None:
+                self.first_ts = ev.ts
+            self.last_ts = ev.ts
         p = ev.payload
         if ev.kind == Kind.MODEL_CALL:
             usage = p.get("usage") or {}
@@ -76,7 +91,7 @@ class RunFold:
         elif ev.kind == Kind.GUIDANCE:
             self.guidance_count += 1
         elif ev.kind == Kind.PRESENCE:
-            self.presence_s += float(p.get("seconds") or 0.0)
+            self._presence(ev)
         elif ev.kind == Kind.LABEL:
             self.labels.append(
                 {
@@ -100,6 +115,21 @@ class RunFold:
             self.ended = True
         elif ev.kind == Kind.RUN_RESUMED:
             self.ended = False
+
+    def _presence(self, ev: Event) -> None:
+        """Credit an annotator's report with at most the real time since their previous
+        report on this run: the server measures, the report only caps (it says how much of
+        that time the page was visible). A first report only starts the measurement."""
+        previous = self.presence_at.get(ev.actor)
+        self.presence_at[ev.actor] = ev.ts
+        if previous is None:
+            return
+        try:
+            reported = float(ev.payload.get("seconds") or 0.0)
+        except (TypeError, ValueError):
+            return
+        if math.isfinite(reported):
+            self.presence_s += max(0.0, min(reported, ev.ts - previous))
 
     def _actions(self, message: dict[str, Any]) -> None:
         calls = message.get("tool_calls") or []
@@ -157,8 +187,11 @@ class RunFold:
 
     # -- derived values -------------------------------------------------------------------
     def attention(self, status: str, now: float) -> list[dict[str, str]]:
-        """The run's attention signals now (docs/api.md)."""
+        """The run's attention signals now (docs/api.md): what a person should look at in a
+        live run. An ended run needs nobody, so it has none."""
         out: list[dict[str, str]] = []
+        if ended(status):
+            return out
         if self.error_streak >= STREAK:
             since = f" since step {self.error_streak_from}" if self.error_streak_from else ""
             out.append(

@@ -28,6 +28,8 @@ from apollo.log.events import Event
 from apollo.rollout.home import Home
 from apollo.rollout.runner import Runner
 from apollo.server.app import create_app
+from apollo.server.endpoints import Endpoint, Endpoints
+from apollo.server.scheduler import RunLimits
 from apollo.server.serve import server as make_server
 from tests.agent.harness import make_task
 
@@ -90,6 +92,12 @@ class Console:
             timeout=10,
         )
 
+    def endpoint(self, model: ScriptedServer) -> str:
+        """Configure `model` as an endpoint runs may name (as `apollo endpoints add` does)."""
+        name = f"scripted-{model.port}"
+        Endpoints(self.home.path).put(Endpoint(name, model.base_url, "scripted"))
+        return name
+
     def start_run(
         self,
         script: Iterable[Entry] = (),
@@ -105,7 +113,7 @@ class Console:
                 "/api/runs",
                 json={
                     "task": self.task.id,
-                    "model": model.base_url,
+                    "model": self.endpoint(model),
                     "max_steps": max_steps,
                     "annotator": annotator,
                 },
@@ -165,7 +173,9 @@ def serve_console(tmp: Path, task_title: str) -> Iterable[Console]:
             for name, role in (("alice", "annotator"), ("vera", "viewer"))
         }
     runner = Runner(home)
-    app = create_app(home, runner=runner, tasks=[task], poll_interval_s=0.02)
+    # Tests start runs faster than stopped ones end: room for all of them at once.
+    limits = RunLimits(max_running=64, max_running_per_annotator=64)
+    app = create_app(home, runner=runner, tasks=[task], poll_interval_s=0.02, limits=limits)
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]

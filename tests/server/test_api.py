@@ -3,6 +3,8 @@ presence, controls, tasks; limits, malformed input and hostile text."""
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import json
 import time
 from pathlib import Path
@@ -11,12 +13,13 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from apollo.log.events import Kind
+from apollo.log.events import Event, Kind
 from apollo.log.sqlite import SQLiteStore
+from apollo.log.writes import post_label, post_presence
 from apollo.rollout.home import Home
 from apollo.server.app import create_app
 from apollo.server.models import EventsResponse, RunDetail, RunsResponse
-from apollo.server.views import LONG_IDLE_S, RunCache
+from apollo.server.views import LONG_IDLE_S, RunCache, RunFold
 from tests.agent.harness import make_task
 from tests.server.conftest import LiveServer, Tokens
 from tests.server.fakelog import BUDGET, FakeRun
@@ -85,7 +88,7 @@ def test_writes_are_attributed_and_in_the_log(
         client.post(f"{url}/labels", json={"step": 1, "verdict": "keep"}, headers=h).status_code
         == 201
     )
-    assert client.post(f"{url}/presence", json={"seconds": 30}, headers=h).status_code == 204
+    assert client.post(f"{url}/presence", json={"seconds": 0}, headers=h).status_code == 204
     assert client.post(f"{url}/presence", json={"seconds": 12.5}, headers=h).status_code == 204
     control = client.post(f"{url}/control", json={"action": "pause"}, headers=h)
     assert control.status_code == 201
@@ -112,7 +115,10 @@ def test_writes_are_attributed_and_in_the_log(
         (2, "mask", "ann"),
         (1, "keep", "ann"),
     ]
-    assert got.cost.annotator_seconds == 42.5
+    assert [e.payload for e in events if e.kind == Kind.PRESENCE] == [
+        {"seconds": 0.0},
+        {"seconds": 12.5},
+    ]
 
 
 @pytest.mark.parametrize(
@@ -131,9 +137,15 @@ def test_writes_are_attributed_and_in_the_log(
         ("labels", b'{"step": 1, "verdict": "maybe", "reason": "x"}'),
         ("labels", b'{"step": 99, "verdict": "keep", "reason": "x"}'),
         ("labels", b'{"step": 1, "verdict": "mask", "reason": ""}'),
-        ("presence", b'{"seconds": 0}'),
+        ("presence", b'{"seconds": -1}'),
         ("presence", b'{"seconds": 121}'),
         ("presence", b'{"seconds": "NaN"}'),
+        ("presence", b'{"seconds": NaN}'),
+        ("presence", b'{"seconds": Infinity}'),
+        ("presence", b'{"seconds": -Infinity}'),
+        ("presence", b'{"seconds": 1e400}'),
+        ("labels", b'{"step": 9223372036854775808, "verdict": "keep"}'),
+        ("guidance", b'{"text": "x", "drift_from_step": 1180591620717411303424}'),
     ],
 )
 def test_malformed_writes_are_4xx_and_write_nothing(
@@ -346,3 +358,171 @@ def test_openapi_lists_the_api(client: TestClient) -> None:
     paths = client.get("/openapi.json").json()["paths"]
     assert "/api/runs/{run_id}/guidance" in paths and "/api/stream" in paths
     assert all(p.startswith("/api/") for p in paths)
+
+
+def test_seqs_beyond_int64_or_in_other_digits_are_422(
+    client: TestClient, tokens: Tokens, run: FakeRun
+) -> None:
+    h = tokens.bearer("viewer")
+    url = f"/api/runs/{run.run_id}"
+    for after in (str(2**63), str(2**70), "²", "١٢", "1_0", "NaN", "-1"):
+        r = client.get(f"{url}/events", params={"after": after}, headers=h)
+        assert r.status_code == 422, (after, r.text)
+        assert r.json()["detail"][0]["loc"] == ["query", "after"]
+    assert client.get(f"{url}/events", params={"after": str(2**63 - 1)}, headers=h).json() == {
+        "events": [],
+        "last_seq": 2**63 - 1,
+    }
+    # Last-Event-ID: "²" passes str.isdigit() but not int(); latin-1 is how HTTP carries it.
+    for value in ("²".encode("latin-1"), "١٢".encode(), str(2**63).encode(), b"-3"):
+        r = client.get(f"{url}/stream", headers={**h, "Last-Event-ID": value})  # type: ignore[dict-item]
+        assert r.status_code == 422, (value, r.text)
+        assert r.json()["detail"][0]["loc"] == ["header", "last-event-id"]
+
+
+def test_totals_rate_is_over_summed_working_time(
+    client: TestClient, tokens: Tokens, store: SQLiteStore
+) -> None:
+    """22 interventions over hours of work are not thousands per hour: the totals' rate is
+    the summed interventions over the summed working time, not a sum of per-run rates."""
+    quick = FakeRun(store, store.create_run("quick", {"options": {}}).id, work_per_step_s=2)
+    slow = FakeRun(store, store.create_run("slow", {"options": {}}).id, work_per_step_s=3598)
+    for fake in (quick, slow):
+        fake.start()
+        fake.act("think", {"thought": "go"})
+        guide(client, tokens, fake.run_id)
+    listed = client.get("/api/runs", headers=tokens.bearer("viewer")).json()
+    rates = {r["id"]: r["cost"]["interventions_per_hour"] for r in listed["runs"]}
+    assert rates == {quick.run_id: 1800.0, slow.run_id: 1.001}  # summed: 1801
+    totals = listed["totals"]
+    assert (totals["interventions"], totals["work_s"]) == (2, 3600.0)
+    assert totals["interventions_per_hour"] == 2.0
+
+
+def test_ended_runs_need_no_attention_and_live_runs_rank_first(
+    client: TestClient, tokens: Tokens, store: SQLiteStore
+) -> None:
+    def failing(task: str) -> FakeRun:
+        fake = FakeRun(store, store.create_run(task, {"options": {}}).id)
+        fake.start()
+        for _ in range(3):
+            fake.act("run", {"command": "make"}, error=True, result="error")
+        return fake
+
+    ended = failing("ended-task")
+    ended.finish("stopped")
+    calm = FakeRun(store, store.create_run("calm-task", {"options": {}}).id)
+    calm.start()
+    stuck = failing("stuck-task")
+    h = tokens.bearer("viewer")
+    by_id = {r["id"]: r for r in client.get("/api/runs", headers=h).json()["runs"]}
+    assert by_id[ended.run_id]["attention"] == []
+    assert {a["kind"] for a in by_id[stuck.run_id]["attention"]} == {
+        "error_streak",
+        "repeated_action",
+    }
+    ranked = client.get("/api/runs?sort=-attention", headers=h).json()["runs"]
+    assert [r["id"] for r in ranked] == [stuck.run_id, calm.run_id, ended.run_id]
+    needs = client.get("/api/runs?attention=true", headers=h).json()
+    assert [r["id"] for r in needs["runs"]] == [stuck.run_id] and needs["totals"]["runs"] == 1
+
+
+def _retimed(events: list[Event], times: list[float]) -> list[Event]:
+    return [dataclasses.replace(ev, ts=t) for ev, t in zip(events, times, strict=True)]
+
+
+def test_annotator_and_wall_time_are_measured_not_reported(
+    tokens: Tokens, store: SQLiteStore, run: FakeRun
+) -> None:
+    """The issue's run: 33 s of agent work, then a label and three presence reports of 120 s
+    within one second. Annotator time gains at most the real time between reports; wall time
+    stays the agent's 33 s. The log's own shape, re-timed to make the times exact."""
+    run.finish()
+    post_label(store, run.run_id, 1, "keep", "", "ann")
+    for seconds in (120, 120, 120):
+        post_presence(store, run.run_id, "ann", seconds)
+    events = store.events(run.run_id)
+    agent = [ev for ev in events if ev.actor == "agent"]
+    assert [ev.kind for ev in events[len(agent) :]] == ["label", *["presence"] * 3]
+    times = [1000 + 33 * i / (len(agent) - 1) for i in range(len(agent))]
+    fold = RunFold()
+    for ev in _retimed(events, [*times, 1300.0, 1317.0, 1317.4, 1317.9]):
+        fold.apply(ev, {})
+    cost = fold.cost()
+    assert cost["wall_s"] == 33.0
+    assert cost["annotator_seconds"] == 0.9
+
+
+def test_presence_credits_at_most_the_time_since_the_last_report(store: SQLiteStore) -> None:
+    run_id = store.create_run("fake-task", {}).id
+    reports = [
+        ("ann", 0.0, 1000.0),  # starts watching: nothing to credit yet
+        ("ann", 30.0, 1030.0),  # 30 s visible of 30 s
+        ("ann", 120.0, 1031.0),  # claims 120 s one second later: 1 s
+        ("bob", 120.0, 1031.5),  # another annotator's first report: nothing yet
+        ("ann", 20.0, 5000.0),  # back after hours, visible 20 s of them: 20 s
+        ("bob", 10.0, 1061.5),  # bob: 10 s visible of 30 s
+    ]
+    for who, seconds, _ in reports:
+        post_presence(store, run_id, who, seconds)
+    fold = RunFold()
+    for ev in _retimed(store.events(run_id), [t for _, _, t in reports]):
+        fold.apply(ev, {})
+    assert fold.cost()["annotator_seconds"] == 30 + 1 + 20 + 10
+
+
+def test_presence_through_the_api_is_capped_by_elapsed_time(
+    client: TestClient, tokens: Tokens, run: FakeRun, store: SQLiteStore
+) -> None:
+    h = tokens.bearer("annotator")
+    for _ in range(3):
+        r = client.post(f"/api/runs/{run.run_id}/presence", json={"seconds": 120}, headers=h)
+        assert r.status_code == 204
+    ts = [ev.ts for ev in store.events(run.run_id, kinds=[Kind.PRESENCE])]
+    elapsed = sum(min(120.0, b - a) for a, b in itertools.pairwise(ts))
+    got = detail(client, tokens, run.run_id).cost.annotator_seconds
+    assert got == round(elapsed, 3) and got < 120
+
+
+def test_the_last_admin_cannot_be_revoked(client: TestClient, tokens: Tokens) -> None:
+    admin = tokens.bearer("admin")
+    r = client.delete("/api/annotators/ada", headers=admin)
+    assert r.status_code == 409 and "last admin" in r.json()["detail"]
+    assert client.get("/api/me", headers=admin).status_code == 200
+    added = client.post("/api/annotators", json={"name": "bea", "role": "admin"}, headers=admin)
+    bea = {"Authorization": f"Bearer {added.json()['token']}"}
+    # With another admin, revoking oneself is fine; that one is then the last.
+    assert client.delete("/api/annotators/ada", headers=admin).status_code == 200
+    assert client.get("/api/me", headers=admin).status_code == 401
+    last = client.delete("/api/annotators/bea", headers=bea)
+    assert last.status_code == 409 and "apollo annotators add" in last.json()["detail"]
+    assert client.delete("/api/annotators/nobody", headers=bea).status_code == 404
+    # Revoking annotators who are not admins is never refused.
+    assert client.delete("/api/annotators/ann", headers=bea).status_code == 200
+
+
+def test_admins_configure_model_endpoints(client: TestClient, tokens: Tokens) -> None:
+    admin = tokens.bearer("admin")
+    body = {"url": "http://127.0.0.1:9/v1", "model_name": "qwen", "api_key_env": "QWEN_KEY"}
+    r = client.put("/api/endpoints/local-qwen", json=body, headers=admin)
+    assert r.status_code == 200, r.text
+    assert r.json() == {"name": "local-qwen", **body}
+    listed = client.get("/api/endpoints", headers=tokens.bearer("annotator")).json()
+    assert listed == {"endpoints": [{"name": "local-qwen", **body}], "default": "embedded"}
+    for name, bad in (
+        ("x", {**body, "url": "file:///etc/passwd"}),
+        ("x", {**body, "api_key_env": "NOT A VAR"}),
+        ("x", {**body, "url": "http://host/v1\x1b[2J"}),
+        ("x", {**body, "model_name": "qwen\u202e"}),
+        ("embedded", body),
+        ("bad name", body),
+    ):
+        r = client.put(f"/api/endpoints/{name}", json=bad, headers=admin)
+        assert r.status_code == 422, (name, bad, r.text)
+    assert (
+        client.put("/api/endpoints/x", json=body, headers=tokens.bearer("annotator")).status_code
+        == 403
+    )
+    assert client.delete("/api/endpoints/local-qwen", headers=admin).status_code == 200
+    assert client.delete("/api/endpoints/local-qwen", headers=admin).status_code == 404
+    assert client.get("/api/endpoints", headers=admin).json()["endpoints"] == []

@@ -9,7 +9,9 @@ import pytest
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
-from apollo.server.auth import CSRF_HEADER, SESSION_COOKIE
+from apollo.rollout.home import Home
+from apollo.server.app import create_app
+from apollo.server.auth import CSRF_HEADER, SESSION_COOKIE, LoginLimit, LoginLimiter
 from tests.server.conftest import Tokens
 from tests.server.fakelog import FakeRun
 
@@ -33,6 +35,9 @@ EXPECTED: dict[tuple[str, str], str | None] = {
     ("GET", "/api/annotators"): "admin",
     ("POST", "/api/annotators"): "admin",
     ("DELETE", "/api/annotators/{name}"): "admin",
+    ("GET", "/api/endpoints"): "annotator",
+    ("PUT", "/api/endpoints/{name}"): "admin",
+    ("DELETE", "/api/endpoints/{name}"): "admin",
 }
 BODIES: dict[str, Any] = {
     "/api/runs": {"task": "fake-task"},
@@ -41,6 +46,7 @@ BODIES: dict[str, Any] = {
     "/api/runs/{run_id}/labels": {"step": 1, "verdict": "keep", "reason": "fine"},
     "/api/runs/{run_id}/presence": {"seconds": 30},
     "/api/annotators": {"name": "newcomer", "role": "viewer"},
+    "/api/endpoints/{name}": {"url": "http://127.0.0.1:9/v1", "model_name": "m"},
 }
 STREAMS = {"/api/runs/{run_id}/stream", "/api/stream"}
 
@@ -208,3 +214,58 @@ def test_every_html_response_forbids_inline_script(
         assert r.headers["x-content-type-options"] == "nosniff"
         assert r.headers["referrer-policy"] == "no-referrer"
     assert client.get("/runs/no-such-run").status_code == 404
+
+
+class FakeClock:
+    """A monotonic clock the test moves by hand, so no test waits out a window."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_failed_logins_are_limited_per_address_and_name(home: Home, tokens: Tokens) -> None:
+    clock = FakeClock()
+    limiter = LoginLimiter(LoginLimit(failures=3, window_s=60), clock=clock)
+    with TestClient(create_app(home, tasks=[], login_limiter=limiter)) as client:
+        for _ in range(3):
+            assert client.post("/api/login", json={"name": "ann", "token": "x"}).status_code == 401
+        # Now even the right token is refused: otherwise guessing would go on.
+        blocked = client.post("/api/login", json={"name": "ann", "token": tokens.annotator})
+        assert blocked.status_code == 429
+        assert blocked.headers["retry-after"] == "60"
+        assert "too many failed logins" in blocked.json()["detail"]
+        assert SESSION_COOKIE not in blocked.headers.get("set-cookie", "")
+        # Per address: another name from the same client is refused too.
+        r = client.post("/api/login", json={"name": "vic", "token": tokens.viewer})
+        assert r.status_code == 429
+        clock.now += 30
+        r = client.post("/api/login", json={"name": "ann", "token": tokens.annotator})
+        assert r.status_code == 429 and r.headers["retry-after"] == "30"
+        # Bearer tokens are not logins: they keep working.
+        assert client.get("/api/me", headers=tokens.bearer("annotator")).status_code == 200
+        clock.now += 30
+        assert login(client, "ann", tokens.annotator)
+        # Successes do not count: many of them are never limited.
+        for _ in range(5):
+            assert login(client, "ann", tokens.annotator)
+
+
+def test_failures_for_a_name_are_limited_from_any_address() -> None:
+    clock = FakeClock()
+    limiter = LoginLimiter(LoginLimit(failures=2, window_s=10), clock=clock)
+    limiter.failed(["client:10.0.0.1", "name:ann"])
+    clock.now += 4
+    limiter.failed(["client:10.0.0.2", "name:ann"])
+    assert limiter.retry_after(["client:10.0.0.3", "name:ann"]) == 6
+    assert limiter.retry_after(["client:10.0.0.1", "name:bob"]) is None
+    clock.now += 6
+    assert limiter.retry_after(["client:10.0.0.3", "name:ann"]) is None
+
+
+def test_login_limits_are_checked() -> None:
+    for failures, window in ((0, 60.0), (3, 0.0), (3, float("nan"))):
+        with pytest.raises(ValueError, match="--login-"):
+            LoginLimit(failures, window)

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from apollo.llm.scripted import ScriptedServer, call, error, reply
+from apollo.log.writes import post_guidance
 from tests.server.browser_support import (
     ARTIFACTS,
     CHROMIUM,
@@ -25,6 +26,7 @@ from tests.server.browser_support import (
     serve_console,
     thinking,
 )
+from tests.server.fakelog import FakeRun
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
@@ -159,9 +161,11 @@ def test_login_and_dashboard_updates_live(watched: Watched, console: Console) ->
     expect(page.locator("#live")).to_have_text("live")
 
     model = ScriptedServer(default=thinking(0.25)).start()
+    endpoint = console.endpoint(model)
+    page.reload()  # the form lists the endpoints configured when the page loads
     page.click("#start-toggle")
     page.select_option("#start-task", console.task.id)
-    page.fill("#start-model", model.base_url)
+    page.select_option("#start-model", endpoint)
     page.fill("#start-max-steps", "300")
     page.click("#start-form button[type=submit]")
     started = page.locator("#start-status a")
@@ -603,3 +607,80 @@ def test_dashboard_stays_fast_with_a_thousand_runs(browser: Browser, big_console
     finally:
         w.page.context.close()
         big_console.stop_runs()
+
+
+def _fake_run(console: Console, task: str, steps: int, work_per_step_s: float = 2.0) -> FakeRun:
+    """A run written straight into the console's store, as an agent would (nothing drives
+    it: it is not queued), so the test decides exactly what its log holds."""
+    store = console.home.open_store()
+    fake = FakeRun(store, store.create_run(task, {"options": {}}).id, work_per_step_s)
+    fake.start()
+    for _ in range(steps):
+        fake.act("think", {"thought": "go on"})
+    return fake
+
+
+def test_totals_row_is_the_apis_and_needs_attention_lists_live_runs(
+    watched: Watched, console: Console
+) -> None:
+    """The totals row's interventions per hour is the API's total over the shown runs, not a
+    sum of their rates; "Needs attention" lists only live runs, and they rank first."""
+    from playwright.sync_api import expect
+
+    quick = _fake_run(console, "totals-task", 1, work_per_step_s=2)
+    slow = _fake_run(console, "totals-task", 1, work_per_step_s=3598)
+    for fake in (quick, slow):
+        post_guidance(fake.store, fake.run_id, "alice", "look at the data first")
+    ended = _fake_run(console, "attention-task", 0)
+    for _ in range(3):
+        ended.act("run", {"command": "make"}, error=True, result="error")
+    ended.finish("stopped")
+    calm = _fake_run(console, "attention-task", 1)
+    stuck = _fake_run(console, "attention-task", 0)
+    for _ in range(3):
+        stuck.act("run", {"command": "make"}, error=True, result="error")
+
+    login(watched, console, "alice")
+    page = watched.page
+    page.select_option("#filter-task", "totals-task")
+    expect(page.locator("#runs-body tr")).to_have_count(2)
+    with console.client() as api:
+        totals = api.get("/api/runs", params={"task": "totals-task"}).json()["totals"]
+    assert totals["interventions_per_hour"] == 2.0  # per-run rates: 1800 and 1.001
+    cells = page.locator("#runs-totals td")
+    expect(cells.nth(3)).to_have_text("2")
+    expect(page.locator("#runs-totals th")).to_have_text("Totals · 2 runs")
+
+    page.select_option("#filter-task", "attention-task")
+    rows = page.locator("#runs-body tr")
+    expect(rows).to_have_count(3)
+    order = [rows.nth(i).get_attribute("data-id") for i in range(3)]
+    assert order == [stuck.run_id, calm.run_id, ended.run_id]
+    page.check("#filter-attention")
+    expect(rows).to_have_count(1)
+    expect(rows.first).to_have_attribute("data-id", stuck.run_id)
+    expect(cells.nth(3)).to_have_text("0")  # the totals follow the filter
+    expect(page.locator("#runs-totals th")).to_have_text("Totals · 1 runs")
+    for fake in (quick, slow, ended, calm, stuck):
+        fake.finish("stopped")
+        fake.store.close()
+
+
+def test_run_header_shows_the_latest_step_shown(watched: Watched, console: Console) -> None:
+    """Guidance delivered at the start of step 6 opens step 6 in the timeline before the
+    model's step-6 call is logged: the header says step 6 too, not the detail's 5."""
+    from playwright.sync_api import expect
+
+    fake = _fake_run(console, "header-task", 5)
+    guidance = post_guidance(fake.store, fake.run_id, "alice", "check the edge cases")
+    fake.deliver(guidance.payload["id"])
+    login(watched, console, "alice")
+    open_run(watched, console, fake.run_id, min_step=6)
+    expect(watched.page.locator("#run-step")).to_have_text("step 6 / 50")
+    expect(watched.page.locator("#state-step")).to_have_text("6 / 50")
+    fake.act("think", {"thought": "step six"})
+    fake.act("think", {"thought": "step seven"})
+    watched.page.locator('article.step[data-step="7"]').wait_for()
+    expect(watched.page.locator("#run-step")).to_have_text("step 7 / 50")
+    fake.finish("stopped")
+    fake.store.close()

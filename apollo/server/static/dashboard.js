@@ -7,6 +7,9 @@
  * is only reordered when the order actually changed, so a busy stream does not reflow the
  * whole table. The default order (attention first, then newest) changes rarely, so rows do
  * not jump under the reader's eyes.
+ *
+ * The totals row is the API's own (`GET /api/runs` totals for the same filters), fetched at
+ * most every TOTALS_MS: a rate over many runs is not a sum of per-run rates.
  */
 
 import { api, canWrite } from "./api.js";
@@ -33,7 +36,8 @@ const SORT_VALUE = {
   time_left: (r) => r.working_time_left_s ?? -1,
   score: (r) => r.last_score ?? -Infinity,
   guidance: (r) => r.guidance_queued * 1e6 + r.guidance_count,
-  attention: (r) => r.attention.length,
+  // Live runs first (an ended run needs nobody), then by how many signals they have.
+  attention: (r) => (ENDED.has(r.status) ? 0 : 1 + r.attention.length),
   interventions: (r) => r.cost.interventions,
   per_hour: (r) => r.cost.interventions_per_hour,
   annotator: (r) => r.cost.annotator_seconds,
@@ -41,6 +45,11 @@ const SORT_VALUE = {
   wall: (r) => r.cost.wall_s,
   updated: (r) => r.updated,
 };
+
+/** Statuses of runs that have ended (apollo/log/events.py RunStatus). */
+const ENDED = new Set(["finished", "stopped", "failed", "timeout"]);
+/** The totals row is refetched at most this often. */
+const TOTALS_MS = 1000;
 
 /** Column keys in table order; each row has one cell per key. */
 const COLUMNS = Object.keys(SORT_VALUE);
@@ -54,6 +63,11 @@ let sortDesc = true;
 let frame = 0;
 /** The ids in the order the table body shows them. @type {string[]} */
 let shownOrder = [];
+/** Guidance queued / total over the shown runs (plain counts: they add up). */
+let shownGuidance = { queued: 0, total: 0 };
+let totalsTimer = 0;
+let totalsAsked = 0;
+let totalsAsk = 0;
 
 const body = byId("runs-body");
 const filterText = /** @type {HTMLInputElement} */ (byId("filter-text"));
@@ -215,7 +229,7 @@ function addTaskOption(task) {
 function matches(r, needle) {
   if (filterStatus.value && r.status !== filterStatus.value) return false;
   if (filterTask.value && r.task !== filterTask.value) return false;
-  if (filterAttention.checked && r.attention.length === 0) return false;
+  if (filterAttention.checked && (ENDED.has(r.status) || r.attention.length === 0)) return false;
   if (!needle) return true;
   return `${r.id} ${r.task} ${r.status}`.toLowerCase().includes(needle);
 }
@@ -241,33 +255,57 @@ function layout() {
   byId("runs-empty").hidden = rows.size > 0;
   byId("shown-count").textContent =
     shown.length === rows.size ? `${rows.size} runs` : `${shown.length} of ${rows.size} runs`;
-  renderTotals(shown.map((row) => row.run));
+  shownGuidance = { queued: 0, total: 0 };
+  for (const row of shown) {
+    shownGuidance.queued += row.run.guidance_queued;
+    shownGuidance.total += row.run.guidance_count;
+  }
+  scheduleTotals();
+}
+
+/** Refetches the totals soon (coalescing bursts of changes into one request). */
+function scheduleTotals() {
+  if (totalsTimer) return;
+  const wait = Math.max(0, totalsAsked + TOTALS_MS - Date.now());
+  totalsTimer = window.setTimeout(loadTotals, wait);
+}
+
+/** The API's totals over the runs the filters show (so filtering by task gives its cost). */
+async function loadTotals() {
+  totalsTimer = 0;
+  totalsAsked = Date.now();
+  const ask = ++totalsAsk;
+  const params = new URLSearchParams({ limit: "1" });
+  const needle = filterText.value.trim();
+  if (needle) params.set("q", needle);
+  if (filterStatus.value) params.set("status", filterStatus.value);
+  if (filterTask.value) params.set("task", filterTask.value);
+  if (filterAttention.checked) params.set("attention", "true");
+  /** @type {(Cost & {runs: number})|null} */
+  let totals = null;
+  try {
+    totals = (await api(`/api/runs?${params}`)).totals;
+  } catch {
+    totals = null; // a filter the API refuses (too long, say): no totals rather than wrong ones
+  }
+  if (ask === totalsAsk) renderTotals(totals);
 }
 
 /**
- * The totals row over the shown runs (so filtering by task gives that task's cost).
- * @param {RunSummary[]} runs
+ * The totals row: the API's totals, and the guidance counts of the shown rows.
+ * @param {(Cost & {runs: number})|null} t
  */
-function renderTotals(runs) {
-  /** @type {Cost} */
-  const sum = { interventions: 0, interventions_per_hour: 0, annotator_seconds: 0,
-    prompt_tokens: 0, completion_tokens: 0, wall_s: 0, work_s: 0 };
-  let queued = 0;
-  let guidance = 0;
-  for (const r of runs) {
-    for (const k of Object.keys(sum)) sum[k] += r.cost[k] ?? 0;
-    queued += r.guidance_queued;
-    guidance += r.guidance_count;
-  }
+function renderTotals(t) {
   const tr = el("tr", {},
-    el("th", { colspan: 6, class: "totals-label" }, `Totals · ${runs.length} runs`),
-    el("td", { class: "num" }, `${queued} / ${guidance}`),
+    el("th", { colspan: 6, class: "totals-label" }, `Totals · ${t ? t.runs : "—"} runs`),
+    el("td", { class: "num" }, `${shownGuidance.queued} / ${shownGuidance.total}`),
     el("td", {}),
-    el("td", { class: "num" }, String(sum.interventions)),
-    el("td", { class: "num", title: "summed over runs" }, decimal(sum.interventions_per_hour)),
-    el("td", { class: "num" }, duration(sum.annotator_seconds)),
-    el("td", { class: "num" }, count(tokens(sum))),
-    el("td", { class: "num" }, duration(sum.wall_s)),
+    el("td", { class: "num" }, t ? String(t.interventions) : "—"),
+    el("td", { class: "num", title: "interventions per hour of working time, over all these runs" },
+      decimal(t?.interventions_per_hour)),
+    el("td", { class: "num" }, duration(t?.annotator_seconds)),
+    el("td", { class: "num" }, t ? count(tokens(t)) : "—"),
+    el("td", { class: "num" }, duration(t?.wall_s)),
     el("td", {}));
   replace(byId("runs-totals"), tr);
 }
@@ -313,12 +351,22 @@ function initFilters() {
  * The "start run" form, for annotators and admins.
  * @param {{id: string, title: string}[]} tasks
  */
-function initStartForm(tasks) {
+async function initStartForm(tasks) {
   const toggle = byId("start-toggle");
   const form = /** @type {HTMLFormElement} */ (byId("start-form"));
   const status = byId("start-status");
   const select = byId("start-task");
   for (const t of tasks) select.appendChild(el("option", { value: t.id }, `${t.id} — ${t.title}`));
+  // Runs use the embedded model or an endpoint an admin configured, never a typed URL.
+  const models = byId("start-model");
+  try {
+    const { endpoints } = await api("/api/endpoints");
+    for (const e of endpoints) {
+      models.appendChild(el("option", { value: e.name }, `${e.name} — ${e.model_name}`));
+    }
+  } catch (err) {
+    say(status, `Only the embedded model: ${err.message}`, "error");
+  }
   toggle.hidden = false;
   toggle.addEventListener("click", () => {
     form.hidden = !form.hidden;
@@ -331,17 +379,16 @@ function initStartForm(tasks) {
     /** @type {Record<string, unknown>} */
     const payload = {
       task: data.get("task"),
-      model: String(data.get("model")).trim(),
+      model: data.get("model"),
       annotator: data.get("simulated") ? "simulated" : "none",
     };
-    const name = String(data.get("model_name")).trim();
-    if (name) payload.model_name = name;
     const maxSteps = String(data.get("max_steps")).trim();
     if (maxSteps) payload.max_steps = Number(maxSteps);
     say(status, "Starting…");
     try {
-      const { id } = await api("/api/runs", { method: "POST", body: payload });
-      replace(status, "Started ", link("run", id, id));
+      const { id, state } = await api("/api/runs", { method: "POST", body: payload });
+      replace(status, state === "queued" ? "Queued " : "Started ", link("run", id, id),
+        state === "queued" ? " (it starts when a slot frees)" : "");
       status.dataset.tone = "ok";
     } catch (err) {
       say(status, `Not started: ${err.message}`, "error");
@@ -355,7 +402,7 @@ async function main() {
   initFilters();
   const [tasks, list] = await Promise.all([api("/api/tasks"), api("/api/runs")]);
   for (const t of tasks.tasks) addTaskOption(t.id);
-  if (canWrite(who)) initStartForm(tasks.tasks);
+  if (canWrite(who)) await initStartForm(tasks.tasks);
   else byId("start-form").remove();
   for (const run of list.runs) receive(run);
   openStream(() => "/api/stream", {

@@ -32,6 +32,10 @@ const base = `/api/runs/${encodeURIComponent(runId)}`;
 
 /** @type {Controls|null} */
 let controls = null;
+/** @type {Timeline|null} */
+let timeline = null;
+/** The latest RunDetail. @type {any} */
+let detail = null;
 let refreshTimer = 0;
 let lastRefresh = 0;
 
@@ -53,11 +57,12 @@ async function refresh() {
  * @param {any} d
  */
 function renderDetail(d) {
+  detail = d;
   const status = byId("run-status");
   status.textContent = d.status;
   status.className = `badge status-${String(d.status).replace(/[^a-z]/g, "")}`;
   byId("run-task").textContent = d.task;
-  byId("run-step").textContent = `step ${d.step} / ${d.max_steps ?? "—"}`;
+  renderStep();
   controls?.update(d.status);
 
   const attention = d.attention.map((a) => el("span",
@@ -65,7 +70,7 @@ function renderDetail(d) {
     ATTENTION_LABELS[a.kind] ?? a.kind));
   facts(byId("state"), [
     ["Status", d.status],
-    ["Step", `${d.step} / ${d.max_steps ?? "—"}`],
+    ["Step", el("span", { id: "state-step" }, stepText())],
     ["Working time left", duration(d.working_time_left_s)],
     ["Last score", decimal(d.last_score)],
     ["Attention", attention.length ? el("span", { class: "badges" }, ...attention) : "none"],
@@ -103,6 +108,22 @@ function renderDetail(d) {
 }
 
 /**
+ * "N / M": the step is the latest the timeline shows (it follows the log live, the detail
+ * is refetched at most every REFRESH_MS), so the header never lags the step cards.
+ */
+function stepText() {
+  const step = Math.max(detail?.step ?? 0, timeline?.latestStep ?? 0);
+  return `${step} / ${detail?.max_steps ?? "—"}`;
+}
+
+/** Writes the current step into the header and the state panel. */
+function renderStep() {
+  byId("run-step").textContent = `step ${stepText()}`;
+  const state = document.getElementById("state-step");
+  if (state) state.textContent = stepText();
+}
+
+/**
  * A definition list of label → value (text or node).
  * @param {HTMLElement} dl
  * @param {[string, string|Node][]} pairs
@@ -113,20 +134,31 @@ function facts(dl, pairs) {
 
 /**
  * Reports time spent watching this run, every PRESENCE_MS while the page is visible, and
- * what is left when it is hidden or closed (the cost report counts annotator minutes).
+ * what is left when it is hidden or closed (the cost report counts annotator minutes). The
+ * server credits a report at most the time since the previous one arrived, so watching
+ * starts with a report of 0 seconds.
  */
 function initPresence() {
-  let since = document.visibilityState === "visible" ? Date.now() : 0;
+  let since = 0;
+  /** @param {number} seconds @param {boolean} keepalive */
+  const send = (seconds, keepalive) => {
+    api(`${base}/presence`, { method: "POST", body: { seconds }, keepalive }).catch(() => {});
+  };
+  const start = () => {
+    since = Date.now();
+    send(0, false);
+  };
   const report = (keepalive = false) => {
     if (!since) return;
     const seconds = Math.min(PRESENCE_MAX_S, (Date.now() - since) / 1000);
     since = document.visibilityState === "visible" ? Date.now() : 0;
     if (seconds < 1) return;
-    api(`${base}/presence`, { method: "POST", body: { seconds }, keepalive }).catch(() => {});
+    send(seconds, keepalive);
   };
+  if (document.visibilityState === "visible") start();
   window.setInterval(() => report(), PRESENCE_MS);
   document.addEventListener("visibilitychange", () => {
-    if (document.visibilityState === "visible") since = Date.now();
+    if (document.visibilityState === "visible") start();
     else report(true);
   });
   window.addEventListener("pagehide", () => report(true));
@@ -145,26 +177,28 @@ async function main() {
     byId("composer").remove();
     byId("controls").remove();
   }
-  const timeline = new Timeline(byId("timeline"), byId("jump-latest"), {
+  const view = new Timeline(byId("timeline"), byId("jump-latest"), {
     canWrite: writer,
     onPickStep: (step) => composer?.setDrift(step),
     onLabel: async (step, verdict, reason) => {
       await api(`${base}/labels`, { method: "POST", body: { step, verdict, reason } });
     },
     onGuidanceState: (id, state, words) => composer?.track(id, state, words),
+    onRendered: renderStep,
   });
+  timeline = view;
   await refresh();
   /** @type {Record<string, (ev: MessageEvent) => void>} */
   const handlers = {};
   for (const kind of KINDS) {
     handlers[kind] = (message) => {
-      timeline.add(JSON.parse(message.data));
+      view.add(JSON.parse(message.data));
       scheduleRefresh();
     };
   }
   // A stream reopened after the browser gave up resumes where the timeline is; duplicates
   // (Last-Event-ID and ?after= disagreeing) are dropped by the timeline.
-  openStream(() => `${base}/stream${timeline.lastSeq ? `?after=${timeline.lastSeq}` : ""}`,
+  openStream(() => `${base}/stream${view.lastSeq ? `?after=${view.lastSeq}` : ""}`,
     handlers);
   // Working time left and idle signals move without events, too.
   window.setInterval(scheduleRefresh, 20_000);

@@ -19,7 +19,8 @@ const COLLAPSE_CHARS = 1600;
  *   payload: Record<string, any>}} EventView
  * @typedef {{canWrite: boolean, onPickStep: (step: number) => void,
  *   onLabel: (step: number, verdict: string, reason: string) => Promise<void>,
- *   onGuidanceState: (id: string, state: string, detail: string) => void}} TimelineHooks
+ *   onGuidanceState: (id: string, state: string, detail: string) => void,
+ *   onRendered: () => void}} TimelineHooks
  */
 
 export class Timeline {
@@ -36,6 +37,8 @@ export class Timeline {
     this.queue = [];
     this.frame = 0;
     this.lastSeq = 0;
+    /** The highest step shown (the run header shows the same). */
+    this.latestStep = 0;
     /** Step cards by step number. @type {Map<number, HTMLElement>} */
     this.steps = new Map();
     /** Guidance cards by guidance id. @type {Map<string, HTMLElement>} */
@@ -79,6 +82,7 @@ export class Timeline {
       this.jump.hidden = false;
       this.jump.textContent = `↓ ${this.unseen} new`;
     }
+    this.hooks.onRendered();
   }
 
   atBottom() {
@@ -167,6 +171,7 @@ export class Timeline {
     }
     card = el("article", { class: "step", "data-step": step }, header, el("div", { class: "body" }));
     this.steps.set(step, card);
+    this.latestStep = Math.max(this.latestStep, step);
     this.root.appendChild(card);
     for (const label of this.earlyLabels.get(step) ?? []) this.label(label);
     this.earlyLabels.delete(step);
