@@ -14,13 +14,14 @@ import pytest
 from fastapi.testclient import TestClient
 
 from apollo.log.events import Event, Kind
-from apollo.log.sqlite import SQLiteStore
+from apollo.log.sqlite import BUSY_ENV, SQLiteStore
 from apollo.log.writes import post_label, post_presence
 from apollo.rollout.home import Home
 from apollo.server.app import create_app
 from apollo.server.models import EventsResponse, RunDetail, RunsResponse
 from apollo.server.views import LONG_IDLE_S, RunCache, RunFold
 from tests.agent.harness import make_task
+from tests.log.lockholder import LockHolder
 from tests.server.conftest import LiveServer, Tokens
 from tests.server.fakelog import BUDGET, FakeRun
 
@@ -526,3 +527,18 @@ def test_admins_configure_model_endpoints(client: TestClient, tokens: Tokens) ->
     assert client.delete("/api/endpoints/local-qwen", headers=admin).status_code == 200
     assert client.delete("/api/endpoints/local-qwen", headers=admin).status_code == 404
     assert client.get("/api/endpoints", headers=admin).json()["endpoints"] == []
+
+
+def test_a_write_to_a_store_another_process_keeps_locked_is_503(
+    home: Home, tokens: Tokens, run: FakeRun, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(BUSY_ENV, "0.5")  # the app's own store gives up quickly
+    with TestClient(create_app(home, tasks=[])) as busy_client, LockHolder(home.db_path) as holder:
+        before = run.store.last_seq(run.run_id)
+        holder.lock()
+        r = guide(busy_client, tokens, run.run_id)
+        holder.release()
+        assert r.status_code == 503, r.text
+        assert "busy" in r.json()["detail"] and r.headers["Retry-After"]
+        assert run.store.last_seq(run.run_id) == before  # nothing was written
+        assert guide(busy_client, tokens, run.run_id).status_code == 201  # free again
