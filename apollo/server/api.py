@@ -186,7 +186,7 @@ async def start_run(body: StartRunRequest, request: Request, who: CurrentPrincip
     )
     try:
         run_id = queue_run(state.store, state.home, task, options, started_by=who.name)
-    except SandboxUnavailable as exc:
+    except (SandboxUnavailable, ValueError) as exc:  # ValueError: impossible settings
         raise HTTPException(422, str(exc)) from exc
     state.scheduler.submit(run_id)
     return CreatedRun(id=run_id)
