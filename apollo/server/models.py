@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from apollo.log.events import ANNOTATOR_NAME_PATTERN, MAX_ANNOTATOR_NAME_CHARS
 from apollo.log.writes import MAX_GUIDANCE_CHARS, MAX_LABEL_REASON_CHARS, MAX_PRESENCE_S
 
 GuidanceKindField = Literal["knowledge", "strategy", "correction", "hint", "other"]
@@ -211,7 +212,9 @@ class AnnotatorsResponse(BaseModel):
 
 
 class AnnotatorCreate(_Request):
-    name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9._@-]*$")
+    name: str = Field(
+        min_length=1, max_length=MAX_ANNOTATOR_NAME_CHARS, pattern=ANNOTATOR_NAME_PATTERN
+    )
     role: RoleField = "annotator"
 
 
