@@ -68,10 +68,10 @@ def cmd_run(args: argparse.Namespace, home: Home) -> int:
     )
     if args.queue:
         run_id = Runner(home).create(task, options, queued=True, started_by=CLI_AUTHOR)
-        print(f"run {run_id} queued: a running `apollo serve` on home {home.path} drives it")
+        print(safe(f"run {run_id} queued: a running `apollo serve` on home {home.path} drives it"))
         return 0
     run_id = Runner(home).create(task, options)
-    print(f"run {run_id}  task {task.id}  model {args.model}  home {home.path}", flush=True)
+    print(safe(f"run {run_id}  task {task.id}  model {args.model}  home {home.path}"), flush=True)
     status = asyncio.run(_drive(home, run_id, args.quiet))
     return _ended(home, run_id, status)
 
