@@ -27,7 +27,7 @@ from typing import Any
 import uvicorn
 from fastapi import FastAPI
 from uvicorn.config import LOGGING_CONFIG
-from uvicorn.logging import DefaultFormatter
+from uvicorn.logging import AccessFormatter, DefaultFormatter
 
 from apollo.env.task import Task, resolve_task
 from apollo.log.events import Event, Role
@@ -47,6 +47,17 @@ from apollo.terminal import safe
 SERVER_LOG = Path("logs") / "server.log"  # under the home: tracebacks of server errors
 
 
+def _shown(record: logging.LogRecord) -> logging.LogRecord:
+    """A copy of `record` with terminal-safe text (a request line is the client's); the
+    copy, so the file handler still sees the record as it was."""
+    shown = copy.copy(record)
+    if isinstance(record.msg, str):
+        shown.msg = safe(record.msg)
+    if isinstance(record.args, tuple):
+        shown.args = tuple(safe(a) if isinstance(a, str) else a for a in record.args)
+    return shown
+
+
 class OneLineFormatter(DefaultFormatter):
     """uvicorn's terminal format, but an error with a traceback is one line that says where
     the traceback was written (the file handler beside it writes it there)."""
@@ -56,18 +67,24 @@ class OneLineFormatter(DefaultFormatter):
         self.log_file = log_file
 
     def format(self, record: logging.LogRecord) -> str:
-        if not record.exc_info or record.exc_info[1] is None:
-            return safe(super().format(record))
-        exc = record.exc_info[1]
-        what = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        brief = copy.copy(record)
-        brief.msg = (
-            f"{record.getMessage().strip()}: {type(exc).__name__}"
-            f"{': ' + what if what else ''} (traceback in {self.log_file})"
-        )
-        brief.args = ()
-        brief.exc_info = brief.exc_text = brief.stack_info = None
-        return safe(super().format(brief))
+        shown = _shown(record)
+        if record.exc_info and record.exc_info[1] is not None:
+            exc = record.exc_info[1]
+            what = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            shown.msg = safe(
+                f"{record.getMessage().strip()}: {type(exc).__name__}"
+                f"{': ' + what if what else ''} (traceback in {self.log_file})"
+            )
+            shown.args = ()
+            shown.exc_info = shown.exc_text = shown.stack_info = None
+        return super().format(shown)
+
+
+class SafeAccessFormatter(AccessFormatter):
+    """uvicorn's access lines, terminal-safe."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return super().format(_shown(record))
 
 
 def log_config(log_file: Path) -> dict[str, Any]:
@@ -79,6 +96,7 @@ def log_config(log_file: Path) -> dict[str, Any]:
         "fmt": "%(levelprefix)s %(message)s",
         "log_file": str(log_file),
     }
+    config["formatters"]["access"]["()"] = SafeAccessFormatter
     config["formatters"]["full"] = {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}
     config["handlers"]["file"] = {
         "class": "logging.FileHandler",
