@@ -7,8 +7,8 @@ on its last stdout line. Every failure becomes `EvalResult.error`; evaluate() ne
 
 A result has one of three statuses: `scored`; `rejected`, the workspace cannot be evaluated as it
 is (the agent can fix it and submit again); `evaluator_error`, the evaluator ran but gave no score
-(it crashed, timed out, or printed no score), which says nothing about the work and is kept apart
-from a score wherever results are shown.
+(it crashed, timed out, or printed no score), which says nothing about the work and is never
+taken for a score.
 """
 
 from __future__ import annotations
