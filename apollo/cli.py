@@ -14,11 +14,11 @@ from apollo.export.cli import add_commands as add_export_commands
 from apollo.export.windows import ExportError
 from apollo.llm.base import CallLimits, ModelError
 from apollo.llm.embedded import EmbeddedError
-from apollo.log.events import Event, Role
-from apollo.log.store import Store, StoreError
+from apollo.log.events import Kind, Role, check_annotator_name
+from apollo.log.store import StoreError
 from apollo.log.writes import GUIDANCE_KINDS, post_control, post_guidance
 from apollo.rollout.home import Home, RunLocked
-from apollo.rollout.progress import describe, retry_summary
+from apollo.rollout.progress import clip, printer, retry_summary
 from apollo.server.defaults import (
     DEFAULT_HOST,
     DEFAULT_PORT,
@@ -30,6 +30,7 @@ from apollo.server.defaults import (
     MAX_RUNNING_PER_ANNOTATOR,
 )
 from apollo.supervise.cli import add_commands as add_supervise_commands
+from apollo.terminal import safe
 
 CLI_AUTHOR = "cli"
 # `apollo run` flags that set the model's CallLimits (apollo/llm/base.py), by field name.
@@ -53,32 +54,29 @@ def _model_limits(args: argparse.Namespace) -> dict[str, float | int]:
     return limits
 
 
-def _printer(store: Store, prefix_task: bool = False) -> Callable[[Event], None]:
-    """Live progress: a line per event; with several runs, each line names its task."""
-    tasks: dict[str, str] = {}
-
-    def show(ev: Event) -> None:
-        line = describe(ev, store)
-        if not line:
-            return
-        if prefix_task:
-            if ev.run_id not in tasks:
-                run = store.get_run(ev.run_id)
-                tasks[ev.run_id] = run.task if run else ev.run_id
-            line = f"[{tasks[ev.run_id]}] {line}"
-        print(line, flush=True)
-
-    return show
-
-
 async def _drive(home: Home, run_id: str, quiet: bool) -> str:
     from apollo.rollout.runner import Runner  # heavy imports only for commands that run
 
     runner = Runner(home)
     try:
-        return await runner.drive(run_id, None if quiet else _printer(runner.store))
+        return await runner.drive(run_id, None if quiet else printer(runner.store))
     finally:
         await runner.aclose()
+
+
+def _ended(home: Home, run_id: str, status: str) -> int:
+    """The run's last line. Success (0) is a run that ended with a result: finished or out of
+    budget, and scored unless its evaluator failed."""
+    ends = home.open_store().events(run_id, kinds=[Kind.RUN_FINISHED])
+    failed = ends[-1].payload.get("evaluator_error") if ends else None
+    line = f"run {run_id} ended: {status}"
+    if failed:
+        # Its first line says how it failed; a traceback's last line says why.
+        lines = str(failed).strip().splitlines() or [""]
+        why = lines[0] if len(lines) == 1 else f"{lines[0]} … {lines[-1]}"
+        line += f"; the evaluator failed, so there is no final score: {clip(why, 240)}"
+    print(safe(line), flush=True)
+    return 0 if status in ("finished", "timeout") and not failed else 1
 
 
 def cmd_run(args: argparse.Namespace, home: Home) -> int:
@@ -99,13 +97,12 @@ def cmd_run(args: argparse.Namespace, home: Home) -> int:
     )
     if args.queue:
         run_id = Runner(home).create(task, options, queued=True, started_by=CLI_AUTHOR)
-        print(f"run {run_id} queued: a running `apollo serve` on home {home.path} drives it")
+        print(safe(f"run {run_id} queued: a running `apollo serve` on home {home.path} drives it"))
         return 0
     run_id = Runner(home).create(task, options)
-    print(f"run {run_id}  task {task.id}  model {args.model}  home {home.path}", flush=True)
+    print(safe(f"run {run_id}  task {task.id}  model {args.model}  home {home.path}"), flush=True)
     status = asyncio.run(_drive(home, run_id, args.quiet))
-    print(f"run {run_id} ended: {status}", flush=True)
-    return 0 if status in ("finished", "timeout") else 1
+    return _ended(home, run_id, status)
 
 
 def cmd_serve(args: argparse.Namespace, home: Home) -> int:
@@ -119,7 +116,17 @@ def cmd_serve(args: argparse.Namespace, home: Home) -> int:
         max_queued_per_annotator=args.max_queued_per_annotator,
     )
     login_limit = LoginLimit(failures=args.login_failures, window_s=args.login_window)
-    asyncio.run(serve(home, args.host, args.port, limits=limits, login_limit=login_limit))
+    printer_ = None if args.quiet else printer(home.open_store())
+    asyncio.run(
+        serve(
+            home,
+            args.host,
+            args.port,
+            limits=limits,
+            login_limit=login_limit,
+            on_event=printer_,
+        )
+    )
     return 0
 
 
@@ -127,18 +134,17 @@ def cmd_demo(args: argparse.Namespace, home: Home) -> int:
     from apollo.server.serve import demo
 
     store = home.open_store()
-    printer = None if args.quiet else _printer(store, prefix_task=True)
+    printer_ = None if args.quiet else printer(store)
     asyncio.run(
-        demo(home, args.host, args.port, steps=args.steps, model=args.model, on_event=printer)
+        demo(home, args.host, args.port, steps=args.steps, model=args.model, on_event=printer_)
     )
     return 0
 
 
 def cmd_resume(args: argparse.Namespace, home: Home) -> int:
-    print(f"run {args.run}  resuming", flush=True)
+    print(safe(f"run {args.run}  resuming"), flush=True)
     status = asyncio.run(_drive(home, args.run, args.quiet))
-    print(f"run {args.run} ended: {status}", flush=True)
-    return 0 if status in ("finished", "timeout") else 1
+    return _ended(home, args.run, status)
 
 
 def _running_sessions(home: Home, run_id: str) -> list[str]:
@@ -155,7 +161,8 @@ def cmd_runs(args: argparse.Namespace, home: Home) -> int:
     orphans = 0
     for r in rows:
         score = "" if r.last_score is None else f"{r.last_score:g}"
-        line = f"{r.id:<30} {r.task:<24} {r.status:<9} {r.step:>6} {score:>7} {r.guidance_count:>5}"
+        row = f"{r.id:<30} {r.task:<24} {r.status:<9} {r.step:>6} {score:>7}"
+        line = safe(f"{row} {r.guidance_count:>5}")
         running = _running_sessions(home, r.id)
         sessions = str(len(running)) if running else ""
         if running and not home.runner_alive(r.id):
@@ -196,7 +203,7 @@ def cmd_show(args: argparse.Namespace, home: Home) -> int:
     run = store.get_run(args.run)
     if run is None:
         raise StoreError(f"no run {args.run!r} (see `apollo runs`)")
-    print(f"run {run.id}  task {run.task}  status {run.status}  step {run.step}")
+    print(safe(f"run {run.id}  task {run.task}  status {run.status}  step {run.step}"))
     if args.json:
         for ev in store.events(run.id):
             print(
@@ -212,7 +219,7 @@ def cmd_show(args: argparse.Namespace, home: Home) -> int:
                 )
             )
         return 0
-    show = _printer(store)
+    show = printer(store, prefix=False)
     events = store.events(run.id)
     for ev in events:
         show(ev)
@@ -232,15 +239,17 @@ def cmd_guide(args: argparse.Namespace, home: Home) -> int:
         urgent=args.urgent,
     )
     print(
-        f"guidance {ev.payload['id']} queued for run {args.run} (seq {ev.seq}); "
-        "it is delivered at the agent's next step"
+        safe(
+            f"guidance {ev.payload['id']} queued for run {args.run} (seq {ev.seq}); "
+            "it is delivered at the agent's next step"
+        )
     )
     return 0
 
 
 def cmd_control(args: argparse.Namespace, home: Home) -> int:
     post_control(home.open_store(), args.run, args.author, args.control)
-    print(f"{args.control} requested for run {args.run}; it takes effect at the next step")
+    print(safe(f"{args.control} requested for run {args.run}; it takes effect at the next step"))
     return 0
 
 
@@ -255,8 +264,10 @@ def cmd_tasks(args: argparse.Namespace, home: Home) -> int:
     for task in builtin_tasks():
         budget = task.spec.budget
         print(
-            f"{task.id}\t{task.spec.title}\t{budget.steps} steps\t"
-            f"{budget.working_time / 60:g} min\t{len(task.spec.hints)} hints"
+            safe(
+                f"{task.id}\t{task.spec.title}\t{budget.steps} steps\t"
+                f"{budget.working_time / 60:g} min\t{len(task.spec.hints)} hints"
+            )
         )
     return 0
 
@@ -264,14 +275,14 @@ def cmd_tasks(args: argparse.Namespace, home: Home) -> int:
 def cmd_annotators(args: argparse.Namespace, home: Home) -> int:
     store = home.open_store()
     if args.action == "add":
-        ann, token = store.add_annotator(args.name, args.role)
+        ann, token = store.add_annotator(check_annotator_name(args.name), args.role)
         print(f"annotator {ann.name} ({ann.role}) added; token (shown once): {token}")
     elif args.action == "revoke":
         ann = store.revoke_annotator(args.name)
-        print(f"annotator {ann.name} revoked")
+        print(safe(f"annotator {ann.name} revoked"))
     else:
-        for a in store.list_annotators():
-            print(f"{a.name}\t{a.role}\t{'revoked' if a.revoked else 'active'}")
+        for a in store.list_annotators():  # names made before the rule may hold anything
+            print(safe(f"{a.name}\t{a.role}\t{'revoked' if a.revoked else 'active'}"))
     return 0
 
 
@@ -379,6 +390,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="window of --login-failures, per client address and per name",
     )
+    p.add_argument("--quiet", action="store_true", help="no live progress in the terminal")
 
     p = add(
         "demo",
@@ -478,7 +490,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ExportError,
         ValueError,
     ) as exc:
-        print(f"apollo: error: {exc}", file=sys.stderr)
+        print(safe(f"apollo: error: {exc}", lines=True), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("apollo: interrupted; the run can continue with `apollo resume RUN`", file=sys.stderr)

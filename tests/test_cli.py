@@ -304,3 +304,175 @@ def test_serve_refuses_impossible_limits(tmp_path: Path) -> None:
         done = apollo("serve", *flags, home=tmp_path, timeout=60)
         assert done.returncode == 2, done.stderr
         assert done.stderr.startswith(f"apollo: error: {flags[0]}"), done.stderr
+
+
+def test_an_evaluator_crash_is_its_own_outcome_never_a_score(tmp_path: Path) -> None:
+    from apollo.log.events import Kind
+    from apollo.log.sqlite import SQLiteStore
+
+    task = make_task(tmp_path)
+    (task.eval_dir / "score.py").write_text("raise RuntimeError('the grader broke')\n")
+    home = tmp_path / "home"
+    script = [act("submit", note="first try"), act("finish", summary="done")]
+    with ScriptedServer(script) as server:
+        done = apollo("run", str(task.path), "--model", server.base_url, home=home)
+        told = server.requests[1].body["messages"][-1]["content"]
+    assert done.returncode == 1, done.stderr
+    assert told.startswith("The evaluator failed and gave no score")
+    assert "RuntimeError: the grader broke" in told
+    last = done.stdout.strip().splitlines()[-1]
+    assert "ended: finished; the evaluator failed, so there is no final score" in last
+    assert "the grader broke" in last
+    assert "submission 1: none, the EVALUATOR FAILED: evaluator exited with code 1" in done.stdout
+    run_id = done.stdout.split()[1]
+    store = SQLiteStore(home / "apollo.db")
+    subs = [ev.payload for ev in store.events(run_id, kinds=[Kind.SUBMISSION])]
+    assert [(s["final"], s["status"], s["score"]) for s in subs] == [
+        (False, "evaluator_error", None),
+        (True, "evaluator_error", None),
+    ]
+    [end] = store.events(run_id, kinds=[Kind.RUN_FINISHED])
+    assert end.payload["status"] == "finished"
+    assert "the grader broke" in end.payload["evaluator_error"]
+    assert "the evaluator failed" in end.payload["reason"]
+    record = store.get_run(run_id)
+    assert record is not None and record.last_score is None
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--min-steps", "51"], "min_steps (51) is above the step budget of task fake-task (50)"),
+        (["--max-steps", "5", "--min-steps", "6"], "min_steps (6) is above max_steps (5)"),
+        (["--min-steps", str(2**70)], "give a min_steps of at most 50"),
+        (["--max-steps", "0"], "max_steps is 0; give 1 or more"),
+        (["--min-steps", "-1"], "min_steps is -1; give 0 or more"),
+    ],
+)
+def test_impossible_step_settings_are_refused(
+    tmp_path: Path, flags: list[str], message: str
+) -> None:
+    from apollo.log.sqlite import SQLiteStore
+
+    task = make_task(tmp_path)  # a budget of 50 steps
+    done = apollo("run", str(task.path), "--queue", *flags, home=tmp_path / "home")
+    assert done.returncode == 2
+    assert message in done.stderr and "Traceback" not in done.stderr
+    assert SQLiteStore(tmp_path / "home" / "apollo.db").list_runs() == []
+    # The largest minimum there is: min_steps equal to the steps the run may take.
+    ok = apollo(
+        "run",
+        str(task.path),
+        "--queue",
+        "--max-steps",
+        "5",
+        "--min-steps",
+        "5",
+        home=tmp_path / "home",
+    )
+    assert ok.returncode == 0, ok.stderr
+
+
+def _run_at_step(store: Any, steps: int) -> str:
+    from apollo.log.events import Kind, NewEvent
+
+    run_id: str = store.create_run("t", {}).id
+    store.append(run_id, [NewEvent(Kind.RUN_STARTED, {"task": "t"})])
+    for step in range(1, steps + 1):
+        store.append_one(run_id, Kind.MODEL_CALL, {"purpose": "act", "output": "x"}, step=step)
+    return run_id
+
+
+@pytest.mark.parametrize("drift", ["4", "0", "-2", str(2**70)])
+def test_a_drift_step_the_run_has_not_taken_is_refused(tmp_path: Path, drift: str) -> None:
+    from apollo.log.events import Kind
+    from apollo.log.sqlite import SQLiteStore
+
+    store = SQLiteStore(tmp_path / "apollo.db")
+    run_id = _run_at_step(store, 3)
+    done = apollo("guide", run_id, "you drifted", "--drift-from", drift, home=tmp_path)
+    assert done.returncode == 2, done.stdout
+    assert f"drift_from_step {drift} is not a step run {run_id} has taken (steps 1 to 3)" in (
+        done.stderr
+    )
+    assert "Traceback" not in done.stderr
+    assert store.events(run_id, kinds=[Kind.GUIDANCE]) == []
+    ok = apollo("guide", run_id, "you drifted", "--drift-from", "3", home=tmp_path)
+    assert ok.returncode == 0, ok.stderr
+    [ev] = store.events(run_id, kinds=[Kind.GUIDANCE])
+    assert ev.payload["drift_from_step"] == 3
+
+
+BAD_NAMES = ["evil\x1b[2J", "bell\x07", "\u202eadmin", "new\nline", ".dot", "", "a" * 101]
+
+
+def test_annotator_names_follow_the_apis_rule(tmp_path: Path) -> None:
+    from pydantic import ValidationError
+
+    from apollo.log.sqlite import SQLiteStore
+    from apollo.server.models import AnnotatorCreate
+
+    for name in BAD_NAMES:
+        with pytest.raises(ValidationError):
+            AnnotatorCreate(name=name)
+        done = apollo("annotators", "add", name, home=tmp_path)
+        assert done.returncode == 2, repr(name)
+        if name:  # an empty NAME is argparse's own error
+            assert "is not allowed: use 1 to 100 letters, digits and . _ @ -" in done.stderr
+            assert not {"\x1b", "\x07", "\u202e"} & set(done.stderr), repr(done.stderr)
+    for name in ("alice", "bob.smith@example.org", "x-1_2"):
+        AnnotatorCreate(name=name)
+        assert apollo("annotators", "add", name, home=tmp_path).returncode == 0
+    names = {a.name for a in SQLiteStore(tmp_path / "apollo.db").list_annotators()}
+    assert names == {"alice", "bob.smith@example.org", "x-1_2"}
+
+
+def test_terminal_output_escapes_control_and_bidi_characters(tmp_path: Path) -> None:
+    """Names made before the rule, agent output and guidance reach the terminal escaped."""
+    from apollo.log.sqlite import SQLiteStore
+
+    home = tmp_path / "home"
+    store = SQLiteStore(home / "apollo.db")
+    store.add_annotator("old\x1b]0;pwned\x07name", "viewer")  # written before the rule held
+    listed = apollo("annotators", "list", home=home)
+    assert "old\\x1b]0;pwned\\x07name\tviewer\tactive" in listed.stdout
+
+    task = make_task(tmp_path)
+    thought = "safe.txt\u202etxt.exe \x1b[31mred\x1b[0m \u2066iso\u2069"
+    script = [act("think", thought=thought), act("finish", summary="done \u202e")]
+    with ScriptedServer(script) as server:
+        done = apollo("run", str(task.path), "--model", server.base_url, home=home)
+    assert done.returncode == 0, done.stderr
+    run_id = done.stdout.split()[1]
+    guided = apollo("runs", home=home)
+    for out in (
+        done.stdout,
+        apollo("show", run_id, home=home).stdout,
+        guided.stdout,
+        listed.stdout,
+    ):
+        assert not set(out) & {"\x1b", "\x07", "\u202e", "\u2066", "\u2069"}, out
+    shown = apollo("show", run_id, home=home).stdout
+    assert "think(thought=safe.txt\\u202etxt.exe \\x1b[31mred\\x1b[0m \\u2066iso\\u2069)" in shown
+    assert "done \\u202e" in shown
+    raw = apollo("show", run_id, "--json", home=home).stdout  # JSON escapes them itself
+    assert "\\u202e" in raw and "\u202e" not in raw
+
+
+def test_progress_lines_start_with_a_short_run_id_then_the_task(tmp_path: Path) -> None:
+    task = make_task(tmp_path)
+    home = tmp_path / "home"
+    script = [act("think", thought="one"), act("finish", summary="done")]
+    ids, outs = [], []
+    with ScriptedServer(script * 2) as server:
+        for _ in range(2):
+            done = apollo("run", str(task.path), "--model", server.base_url, home=home)
+            assert done.returncode == 0, done.stderr
+            ids.append(done.stdout.split()[1])
+            outs.append(done.stdout.splitlines())
+    shorts = [run_id.rsplit("-", 1)[1] for run_id in ids]
+    assert shorts[0] != shorts[1] and all(len(s) == 6 for s in shorts)
+    for short, lines in zip(shorts, outs, strict=True):
+        progress = lines[1:-1]  # between the header and the end line
+        assert len(progress) >= 4
+        assert all(line.startswith(f"{short} fake-task  ") for line in progress), progress

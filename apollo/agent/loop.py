@@ -21,7 +21,7 @@ from apollo.agent.summarize import (
     split_step,
 )
 from apollo.agent.tools import FINISH, SUBMIT, THINK
-from apollo.env.evaluate import evaluate
+from apollo.env.evaluate import EVALUATOR_ERROR, evaluate
 from apollo.env.task import Task
 from apollo.env.tools.base import ToolContext, ToolResult
 from apollo.env.tools.registry import ToolBox
@@ -483,11 +483,18 @@ class Agent:
             "score": result.score,
             "details": result.details,
             "error": result.error,
+            "status": result.status,
             "final": final,
             "note": note,
             "work_s": self.clock.used(),
         }
         self._append([NewEvent(Kind.SUBMISSION, payload, step=self.view.last_step)])
+        if result.status == EVALUATOR_ERROR:
+            return ToolResult(
+                f"The evaluator failed and gave no score (this says nothing about your work): "
+                f"{result.error}",
+                error=True,
+            )
         if result.score is None:
             return ToolResult(f"The evaluator could not score this: {result.error}", error=True)
         lo, hi = self.task.spec.evaluator.score_range
@@ -505,6 +512,8 @@ class Agent:
             "resumable": resumable(status),
             "work_s": self.clock.used(),
         }
+        if score:
+            payload.update(self._final_evaluation(reason))
         events = self._cancel_pending(status)
         events.append(NewEvent(Kind.RUN_FINISHED, payload, step=self.view.last_step))
         self._append(events)
@@ -537,6 +546,22 @@ class Agent:
             )
         if closed:
             self._append([NewEvent(Kind.SESSIONS_CLOSED, {"sessions": closed})])
+
+    def _final_evaluation(self, reason: str) -> dict[str, Any]:
+        """When the final evaluation failed, the run's outcome says so (read from the log, so
+        a run resumed after its final submission says it too)."""
+        finals = [
+            ev.payload
+            for ev in self.store.events(self.run_id, kinds=[Kind.SUBMISSION])
+            if ev.payload.get("final")
+        ]
+        if not finals or finals[-1].get("status") != EVALUATOR_ERROR:
+            return {}
+        error = str(finals[-1].get("error"))
+        return {
+            "evaluator_error": error,
+            "reason": f"{reason}; the evaluator failed, so the run has no final score: {error}",
+        }
 
     def _cancel_pending(self, status: RunStatus) -> list[NewEvent]:
         """Guidance still queued can no longer be delivered: say so."""

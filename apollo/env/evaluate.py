@@ -4,6 +4,11 @@ The evaluator runs from the task's eval/ folder in a sandbox that shows it the e
 the workspace read-only at their host paths (so `{workspace}` in the command is the real path),
 with a private writable /tmp and no network. It must print a JSON object with a numeric `score`
 on its last stdout line. Every failure becomes `EvalResult.error`; evaluate() never raises.
+
+A result has one of three statuses: `scored`; `rejected`, the workspace cannot be evaluated as it
+is (the agent can fix it and submit again); `evaluator_error`, the evaluator ran but gave no score
+(it crashed, timed out, or printed no score), which says nothing about the work and is never
+taken for a score.
 """
 
 from __future__ import annotations
@@ -23,16 +28,25 @@ from apollo.env.workspace import Workspace
 
 _STDERR_TAIL = 2000
 
+SCORED = "scored"
+REJECTED = "rejected"
+EVALUATOR_ERROR = "evaluator_error"
+
 
 @dataclass(slots=True)
 class EvalResult:
     """A score (clamped to the task's score_range), the evaluator's other fields, or an error
-    that says what went wrong with the evaluator's stderr tail."""
+    that says what went wrong with the evaluator's stderr tail; `status` says which."""
 
     score: float | None
     details: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
     duration_s: float = 0.0
+    status: str = SCORED
+
+
+def _failed(error: str, elapsed: float = 0.0) -> EvalResult:
+    return EvalResult(None, error=error, duration_s=elapsed, status=EVALUATOR_ERROR)
 
 
 def _tail(text: str) -> str:
@@ -82,6 +96,7 @@ async def evaluate(task: Task, workspace: Workspace) -> EvalResult:
             None,
             error="the workspace has links pointing outside it, which the evaluator will not "
             f"follow; remove them and submit again: {', '.join(links[:5])}",
+            status=REJECTED,
         )
     here = Bind(eval_dir, str(eval_dir))
     layout = Layout(binds=(here, Bind(ws, str(ws))), workdir=here)
@@ -91,22 +106,18 @@ async def evaluate(task: Task, workspace: Workspace) -> EvalResult:
             command, timeout=spec.timeout, layout=layout, merge_stderr=False, network=False
         )
     except OSError as exc:
-        return EvalResult(None, error=f"could not start the evaluator: {exc}")
+        return _failed(f"could not start the evaluator: {exc}")
     elapsed = time.monotonic() - started
     if done.timed_out:
-        return EvalResult(
-            None,
-            error=f"evaluator timed out after {spec.timeout:g}s; stderr: {_tail(done.stderr)}",
-            duration_s=elapsed,
+        return _failed(
+            f"evaluator timed out after {spec.timeout:g}s; stderr: {_tail(done.stderr)}", elapsed
         )
     if done.exit_code != 0:
-        return EvalResult(
-            None,
-            error=f"evaluator exited with code {done.exit_code}; stderr: {_tail(done.stderr)}",
-            duration_s=elapsed,
+        return _failed(
+            f"evaluator exited with code {done.exit_code}; stderr: {_tail(done.stderr)}", elapsed
         )
     try:
         score, details = _parse(done.output, *spec.score_range)
     except ValueError as exc:
-        return EvalResult(None, error=f"{exc}; stderr: {_tail(done.stderr)}", duration_s=elapsed)
+        return _failed(f"{exc}; stderr: {_tail(done.stderr)}", elapsed)
     return EvalResult(score, details, None, elapsed)

@@ -5,7 +5,9 @@ Every invalid spec fails with a TaskSpecError naming the file, the field and the
 
 from __future__ import annotations
 
+import os
 import re
+import shlex
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -80,7 +82,8 @@ class Evaluator(_Strict):
     """The hidden evaluator: a command run from the task's eval/ folder.
 
     `{workspace}` in the command is replaced by the run's workspace path. The command must
-    print a JSON object on its last line with at least a numeric `score`."""
+    print a JSON object on its last line with at least a numeric `score`. The script it runs
+    (see `evaluator_script`) must be in eval/: `load_task` checks it."""
 
     command: str
     timeout: Duration = 300.0
@@ -176,6 +179,65 @@ class Task:
         return self.path / "eval"
 
 
+# Programs whose first file argument is the script they run, and their options that take the
+# program from the command line instead (`python3 -c`, `python3 -m`, `bash -c`, `node -e`).
+_INTERPRETER = re.compile(r"^(python[0-9.]*|pypy[0-9.]*|bash|sh|dash|zsh|node|perl|ruby|Rscript)$")
+_INLINE = {"-c", "-m", "-e", "--eval"}
+
+
+def evaluator_script(command: str) -> tuple[str, bool] | None:
+    """The script an evaluator command runs from eval/, and whether it runs it as a program
+    (so it must be executable): the first file argument of an interpreter (`python3
+    evaluate.py {workspace}`: one with a suffix or a slash, so option values are skipped) or
+    a relative program path (`./score.sh`). None when the command names no such file (a system
+    tool, `python3 -c ...`, shell syntax), since only a file can be checked before a run.
+    ValueError when the command cannot be split as the shell would."""
+    words = shlex.split(command)
+    if not words:
+        raise ValueError("the command is empty")
+    program = words[0]
+    if "/" in program:
+        return None if program.startswith("/") else (program, True)
+    if not _INTERPRETER.match(program):
+        return None
+    for word in words[1:]:
+        if word in _INLINE:
+            return None
+        if word.startswith("-") or not ("." in word or "/" in word):
+            continue
+        return None if word.startswith("/") or "{workspace}" in word else (word, False)
+    return None
+
+
+def _check_evaluator(folder: Path, spec_file: Path, command: str) -> None:
+    """A task whose evaluator script is missing would run for hours and then fail to score."""
+    where = f"{spec_file}: field 'evaluator.command'"
+    try:
+        found = evaluator_script(command)
+    except ValueError as exc:
+        raise TaskSpecError(f"{where}: {command!r} is not a valid command ({exc}); fix it") from exc
+    if found is None:
+        return
+    script, as_program = found
+    eval_dir = (folder / "eval").resolve()
+    path = (eval_dir / script).resolve()
+    if not path.is_relative_to(eval_dir):
+        raise TaskSpecError(
+            f"{where}: script {script!r} is outside eval/, and the evaluator sees only eval/ "
+            "and the workspace; move it into eval/ and name it from there"
+        )
+    if not path.is_file():
+        raise TaskSpecError(
+            f"{where}: script {script!r} not found in {eval_dir}; add it to eval/ or fix the "
+            "command (it runs from eval/)"
+        )
+    if as_program and not os.access(path, os.X_OK):
+        raise TaskSpecError(
+            f"{where}: {script!r} is not executable; `chmod +x` it or run it with its "
+            "interpreter (e.g. `bash score.sh`)"
+        )
+
+
 def _field_path(loc: tuple[Any, ...]) -> str:
     return ".".join(str(p) for p in loc) or "(top level)"
 
@@ -216,6 +278,7 @@ def load_task(path: str | Path) -> Task:
     for sub, why in (("workspace", "copied into each run"), ("eval", "holds the hidden evaluator")):
         if not (folder / sub).is_dir():
             raise TaskSpecError(f"{folder}: missing folder '{sub}/' ({why}); create it")
+    _check_evaluator(folder, spec_file, spec.evaluator.command)
     return Task(folder, spec, desc_file.read_text(encoding="utf-8"))
 
 

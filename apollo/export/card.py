@@ -62,8 +62,8 @@ def card_path(out: Path) -> Path:
     return out.with_name(out.stem + ".card.md")
 
 
-def write_card(out: Path, stats: CardStats) -> Path:
-    """Write the card (Markdown, with the figures also as a JSON block) and return its path."""
+def render_card(out: Path, stats: CardStats) -> str:
+    """The card of an export at `out`: Markdown, with the figures also as a JSON block."""
     data = stats.to_json()
     lines = [
         f"# Dataset card: {out.name}",
@@ -93,6 +93,4 @@ def write_card(out: Path, stats: CardStats) -> Path:
     if stats.notes:
         lines += ["", "## Notes", ""] + [f"- {n}" for n in stats.notes]
     lines += ["", "## Figures", "", "```json", json.dumps(data, indent=2), "```", ""]
-    path = card_path(out)
-    path.write_text("\n".join(lines), encoding="utf-8")
-    return path
+    return "\n".join(lines)

@@ -16,11 +16,13 @@ from pathlib import Path
 from apollo.export.formats import NAMES, Format, get_format
 from apollo.export.formats.tokenized import AUTO, PACKAGED, Tokenized, load_tokenizer
 from apollo.export.inspect import record_json, render_sample, render_tokens
+from apollo.export.output import check_target
 from apollo.export.pipeline import RunFilter, export, samples, select_runs
 from apollo.export.windows import WindowOptions
 from apollo.rollout.home import Home
 from apollo.supervise.cli import add_policy_options
 from apollo.supervise.policy import Policy
+from apollo.terminal import safe
 
 Command = Callable[[argparse.Namespace, Home], int]
 AddFn = Callable[[str, Command, str], argparse.ArgumentParser]
@@ -67,11 +69,16 @@ def cmd_export(args: argparse.Namespace, home: Home) -> int:
     if not args.out:
         raise ValueError("--out PATH is required (or use --inspect)")
     command = "apollo " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    result = export(store, Path(args.out), _format(args), policy, flt, options, command)
+    out = Path(args.out)
+    check_target(out, args.force)  # before loading a tokenizer or reading any run
+    fmt = _format(args)
+    result = export(store, out, fmt, policy, flt, options, command, force=args.force)
     s = result.stats
     print(
-        f"exported {s.samples} samples from {len(s.runs)} runs to {result.path} "
-        f"({s.turns_trained} turns trained, {s.turns_masked} masked); card: {result.card}"
+        safe(
+            f"exported {s.samples} samples from {len(s.runs)} runs to {result.path} "
+            f"({s.turns_trained} turns trained, {s.turns_masked} masked); card: {result.card}"
+        )
     )
     return 0
 
@@ -101,7 +108,14 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser], add: 
     """Register `export` (`add` is apollo.cli's helper)."""
     p = add("export", cmd_export, "export runs as SFT data (context windows, masked actions)")
     p.add_argument("--format", choices=NAMES, default="openai")
-    p.add_argument("--out", metavar="PATH", help="JSONL file to write; the card goes beside it")
+    p.add_argument(
+        "--out",
+        metavar="PATH",
+        help="JSONL file to write (a new path); the card goes beside it as NAME.card.md",
+    )
+    p.add_argument(
+        "--force", action="store_true", help="replace --out and its card if they are files"
+    )
     p.add_argument("--summaries", action="store_true", help="also export summary calls")
     p.add_argument(
         "--no-guidance", action="store_true", help="drop <real_user> guidance turns from samples"

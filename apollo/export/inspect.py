@@ -1,5 +1,8 @@
 """Show a sample the way training will see it: trained turns, masked turns (with why) and
-context, distinct with or without colour, so a person can check masks before training."""
+context, distinct with or without colour, so a person can check masks before training.
+
+What the agent and people wrote is made terminal-safe (`apollo.terminal.safe`) before the
+colours are added, so only these colours reach the terminal."""
 
 from __future__ import annotations
 
@@ -7,6 +10,7 @@ import json
 from typing import Any
 
 from apollo.export.windows import Sample
+from apollo.terminal import safe
 
 _GREEN, _RED, _DIM, _RESET = "\033[32m", "\033[31m", "\033[2m", "\033[0m"
 TRAIN_MARK, MASK_MARK, CONTEXT_MARK = "+", "-", " "
@@ -29,9 +33,11 @@ def render_sample(sample: Sample, color: bool = False, width: int = 2000) -> str
     """Every message of the sample; lines of trained turns start with '+', of masked turns
     with '-', of context with ' '."""
     out = [
-        f"sample {sample.index} of run {sample.run_id} ({sample.task}, {sample.kind}): "
-        f"{len(sample.messages)} messages, {len(sample.trained())} trained, "
-        f"{len(sample.masked())} assistant turns masked or context"
+        safe(
+            f"sample {sample.index} of run {sample.run_id} ({sample.task}, {sample.kind}): "
+            f"{len(sample.messages)} messages, {len(sample.trained())} trained, "
+            f"{len(sample.masked())} assistant turns masked or context"
+        )
     ]
     for i, (m, w, step) in enumerate(
         zip(sample.messages, sample.weights, sample.steps, strict=True)
@@ -56,7 +62,7 @@ def render_sample(sample: Sample, color: bool = False, width: int = 2000) -> str
                 + text[-width // 2 :]
             )
         lines = [f"{mark} == {head} =="] + [f"{mark} {line}" for line in text.splitlines()]
-        block = "\n".join(lines)
+        block = safe("\n".join(lines), lines=True)
         out.append(f"{tint}{block}{_RESET}" if color else block)
     return "\n".join(out)
 
@@ -71,7 +77,7 @@ def render_tokens(record: dict[str, Any], tokenizer: Any, color: bool = False) -
         j = k
         while j < len(ids) and (labels[j] != -100) == trained:
             j += 1
-        text = tokenizer.decode(ids[k:j])
+        text = safe(tokenizer.decode(ids[k:j]), lines=True)
         if trained:
             out.append(f"{_GREEN}⟦{text}⟧{_RESET}" if color else f"⟦{text}⟧")
         else:
@@ -82,5 +88,6 @@ def render_tokens(record: dict[str, Any], tokenizer: Any, color: bool = False) -
 
 
 def record_json(record: dict[str, Any]) -> str:
-    """The exported line itself, pretty-printed."""
-    return json.dumps(record, ensure_ascii=False, indent=2)
+    """The exported line itself, pretty-printed (JSON escapes C0 controls; the rest of what
+    could steer a terminal is escaped too)."""
+    return safe(json.dumps(record, ensure_ascii=False, indent=2), lines=True)

@@ -7,12 +7,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from apollo.export.card import CardStats, write_card
+from apollo.export.card import CardStats, card_path, render_card
 from apollo.export.formats import Format
 from apollo.export.formats.sharegpt import ShareGPT
-from apollo.export.windows import EXPORT_KINDS, Sample, WindowOptions, run_samples
+from apollo.export.output import Staged, check_target
+from apollo.export.windows import EXPORT_KINDS, ExportError, Sample, WindowOptions, run_samples
 from apollo.log.events import Kind, RunRecord
-from apollo.log.store import Store
+from apollo.log.store import Store, StoreError
 from apollo.supervise.policy import Policy
 
 ALL_RUNS = 10**9
@@ -36,7 +37,11 @@ class RunFilter:
 
 
 def select_runs(store: Store, flt: RunFilter) -> list[RunRecord]:
-    """Runs matching the filter, oldest first."""
+    """Runs matching the filter, oldest first. A run asked for by id must exist: a typo would
+    otherwise export nothing without a word."""
+    for run_id in flt.runs:
+        if store.get_run(run_id) is None:
+            raise StoreError(f"no run {run_id!r} (see `apollo runs`)")
     out = []
     for run in reversed(store.list_runs(limit=ALL_RUNS)):
         if flt.runs and run.id not in flt.runs:
@@ -93,26 +98,40 @@ def export(
     flt: RunFilter,
     options: WindowOptions,
     command: str,
+    force: bool = False,
 ) -> ExportResult:
-    """Write one JSON line per sample to `out` and the dataset card beside it."""
+    """Write one JSON line per sample to `out` and the dataset card beside it. Each must be a
+    new path, or a regular file when `force` is set (see `apollo.export.output`); both are
+    replaced only once everything is written."""
     stats = CardStats(fmt.name, policy.to_json(), command, flt.to_json(), fmt.token_source)
     stats.filters.update(summaries=options.summaries, guidance=options.guidance)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    card = card_path(out)
+    for target in (out, card):  # refused before any work is done
+        check_target(target, force)
     runs = select_runs(store, flt)
-    tmp = out.with_name(out.name + ".part")
-    with tmp.open("w", encoding="utf-8") as fh:
-        for sample in samples(store, runs, policy, options, stats):
-            line, record = fmt.encode_line(sample)
-            fh.write(line)
-            fh.write("\n")
-            _count(stats, fmt, sample, record)
-    tmp.replace(out)  # a crashed export never leaves a half file under the real name
-    if isinstance(fmt, ShareGPT) and fmt.dropped_text:
-        stats.notes.append(
-            f"{fmt.dropped_text} assistant turns had text beside a tool call, which ShareGPT's "
-            "function_call cannot hold; it was dropped"
-        )
-    return ExportResult(out, write_card(out, stats), stats)
+    staged = Staged(force)
+    try:
+        with staged.open(out) as fh:
+            for sample in samples(store, runs, policy, options, stats):
+                line, record = fmt.encode_line(sample)
+                fh.write(line)
+                fh.write("\n")
+                _count(stats, fmt, sample, record)
+        if isinstance(fmt, ShareGPT) and fmt.dropped_text:
+            stats.notes.append(
+                f"{fmt.dropped_text} assistant turns had text beside a tool call, which "
+                "ShareGPT's function_call cannot hold; it was dropped"
+            )
+        with staged.open(card) as fh:
+            fh.write(render_card(out, stats))
+        staged.commit()
+    except OSError as exc:  # a full disk, a folder gone: nothing was replaced
+        raise ExportError(
+            f"writing {out} failed: {exc.strerror or exc}; nothing was replaced"
+        ) from exc
+    finally:
+        staged.discard()
+    return ExportResult(out, card, stats)
 
 
 def _count(stats: CardStats, fmt: Format, sample: Sample, record: dict[str, Any] | None) -> None:

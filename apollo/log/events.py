@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -113,6 +114,22 @@ class Annotator:
     role: str
     created: float
     revoked: bool = False
+
+
+# The rule for annotator names, shared by the API and `apollo annotators add`: names are typed
+# at login and shown in terminals, pages and logs, so they are short and plain.
+ANNOTATOR_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._@-]*$"
+MAX_ANNOTATOR_NAME_CHARS = 100
+
+
+def check_annotator_name(name: str) -> str:
+    """`name` if it follows the annotator name rule, else a ValueError that states the rule."""
+    if len(name) > MAX_ANNOTATOR_NAME_CHARS or not re.fullmatch(ANNOTATOR_NAME_PATTERN, name):
+        raise ValueError(
+            f"annotator name {name!r} is not allowed: use 1 to {MAX_ANNOTATOR_NAME_CHARS} "
+            "letters, digits and . _ @ - (starting with a letter or digit)"
+        )
+    return name
 
 
 def blob_id(text: str) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import uuid
 from typing import Any, Literal
 
-from apollo.log.events import Event, Kind, NewEvent
+from apollo.log.events import Event, Kind, NewEvent, RunRecord
 from apollo.log.store import Store, StoreError, check_steerable
 
 GuidanceKind = Literal["knowledge", "strategy", "correction", "hint", "other"]
@@ -17,12 +17,24 @@ GUIDANCE_KINDS: tuple[str, ...] = ("knowledge", "strategy", "correction", "hint"
 MAX_GUIDANCE_CHARS = 4000
 
 
-def _live_run(store: Store, run_id: str) -> None:
+def _live_run(store: Store, run_id: str) -> RunRecord:
     run = store.get_run(run_id)
     if run is None:
         raise StoreError(f"no run {run_id!r} (see `apollo runs`)")
     # Checked again inside the append transaction (Store.append); this is the early answer.
     check_steerable(run_id, run.status, [NewEvent(Kind.GUIDANCE, {})])
+    return run
+
+
+def check_drift_step(run: RunRecord, drift_from_step: int) -> None:
+    """A drift marks actions already taken: its step must be one the run has reached.
+    (Steps only grow, so a step valid now stays valid when the guidance lands.)"""
+    if drift_from_step < 1 or drift_from_step > run.step:
+        taken = f"steps 1 to {run.step}" if run.step else "no steps yet"
+        raise ValueError(
+            f"drift_from_step {drift_from_step} is not a step run {run.id} has taken ({taken}); "
+            "give the first step that went wrong, or leave it out"
+        )
 
 
 def post_guidance(
@@ -45,9 +57,9 @@ def post_guidance(
         )
     if kind not in GUIDANCE_KINDS:
         raise ValueError(f"unknown guidance kind {kind!r}; use one of {', '.join(GUIDANCE_KINDS)}")
-    if drift_from_step is not None and drift_from_step < 1:
-        raise ValueError("drift_from_step must be a step number (1 or more)")
-    _live_run(store, run_id)
+    run = _live_run(store, run_id)
+    if drift_from_step is not None:
+        check_drift_step(run, drift_from_step)
     payload: dict[str, Any] = {
         "id": "g-" + uuid.uuid4().hex[:12],
         "author": author,

@@ -1,23 +1,25 @@
-"""One-line renderings of log events, for live progress in a terminal and `apollo show`."""
+"""One-line renderings of log events, for live progress in a terminal and `apollo show`.
+
+Every line is terminal-safe (`apollo.terminal.safe`): agent output, guidance and names are
+shown, never obeyed."""
 
 from __future__ import annotations
 
 import json
-import re
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from apollo.log.calls import call_output
 from apollo.log.events import Event, Kind
 from apollo.log.store import Store
-
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\x1b]")
+from apollo.terminal import safe
 
 
 def clip(text: str, width: int = 110) -> str:
-    """One safe line: control characters (terminal escapes included) shown as '?'."""
-    flat = _CONTROL.sub("?", " ".join(text.split()))
+    """One safe line of at most `width` characters: whitespace runs become one space,
+    control characters and bidi overrides are shown as escapes."""
+    flat = safe(" ".join(text.split()))
     return flat if len(flat) <= width else flat[: width - 1] + "…"
 
 
@@ -55,6 +57,31 @@ def retry_summary(events: Iterable[Event]) -> str:
     retries = [ev.payload for ev in events if ev.kind == Kind.MODEL_RETRY]
     spent = sum(float(p.get("waited_s") or 0) + float(p.get("delay_s") or 0) for p in retries)
     return f"model retries: {len(retries)} ({duration(spent)} spent on failed attempts and waits)"
+
+
+def short_id(run_id: str) -> str:
+    """The random tail of a run id (r20261201-091225-3fa9c2 -> 3fa9c2): enough to tell the
+    runs in one terminal apart, and a suffix of the full id the other commands take."""
+    return run_id.rsplit("-", 1)[-1] or run_id
+
+
+def printer(store: Store, prefix: bool = True) -> Callable[[Event], None]:
+    """Live progress: a line per event worth one. With `prefix`, each line starts with the
+    run's short id, then its task, so runs of one task can be told apart."""
+    heads: dict[str, str] = {}
+
+    def show(ev: Event) -> None:
+        line = describe(ev, store)
+        if not line:
+            return
+        if prefix:
+            if ev.run_id not in heads:
+                run = store.get_run(ev.run_id)
+                heads[ev.run_id] = safe(f"{short_id(ev.run_id)} {run.task if run else '?'}")
+            line = f"{heads[ev.run_id]}  {line}"
+        print(line, flush=True)
+
+    return show
 
 
 def _call_summary(out: dict[str, Any]) -> str:
@@ -111,7 +138,12 @@ def describe(ev: Event, store: Store) -> str | None:
     elif k == Kind.SUBMISSION:
         score = p.get("score")
         what = "final score" if p.get("final") else f"submission {p.get('n')}"
-        text = f"{what}: {score if score is not None else 'error: ' + str(p.get('error'))}"
+        if score is not None:
+            text = f"{what}: {score:g}"
+        elif p.get("status") == "evaluator_error":
+            text = f"{what}: none, the EVALUATOR FAILED: {clip(str(p.get('error')), 90)}"
+        else:
+            text = f"{what}: error: {clip(str(p.get('error')), 90)}"
     elif k == Kind.SESSIONS_CLOSED:
         closed = [
             f"{c['id']} ({c['new_bytes']} bytes{', killed' if c.get('killed') else ''})"
@@ -124,4 +156,4 @@ def describe(ev: Event, store: Store) -> str | None:
             text += f" · resumable: `apollo resume {ev.run_id}`"
     else:
         return None
-    return f"{stamp} {step}  {text}"
+    return safe(f"{stamp} {step}  {text}")

@@ -53,6 +53,27 @@ class RunOptions:
         return cls(**known)
 
 
+def check_steps(task: Task, options: RunOptions) -> None:
+    """Refuse step settings no run can meet: a `min_steps` above the steps the run may take
+    would refuse `finish` until the budget ran out."""
+    budget = task.spec.budget.steps
+    if options.max_steps is not None and options.max_steps < 1:
+        raise ValueError(f"max_steps is {options.max_steps}; give 1 or more, or leave it out")
+    allowed = min(budget, options.max_steps) if options.max_steps else budget
+    if options.min_steps < 0:
+        raise ValueError(f"min_steps is {options.min_steps}; give 0 or more")
+    if options.min_steps > allowed:
+        limit = (
+            f"max_steps ({options.max_steps})"
+            if options.max_steps and options.max_steps < budget
+            else f"the step budget of task {task.id} ({budget})"
+        )
+        raise ValueError(
+            f"min_steps ({options.min_steps}) is above {limit}: `finish` would never be allowed; "
+            f"give a min_steps of at most {allowed}"
+        )
+
+
 def register_run(store: Store, home: Home, task: Task, options: RunOptions, **extra: Any) -> str:
     """Validate a run's settings and create it; nothing runs until a runner drives it.
 
@@ -62,6 +83,7 @@ def register_run(store: Store, home: Home, task: Task, options: RunOptions, **ex
     if options.annotator not in ("simulated", "none"):
         raise ValueError(f"unknown annotator {options.annotator!r}; use simulated or none")
     CallLimits().updated(options.model_limits)  # refuses unknown names and bad values
+    check_steps(task, options)
     Sandbox.create(
         home.path,
         task.spec.limits,

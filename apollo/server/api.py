@@ -224,7 +224,7 @@ async def start_run(body: StartRunRequest, request: Request, who: CurrentPrincip
         run_id = queue_run(
             state.store, state.home, task, options, started_by=who.name, endpoint=body.model
         )
-    except SandboxUnavailable as exc:
+    except (SandboxUnavailable, ValueError) as exc:  # ValueError: impossible settings
         raise HTTPException(422, str(exc)) from exc
     scheduler.fill()
     return CreatedRun(id=run_id, state="running" if scheduler.is_driven(run_id) else "queued")

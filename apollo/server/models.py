@@ -11,8 +11,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
+from apollo.log.events import ANNOTATOR_NAME_PATTERN, MAX_ANNOTATOR_NAME_CHARS
 from apollo.log.writes import MAX_GUIDANCE_CHARS, MAX_LABEL_REASON_CHARS, MAX_PRESENCE_S
-from apollo.server.endpoints import NAME_PATTERN
 
 GuidanceKindField = Literal["knowledge", "strategy", "correction", "hint", "other"]
 RoleField = Literal["admin", "annotator", "viewer"]
@@ -250,7 +250,9 @@ class AnnotatorsResponse(BaseModel):
 
 
 class AnnotatorCreate(_Request):
-    name: str = Field(min_length=1, max_length=100, pattern=NAME_PATTERN)
+    name: str = Field(
+        min_length=1, max_length=MAX_ANNOTATOR_NAME_CHARS, pattern=ANNOTATOR_NAME_PATTERN
+    )
     role: RoleField = "annotator"
 
 

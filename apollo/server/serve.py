@@ -5,20 +5,29 @@ The runner drives runs started from the console (`POST /api/runs`) and runs queu
 `apollo run --queue`. On shutdown (Ctrl-C, SIGTERM) the streams end first so connections can
 close, then the runs being driven are interrupted; their logs let `apollo serve` (for queued
 runs) or `apollo resume` pick them up again.
+
+A request that fails (a 500) or a run the server cannot drive is one line in the terminal,
+naming the log file in the home (`logs/server.log`) that holds its full traceback.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
+import logging
 import secrets
 import signal
 import socket
 import threading
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
+from uvicorn.config import LOGGING_CONFIG
+from uvicorn.logging import AccessFormatter, DefaultFormatter
 
 from apollo.env.task import Task, resolve_task
 from apollo.log.events import Event, Role
@@ -34,6 +43,73 @@ from apollo.server.defaults import (
     DEMO_TASKS,
 )
 from apollo.server.scheduler import RunLimits, queue_run
+from apollo.terminal import safe
+
+SERVER_LOG = Path("logs") / "server.log"  # under the home: tracebacks of server errors
+
+
+def _shown(record: logging.LogRecord) -> logging.LogRecord:
+    """A copy of `record` with terminal-safe text (a request line is the client's); the
+    copy, so the file handler still sees the record as it was."""
+    shown = copy.copy(record)
+    if isinstance(record.msg, str):
+        shown.msg = safe(record.msg)
+    if isinstance(record.args, tuple):
+        shown.args = tuple(safe(a) if isinstance(a, str) else a for a in record.args)
+    return shown
+
+
+class OneLineFormatter(DefaultFormatter):
+    """uvicorn's terminal format, but an error with a traceback is one line that says where
+    the traceback was written (the file handler beside it writes it there)."""
+
+    def __init__(self, log_file: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.log_file = log_file
+
+    def format(self, record: logging.LogRecord) -> str:
+        shown = _shown(record)
+        if record.exc_info and record.exc_info[1] is not None:
+            exc = record.exc_info[1]
+            what = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            shown.msg = safe(
+                f"{record.getMessage().strip()}: {type(exc).__name__}"
+                f"{': ' + what if what else ''} (traceback in {self.log_file})"
+            )
+            shown.args = ()
+            shown.exc_info = shown.exc_text = shown.stack_info = None
+        return super().format(shown)
+
+
+class SafeAccessFormatter(AccessFormatter):
+    """uvicorn's access lines, terminal-safe."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return super().format(_shown(record))
+
+
+def log_config(log_file: Path) -> dict[str, Any]:
+    """uvicorn's logging, with errors one line in the terminal and in full in `log_file`;
+    Apollo's own warnings and errors (a run the server cannot drive) go the same way."""
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["formatters"]["default"] = {
+        "()": OneLineFormatter,
+        "fmt": "%(levelprefix)s %(message)s",
+        "log_file": str(log_file),
+    }
+    config["formatters"]["access"]["()"] = SafeAccessFormatter
+    config["formatters"]["full"] = {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}
+    config["handlers"]["file"] = {
+        "class": "logging.FileHandler",
+        "filename": str(log_file),
+        "formatter": "full",
+        "level": "WARNING",
+        "delay": True,  # the file appears with the first error
+        "encoding": "utf-8",
+    }
+    config["loggers"]["uvicorn"]["handlers"] = ["default", "file"]
+    config["loggers"]["apollo"] = {"handlers": ["default", "file"], "level": "WARNING"}
+    return config
 
 
 class _Server(uvicorn.Server):
@@ -58,13 +134,17 @@ class _Server(uvicorn.Server):
         await super().shutdown(sockets)
 
 
-def server(app: FastAPI, host: str, port: int, log_level: str = "info") -> uvicorn.Server:
-    """A uvicorn server for `app` that ends event streams when it shuts down."""
+def server(
+    app: FastAPI, host: str, port: int, log_level: str = "info", log_file: Path | None = None
+) -> uvicorn.Server:
+    """A uvicorn server for `app` that ends event streams when it shuts down; with `log_file`,
+    errors are one line in the terminal and their tracebacks go to that file."""
     config = uvicorn.Config(
         app,
         host=host,
         port=port,
         log_level=log_level,
+        log_config=log_config(log_file) if log_file else LOGGING_CONFIG,
         lifespan="on",
         # Streams are ended at shutdown; this only bounds a client that will not let go.
         timeout_graceful_shutdown=5,
@@ -101,7 +181,9 @@ async def serve(
             limits=limits,
             login_limiter=LoginLimiter(login_limit),
         )
-        srv = server(app, host, port, log_level)
+        log_file = home.path / SERVER_LOG
+        log_file.parent.mkdir(exist_ok=True)
+        srv = server(app, host, port, log_level, log_file)
         if in_main:
             for sig in signals:
                 # A first signal shuts down gracefully, a second one forces it (uvicorn's rule).

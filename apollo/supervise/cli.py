@@ -18,6 +18,7 @@ from apollo.supervise.judge import Judge, JudgeConfig
 from apollo.supervise.policy import DEFAULT_ORDER, MODES, Policy
 from apollo.supervise.report import supervise_runs
 from apollo.supervise.rules import RuleConfig
+from apollo.terminal import safe
 
 Command = Callable[[argparse.Namespace, Home], int]
 AddFn = Callable[[str, Command, str], argparse.ArgumentParser]
@@ -70,7 +71,8 @@ async def _supervise(args: argparse.Namespace, home: Home, policy: Policy) -> in
             await model.aclose()
         if embedded is not None:
             await embedded.stop()
-    print(json.dumps(report.to_json()) if args.json else report.render())
+    # Reasons come from people and the judge model: shown, never obeyed by the terminal.
+    print(json.dumps(report.to_json()) if args.json else safe(report.render(), lines=True))
     return 1 if report.judge_problems else 0
 
 
@@ -86,7 +88,10 @@ def cmd_label(args: argparse.Namespace, home: Home) -> int:
         home.open_store(), args.run, args.step, args.verdict, args.reason or "", args.author
     )
     print(
-        f"label {args.verdict} on run {args.run} step {args.step} by {args.author} (seq {ev.seq})"
+        safe(
+            f"label {args.verdict} on run {args.run} step {args.step} by {args.author} "
+            f"(seq {ev.seq})"
+        )
     )
     return 0
 

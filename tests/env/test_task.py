@@ -6,7 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from apollo.env.task import TaskSpecError, load_task, parse_duration, resolve_task
+from apollo.env.task import (
+    TaskSpecError,
+    evaluator_script,
+    load_task,
+    parse_duration,
+    resolve_task,
+)
 
 GOOD = """\
 id: demo-task
@@ -25,6 +31,7 @@ hints:
 def make_task(root: Path, spec: str, *, description: bool = True) -> Path:
     (root / "workspace").mkdir(parents=True)
     (root / "eval").mkdir()
+    (root / "eval" / "evaluate.py").write_text("print('{\"score\": 1}')\n")
     (root / "task.yaml").write_text(spec)
     if description:
         (root / "description.md").write_text("# Motivation\n...")
@@ -89,6 +96,62 @@ def test_missing_description_and_folders(tmp_path: Path) -> None:
     bare.mkdir()
     with pytest.raises(TaskSpecError, match=r"missing; a task folder needs a task\.yaml"):
         load_task(bare)
+
+
+EVALUATOR = 'evaluator: {command: "python3 evaluate.py {workspace}", timeout: 2m}'
+
+
+@pytest.mark.parametrize(
+    ("command", "message"),
+    [
+        ("python3 evaluate.py {workspace}", "script 'evaluate.py' not found in"),
+        ("python3 -W ignore checks/score.py {workspace}", "script 'checks/score.py' not found"),
+        ("bash run.sh {workspace}", "script 'run.sh' not found"),
+        ("./score.sh {workspace}", "script './score.sh' not found"),
+        ("python3 ../task.yaml", "is outside eval/"),
+        ("python3 'evaluate.py", "is not a valid command (No closing quotation)"),
+    ],
+)
+def test_missing_evaluator_script_fails_at_load(tmp_path: Path, command: str, message: str) -> None:
+    folder = make_task(
+        tmp_path / "t", GOOD.replace(EVALUATOR, f"evaluator: {{command: {command!r}}}")
+    )
+    (folder / "eval" / "evaluate.py").unlink()
+    with pytest.raises(TaskSpecError) as err:
+        load_task(folder)
+    text = str(err.value)
+    assert str(folder / "task.yaml") in text and "field 'evaluator.command'" in text
+    assert message in text
+
+
+def test_evaluator_program_must_be_executable(tmp_path: Path) -> None:
+    folder = make_task(tmp_path / "t", GOOD.replace(EVALUATOR, "evaluator: {command: ./score.sh}"))
+    script = folder / "eval" / "score.sh"
+    script.write_text("#!/bin/sh\necho '{\"score\": 1}'\n")
+    with pytest.raises(TaskSpecError, match=r"'./score.sh' is not executable; `chmod \+x` it"):
+        load_task(folder)
+    script.chmod(0o755)
+    assert load_task(folder).spec.evaluator.command == "./score.sh"
+
+
+@pytest.mark.parametrize(
+    ("command", "script"),
+    [
+        ("python3 evaluate.py {workspace}", ("evaluate.py", False)),
+        ("python3 -u -W ignore evaluate.py", ("evaluate.py", False)),
+        ("./bin/score --strict", ("./bin/score", True)),
+        ("python3 -c 'print(1)'", None),  # nothing on disk to check
+        ("python3 -m scorer {workspace}", None),
+        ("bash -c 'python3 x.py'", None),
+        ("/usr/bin/env python3 x.py", None),
+        ("cd sub && python3 x.py", None),
+        ("python3 {workspace}/check.py", None),
+    ],
+)
+def test_evaluator_script_is_found_in_the_command(
+    command: str, script: tuple[str, bool] | None
+) -> None:
+    assert evaluator_script(command) == script
 
 
 def test_resolve_unknown_task_lists_builtins() -> None:

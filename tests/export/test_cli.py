@@ -98,6 +98,6 @@ def test_filters_select_runs(home: tuple[Path, Outcome]) -> None:
         ("--run", out.run_id): 1,
     }
     for flags, n in cases.items():
-        assert apollo(root, "export", "--out", str(dest), *flags) == 0
+        assert apollo(root, "export", "--out", str(dest), "--force", *flags) == 0
         assert len(dest.read_text().splitlines()) == n, flags
     shutil.rmtree(root / "runs", ignore_errors=True)

@@ -126,7 +126,11 @@ def test_demo_serves_the_console_with_two_runs_and_an_admin_login(tmp_path: Path
         proc.send_signal(signal.SIGINT)
         rest, _ = proc.communicate(timeout=60)
     assert proc.returncode == 0, rest[-2000:]
-    # Live progress of both runs was printed in the terminal, each line naming its task.
+    # Live progress of both runs was printed in the terminal, each line starting with the
+    # run's short id, then its task.
     out = "".join(head) + rest
-    assert "[patient-training]" in out and "[filter-noisy-labels]" in out
+    demo_runs = re.findall(r"demo run r\S+-(\w+): task (\S+),", "".join(head))
+    assert {task for _, task in demo_runs} == {"patient-training", "filter-noisy-labels"}
+    for short, task in demo_runs:
+        assert any(line.startswith(f"{short} {task}  ") for line in out.splitlines()), out
     assert no_model_server_left()

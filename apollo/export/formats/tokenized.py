@@ -37,7 +37,7 @@ def apollo_template() -> str:
 
 def load_tokenizer(spec: str = PACKAGED) -> Any:
     """A Hugging Face tokenizer: `smollm2` (from the packaged GGUF, no download), a local
-    folder, or a `.gguf` file."""
+    folder, or a `.gguf` file. Anything else is an ExportError that says what to give."""
     from transformers import AutoTokenizer
 
     if spec == PACKAGED:
@@ -46,9 +46,21 @@ def load_tokenizer(spec: str = PACKAGED) -> Any:
         path = gguf_path()
         return AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
     p = Path(spec)
-    if p.suffix == ".gguf":
-        return AutoTokenizer.from_pretrained(str(p.parent), gguf_file=p.name)
-    return AutoTokenizer.from_pretrained(spec)
+    usage = (
+        f"give --tokenizer {PACKAGED} (packaged), a folder with tokenizer files "
+        "(tokenizer.json, tokenizer_config.json) or a .gguf file"
+    )
+    if not p.exists():  # never a download: exports work offline and from local files only
+        raise ExportError(f"tokenizer {spec!r}: no such folder or file; {usage}")
+    try:
+        if p.suffix == ".gguf":
+            return AutoTokenizer.from_pretrained(str(p.parent), gguf_file=p.name)
+        return AutoTokenizer.from_pretrained(str(p), local_files_only=True)
+    except Exception as exc:  # transformers says "cannot" with OSError, ValueError, KeyError...
+        why = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ExportError(
+            f"tokenizer {spec!r}: cannot load a tokenizer from it ({why}); {usage}"
+        ) from exc
 
 
 def _renders_tools(tokenizer: Any, template: str | None) -> bool:
