@@ -80,8 +80,9 @@ def run_updates(events: Iterable[Event | NewEvent]) -> dict[str, Any]:
                 changes["status"] = RunStatus.PAUSED.value
             elif action == "resume":
                 changes["status"] = RunStatus.RUNNING.value
-        elif ev.kind == Kind.SUBMISSION:
-            changes["last_score"] = ev.payload.get("score")
+        elif ev.kind == Kind.SUBMISSION and ev.payload.get("score") is not None:
+            # An evaluation that gave no score (the evaluator failed) keeps the last real one.
+            changes["last_score"] = ev.payload["score"]
         elif ev.kind == Kind.GUIDANCE:
             changes["guidance_delta"] = changes.get("guidance_delta", 0) + 1
         elif ev.kind == Kind.RUN_FINISHED:

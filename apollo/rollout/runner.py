@@ -110,6 +110,9 @@ class Runner:
         self.on_event = on_event
         self._models: dict[str, ChatModel] = {}
         self._embedded: EmbeddedModel | None = None
+        # Runs started together ask for their model at once: one of them starts the embedded
+        # server while the others wait for it, rather than calling a server not up yet.
+        self._model_lock = asyncio.Lock()
 
     def create(self, task: Task, options: RunOptions, **extra: Any) -> str:
         """Register a new run of `task` (see `register_run`)."""
@@ -117,6 +120,10 @@ class Runner:
 
     async def model(self, options: RunOptions) -> ChatModel:
         """The chat model for a run's options (started on first use, then shared)."""
+        async with self._model_lock:
+            return await self._model(options)
+
+    async def _model(self, options: RunOptions) -> ChatModel:
         limits = sorted(options.model_limits.items())
         key = f"{options.model}|{options.model_name}|{options.constrain}|{limits}"
         if key in self._models:

@@ -137,6 +137,10 @@ class SessionView(BaseModel):
 class SubmissionView(BaseModel):
     n: int | None
     score: float | None
+    # scored | rejected (the workspace broke a rule) | evaluator_error (the evaluator itself
+    # failed: no score, and it says nothing about the agent's work)
+    status: str | None = None
+    error: str | None = None
     final: bool
     step: int | None
 

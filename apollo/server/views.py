@@ -107,6 +107,8 @@ class RunFold:
                 {
                     "n": p.get("n"),
                     "score": p.get("score"),
+                    "status": p.get("status", "scored" if p.get("score") is not None else None),
+                    "error": p.get("error"),
                     "final": bool(p.get("final")),
                     "step": ev.step,
                 }

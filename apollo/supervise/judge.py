@@ -80,9 +80,18 @@ def render_step(a: Action, cfg: JudgeConfig, guidance: list[str]) -> str:
     return "\n".join(lines)
 
 
+def _score(submission: dict[str, Any]) -> str:
+    """A submission's score in words; a failed evaluator says nothing about the agent."""
+    if submission.get("score") is not None:
+        return f"{submission['score']:g}"
+    if submission.get("status") == "evaluator_error":
+        return "not scored (the evaluator itself failed; this says nothing about the work)"
+    return f"not scored ({submission.get('error') or 'no score'})"
+
+
 def _header(traj: Trajectory, cfg: JudgeConfig) -> str:
     scores = [
-        f"step {s.get('step')}: {s.get('score')}{' (final)' if s.get('final') else ''}"
+        f"step {s.get('step')}: {_score(s)}{' (final)' if s.get('final') else ''}"
         for s in traj.submissions
     ]
     guidance = [

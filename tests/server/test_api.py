@@ -13,7 +13,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from apollo.log.events import Event, Kind
+from apollo.log.events import Event, Kind, NewEvent
 from apollo.log.sqlite import BUSY_ENV, SQLiteStore
 from apollo.log.writes import post_label, post_presence
 from apollo.rollout.home import Home
@@ -542,3 +542,19 @@ def test_a_write_to_a_store_another_process_keeps_locked_is_503(
         assert "busy" in r.json()["detail"] and r.headers["Retry-After"]
         assert run.store.last_seq(run.run_id) == before  # nothing was written
         assert guide(busy_client, tokens, run.run_id).status_code == 201  # free again
+
+
+def test_a_failed_evaluation_is_shown_as_such_and_keeps_the_last_score(
+    client: TestClient, tokens: Tokens, run: FakeRun
+) -> None:
+    run.submit(40.0)
+    failed = {"n": 2, "score": None, "status": "evaluator_error", "error": "exit 1", "final": False}
+    run.append(NewEvent(Kind.SUBMISSION, failed, step=2))
+    d = detail(client, tokens, run.run_id)
+    assert [(s.score, s.status) for s in d.submissions] == [
+        (40.0, "scored"),
+        (None, "evaluator_error"),
+    ]
+    assert d.submissions[1].error == "exit 1"
+    record = run.store.get_run(run.run_id)
+    assert record is not None and record.last_score == 40.0  # not erased by the failure

@@ -7,6 +7,7 @@ import asyncio
 import json
 import re
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from apollo.llm.base import CallLimits
@@ -17,7 +18,7 @@ from apollo.supervise.labels import read_labels
 from apollo.supervise.prompts import prompt
 from apollo.supervise.report import supervise_runs
 from apollo.supervise.trajectory import load_trajectory
-from tests.agent.harness import Outcome
+from tests.agent.harness import Outcome, act, make_task, run_agent
 
 Answer = Callable[[list[int]], str]
 
@@ -136,3 +137,16 @@ def test_parse_accepts_fenced_json_and_rejects_bad_entries() -> None:
         and any("maybe" in p for p in problems)
         and any("no reason" in p for p in problems)
     )
+
+
+def test_the_judge_is_told_a_failed_evaluator_is_not_a_score(tmp_path: Path) -> None:
+    task = make_task(tmp_path)
+    (task.eval_dir / "score.py").write_text("raise RuntimeError('the grader broke')\n")
+    outcome = run_agent(
+        tmp_path, [act("submit", note="try"), act("finish", summary="x")], task=task
+    )
+    server, _ = run_judge(outcome, [verdicts] * 4)
+    header = server.requests[0].body["messages"][1]["content"]
+    scores = next(line for line in header.splitlines() if line.startswith("Scores: "))
+    assert "step 1: not scored (the evaluator itself failed" in scores
+    assert "None" not in scores

@@ -101,7 +101,9 @@ function renderDetail(d) {
   if (!d.sessions.length) append(byId("sessions"), el("li", { class: "muted" }, "none"));
 
   replace(byId("submissions"), ...d.submissions.map((s) => el("li", {},
-    el("strong", {}, `#${s.n}`), ` score ${decimal(s.score)}`,
+    el("strong", {}, `#${s.n}`),
+    s.status === "evaluator_error" ? el("span", { class: "badge status-failed", title: s.error ?? "" },
+      "evaluator failed") : ` score ${decimal(s.score)}`,
     s.final ? el("span", { class: "badge" }, "final") : null,
     el("span", { class: "muted" }, ` at step ${s.step}`))));
   if (!d.submissions.length) append(byId("submissions"), el("li", { class: "muted" }, "none"));
