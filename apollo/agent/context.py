@@ -69,7 +69,6 @@ class ContextView:
     session_cursors: dict[str, int] = field(default_factory=dict)
     work_s: float = 0.0
     summaries: int = 0
-    summarized_through: int = 0  # last step condensed into the latest summary
 
     # -- folding --------------------------------------------------------------------------
     def apply(self, ev: Event, texts: dict[str, str] | None = None) -> None:
@@ -128,7 +127,6 @@ class ContextView:
         elif k == Kind.SUMMARY:
             last = p["covers"][1]
             self.summaries += 1
-            self.summarized_through = last
             kept = [e for e in self.entries if e.step > last]
             head = self.entries[: self._preamble_len()]
             self.entries = head + [self._entry(0, b, texts) for b in p["messages"]] + kept

@@ -98,11 +98,10 @@ class KillReport:
 
 @dataclass(frozen=True, slots=True)
 class SessionOutput:
-    """Output not shown before. `skipped_bytes` were in the middle of a huge output."""
+    """Output not shown before; the middle of a huge output is cut, and `text` says so."""
 
     text: str
     new_bytes: int
-    skipped_bytes: int
     cursor: int  # bytes of output.log shown so far, this read included
 
 
@@ -441,7 +440,6 @@ class SessionManager:
             size = os.fstat(f.fileno()).st_size
             new = size - cursor
             f.seek(cursor)
-            skipped = 0
             if new <= max_bytes:
                 data = f.read(new)
                 if running:  # the rest of a split character comes with the next read
@@ -461,7 +459,7 @@ class SessionManager:
                     + tail.decode("utf-8", errors="replace")
                 )
         _write_atomic(folder / "cursor", str(cursor + consumed))
-        return SessionOutput(text, consumed, skipped, cursor + consumed)
+        return SessionOutput(text, consumed, cursor + consumed)
 
     def rewind(self, sid: str, cursor: int) -> None:
         """Set how much output the agent has been shown. A resumed run sets it from its log,

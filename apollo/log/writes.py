@@ -7,12 +7,11 @@ so each carries who made it and is validated the same way.
 from __future__ import annotations
 
 import uuid
-from typing import Any, Literal
+from typing import Any
 
 from apollo.log.events import Event, Kind, NewEvent, RunRecord
 from apollo.log.store import Store, StoreError, check_steerable
 
-GuidanceKind = Literal["knowledge", "strategy", "correction", "hint", "other"]
 GUIDANCE_KINDS: tuple[str, ...] = ("knowledge", "strategy", "correction", "hint", "other")
 MAX_GUIDANCE_CHARS = 4000
 

@@ -185,14 +185,6 @@ class Runner:
                     await annotator_task
             lock.close()
 
-    async def drive_many(self, run_ids: list[str]) -> dict[str, str]:
-        """Drive several runs concurrently in this loop; returns each one's final status."""
-        results = await asyncio.gather(*(self.drive(r) for r in run_ids), return_exceptions=True)
-        return {
-            r: (res if isinstance(res, str) else f"error: {res}")
-            for r, res in zip(run_ids, results, strict=True)
-        }
-
     async def aclose(self) -> None:
         for model in self._models.values():
             await model.aclose()

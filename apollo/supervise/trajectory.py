@@ -100,9 +100,6 @@ class Trajectory:
     submissions: list[dict[str, Any]]
     finish_reason: str | None
 
-    def by_step(self) -> dict[int, Action]:
-        return {a.step: a for a in self.actions}
-
 
 def act_steps(events: list[Event]) -> list[int]:
     """Steps that hold an action (an `act` call with an assistant turn), in order."""
