@@ -1,7 +1,8 @@
 """The agent's context and state as a fold over the run's events.
 
 The live agent and a resumed one build their context by applying the same events in the same
-order, so a resumed run sees exactly the context it would have had (DESIGN.md principle 1).
+order, so a resumed run sees exactly the context it would have had (docs/design.md
+"Principles": one log, many views).
 Every message that enters the context is a blob of canonical JSON; events reference it by id.
 """
 

@@ -1,4 +1,4 @@
-"""The ReAct loop (DESIGN.md "A step"): every step reads its context from the log and writes
+"""The ReAct loop (docs/design.md "A step"): every step reads its context from the log and writes
 everything it does back to it, so a killed runner resumes exactly where it stopped."""
 
 from __future__ import annotations

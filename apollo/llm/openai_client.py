@@ -2,8 +2,8 @@
 
 The request body is built by joining JSON text: messages given as encoded strings are spliced
 in verbatim, so a context of hundreds of messages costs one string join per call, not a
-per-message validation walk (the `openai` SDK's request transform costs about 0.2 ms per
-message per call; see REFERENCE.md, performance anchors).
+per-message validation walk (measured: the `openai` SDK's request transform costs about
+0.2 ms per message per call, 85 ms at 350 messages; posting the same body directly, 1-3 ms).
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """Drives runs inside the server's event loop: runs started through the API, and runs queued
 by `apollo run --queue` (status `created`, config `"queued": true`).
 
-Many runs share the loop with the web server, as DESIGN.md's runner does. A queued run whose
-runner died (status still running or paused, lock free) is picked up again, since its log
-holds everything needed to resume it.
+Many runs share the loop with the web server (the runner drives many runs in one loop). A
+queued run whose runner died (status still running or paused, lock free) is picked up again,
+since its log holds everything needed to resume it.
 
 How many runs are driven at once is capped (`RunLimits`, docs/api.md "Run limits"): server-wide
 and per annotator. A run beyond a cap waits (status `created`) and starts, oldest first, as

@@ -1,5 +1,5 @@
 """`apollo serve` and `apollo demo`: the console and the runner in one process and one asyncio
-loop (DESIGN.md principle 5: one process works out of the box).
+loop (docs/design.md "Principles": embedded by default, one process works out of the box).
 
 The runner drives runs started from the console (`POST /api/runs`) and runs queued with
 `apollo run --queue`. On shutdown (Ctrl-C, SIGTERM) the streams end first so connections can

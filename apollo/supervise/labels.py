@@ -1,8 +1,9 @@
 """Labels: keep / mask verdicts on a run's actions, from humans, the LLM judge and rules.
 
 A label is a `label` event {step, verdict, reason, source, author, rule?, model?} in the run's
-log, so every verdict carries who or what made it and when (DESIGN.md principle 4). Labels are
-never edited: a later label of the same origin replaces an earlier one (see `current`).
+log, so every verdict carries who or what made it and when (docs/design.md "Principles":
+provenance). Labels are never edited: a later label of the same origin replaces an earlier one
+(see `current`).
 """
 
 from __future__ import annotations

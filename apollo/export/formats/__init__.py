@@ -2,7 +2,8 @@
 
 Every format keeps the masks exact: the trained messages (or tokens) are exactly the kept
 assistant turns of act calls (plus the snapshot of a summary sample); everything else is
-context. Field names follow REFERENCE.md, "Export formats".
+context. Each module's docstring names the fields its trainer reads (docs/design.md
+"Supervision and export" lists them all).
 """
 
 from __future__ import annotations
