@@ -29,7 +29,8 @@ class Kind(StrEnum):
     # {purpose, attempt, max_attempts, error, status, waited_s, delay_s, since_s, window_s, work_s}
     MODEL_RETRY = "model_retry"
     # {tool_call_id, tool, message (blob), exit, error, truncated, duration_ms, meta, work_s};
-    # `interrupted` or `malformed` (no tool call) instead of exit ... meta for those answers
+    # a call a crash cut: {tool_call_id, tool, message, error, interrupted, work_s}; a reply
+    # without a valid tool call: {tool_call_id: None, tool: None, message, error, malformed, work_s}
     OBSERVATION = "observation"
     GUIDANCE = "guidance"  # {id, author, kind, text, drift_from_step, urgent, hint_id?}
     GUIDANCE_DELIVERED = "guidance_delivered"  # {guidance_id, step, message (blob)}
