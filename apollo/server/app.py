@@ -194,8 +194,8 @@ def error_status(exc: Exception) -> int:
 async def _refused(request: Request, exc: Exception) -> JSONResponse:
     """Answer an error of ERROR_STATUS with its status and message."""
     status = error_status(exc)
-    if status >= 500 and not isinstance(exc, StoreBusy):
-        log.error("%s %s answered %d: %s", request.method, request.url.path, status, exc)
+    if status >= 500 and not isinstance(exc, StoreBusy):  # an operator must act: say where
+        log.error("%s %s answered %d", request.method, request.url.path, status, exc_info=exc)
     headers = {"Retry-After": str(BUSY_RETRY_AFTER_S)} if isinstance(exc, StoreBusy) else None
     return JSONResponse({"detail": str(exc)}, status_code=status, headers=headers)
 
