@@ -11,7 +11,7 @@ import json
 from typing import Any
 
 from apollo.log.events import Event, Kind
-from apollo.log.store import Store, StoreError
+from apollo.log.store import LogCorrupt, Store, StoreError
 
 
 def encode_input(prev_seq: int | None, prev_ids: list[str], ids: list[str]) -> dict[str, Any]:
@@ -29,7 +29,7 @@ def apply_input(prev_seq: int | None, prev_ids: list[str], encoded: dict[str, An
     if encoded.get("prev") is None:
         return list(encoded["add"])
     if encoded["prev"] != prev_seq:
-        raise StoreError(
+        raise LogCorrupt(
             f"model call input refers to call {encoded['prev']}, expected {prev_seq}: log corrupt"
         )
     return prev_ids[: encoded["keep"]] + list(encoded["add"])

@@ -26,10 +26,14 @@ from typing import Any, TypeVar
 from apollo.log.events import Annotator, Event, NewEvent, Role, RunRecord, RunStatus, blob_id
 from apollo.log.store import (
     LastAdminError,
+    LogCorrupt,
+    NameTaken,
     Store,
     StoreBusy,
     StoreCorrupt,
     StoreError,
+    UnknownAnnotator,
+    UnknownRun,
     check_steerable,
     hash_token,
     new_run_id,
@@ -293,7 +297,7 @@ class SQLiteStore(Store):
                     (rid, task, RunStatus.CREATED.value, now, now, json.dumps(config)),
                 )
             except sqlite3.IntegrityError as exc:
-                raise StoreError(f"run {rid!r} already exists") from exc
+                raise NameTaken(f"run {rid!r} already exists") from exc
 
         self._retry(insert)
         record = self.get_run(rid)
@@ -327,7 +331,7 @@ class SQLiteStore(Store):
             now = time.time()
             found = _first(self._db.execute("SELECT status FROM runs WHERE id = ?", (run_id,)))
             if not found:
-                raise StoreError(f"unknown run {run_id!r}")
+                raise UnknownRun(f"unknown run {run_id!r}")
             check_steerable(run_id, found[0], events)
             row = _one(
                 self._db.execute(
@@ -430,7 +434,7 @@ class SQLiteStore(Store):
                 out[r["id"]] = bytes(data).decode("utf-8")
         missing = [b for b in wanted if b not in out]
         if missing:
-            raise StoreError(f"unknown blob(s): {', '.join(missing[:3])}")
+            raise LogCorrupt(f"unknown blob(s): {', '.join(missing[:3])}")
         return out
 
     # -- annotators -----------------------------------------------------------------------
@@ -446,7 +450,7 @@ class SQLiteStore(Store):
                     (aid, name, role, hash_token(token), time.time()),
                 )
             except sqlite3.IntegrityError as exc:
-                raise StoreError(
+                raise NameTaken(
                     f"an annotator named {name!r} already exists; pick another name"
                 ) from exc
             return _one(self._db.execute("SELECT * FROM annotators WHERE id = ?", (aid,)))
@@ -463,7 +467,9 @@ class SQLiteStore(Store):
         def revoke() -> sqlite3.Row:
             found = _first(self._db.execute("SELECT * FROM annotators WHERE name = ?", (name,)))
             if found is None:
-                raise StoreError(f"no annotator named {name!r} (see `apollo annotators list`)")
+                raise UnknownAnnotator(
+                    f"no annotator named {name!r} (see `apollo annotators list`)"
+                )
             if found["role"] == Role.ADMIN and not found["revoked"]:
                 others = _one(
                     self._db.execute(

@@ -18,7 +18,28 @@ from apollo.log.events import Annotator, Event, Kind, NewEvent, Role, RunRecord,
 
 
 class StoreError(Exception):
-    """A store operation that cannot be carried out (unknown run, bad annotator, ...)."""
+    """A store operation that cannot be carried out. The subclasses below say why; each
+    maps to one HTTP status in the console (apollo/server/app.py, docs/api.md "Errors")."""
+
+
+class UnknownRun(StoreError):
+    """No run has this id."""
+
+
+class RunEnded(StoreError):
+    """The run has ended for good, so what was written (guidance, a control) cannot reach it."""
+
+
+class UnknownAnnotator(StoreError):
+    """No annotator has this name."""
+
+
+class NameTaken(StoreError):
+    """The name (of an annotator, or a run id) is already in use."""
+
+
+class LogCorrupt(StoreError):
+    """A run's log contradicts itself (an event refers to a blob or call that is not there)."""
 
 
 class StoreBusy(StoreError):
@@ -59,7 +80,7 @@ def check_steerable(run_id: str, status: str, events: Iterable[Event | NewEvent]
     """Refuse guidance and controls for a run that has ended for good. Stores call this inside
     their append transaction, so nothing slips in after `run_finished`."""
     if status in FINAL_STATUSES and any(ev.kind in _STEERING for ev in events):
-        raise StoreError(
+        raise RunEnded(
             f"run {run_id} has ended ({status}); guidance and controls reach only live runs"
         )
 
@@ -146,7 +167,7 @@ class Store(ABC):
 
     @abstractmethod
     def get_blobs(self, ids: Sequence[str]) -> dict[str, str]:
-        """The texts of the given blob ids. Unknown ids raise StoreError."""
+        """The texts of the given blob ids. Unknown ids raise LogCorrupt."""
 
     def put_blob(self, text: str) -> str:
         return self.put_blobs([text])[0]

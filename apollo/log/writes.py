@@ -10,7 +10,7 @@ import uuid
 from typing import Any
 
 from apollo.log.events import Event, Kind, NewEvent, RunRecord
-from apollo.log.store import Store, StoreError, check_steerable
+from apollo.log.store import Store, UnknownRun, check_steerable
 
 GUIDANCE_KINDS: tuple[str, ...] = ("knowledge", "strategy", "correction", "hint", "other")
 MAX_GUIDANCE_CHARS = 4000
@@ -19,7 +19,7 @@ MAX_GUIDANCE_CHARS = 4000
 def _live_run(store: Store, run_id: str) -> RunRecord:
     run = store.get_run(run_id)
     if run is None:
-        raise StoreError(f"no run {run_id!r} (see `apollo runs`)")
+        raise UnknownRun(f"no run {run_id!r} (see `apollo runs`)")
     # Checked again inside the append transaction (Store.append); this is the early answer.
     check_steerable(run_id, run.status, [NewEvent(Kind.GUIDANCE, {})])
     return run
@@ -114,7 +114,7 @@ def post_label(
         )
     run = store.get_run(run_id)
     if run is None:
-        raise StoreError(f"no run {run_id!r} (see `apollo runs`)")
+        raise UnknownRun(f"no run {run_id!r} (see `apollo runs`)")
     if step < 1 or step > run.step:
         raise ValueError(
             f"run {run_id} has no action at step {step} (its actions are steps 1 to {run.step})"
@@ -141,5 +141,5 @@ def post_presence(store: Store, run_id: str, author: str, seconds: float) -> Eve
     if not 0 <= seconds <= MAX_PRESENCE_S:
         raise ValueError(f"presence seconds must be from 0 to {MAX_PRESENCE_S:g}")
     if store.get_run(run_id) is None:
-        raise StoreError(f"no run {run_id!r} (see `apollo runs`)")
+        raise UnknownRun(f"no run {run_id!r} (see `apollo runs`)")
     return store.append_one(run_id, Kind.PRESENCE, {"seconds": float(seconds)}, actor=author)

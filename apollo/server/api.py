@@ -4,14 +4,12 @@
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, HTTPException, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from apollo.env.sandbox import SandboxUnavailable
-from apollo.log.events import Role, RunRecord
-from apollo.log.store import LastAdminError, StoreBusy, StoreError
+from apollo.log.events import Role
 from apollo.log.writes import post_control, post_guidance, post_label, post_presence
 from apollo.rollout.runner import EMBEDDED, RunOptions
 from apollo.server import views
@@ -22,7 +20,7 @@ from apollo.server.auth import (
     access,
     set_session_cookie,
 )
-from apollo.server.endpoints import Endpoint, EndpointError
+from apollo.server.endpoints import Endpoint
 from apollo.server.models import (
     INT64_MAX,
     AnnotatorCreate,
@@ -49,10 +47,8 @@ from apollo.server.models import (
     TaskView,
     Written,
 )
-from apollo.server.scheduler import QueueFull, queue_run
-
-if TYPE_CHECKING:
-    from apollo.server.app import ServerState
+from apollo.server.scheduler import queue_run
+from apollo.server.state import AppState, CurrentRun, ServerState
 
 router = APIRouter(prefix="/api", route_class=GuardedRoute)
 
@@ -61,46 +57,24 @@ SORT_HELP = f"one of {', '.join(SORT_KEYS)}; prefix '-' for descending"
 SSE_HEADERS = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
 
 
-def _state(request: Request) -> ServerState:
-    state: ServerState = request.app.state.apollo
-    return state
-
-
-def _run(request: Request, run_id: str) -> RunRecord:
-    record = _state(request).store.get_run(run_id)
-    if record is None:
-        raise HTTPException(404, f"no run {run_id!r}")
-    return record
-
-
-def _refused(exc: Exception) -> HTTPException:
-    """A write the log layer refused: bad values are 422, an ended run is 409, a store
-    another process keeps locked is 503 (nothing was written; try again)."""
-    if isinstance(exc, StoreBusy):
-        return HTTPException(503, str(exc), headers={"Retry-After": "5"})
-    if isinstance(exc, StoreError):
-        return HTTPException(409, str(exc))
-    return HTTPException(422, str(exc))
-
-
 # -- auth ---------------------------------------------------------------------------------
 @router.post("/login", response_model=Me)
 @access(None)
-async def login(body: LoginRequest, request: Request, response: Response) -> Me:
+async def login(body: LoginRequest, request: Request, response: Response, state: AppState) -> Me:
     """Start a browser session (cookie) from an annotator's name and token; failed logins
     are limited per client address and per name (429 with Retry-After)."""
     client = request.client.host if request.client else "unknown"
-    annotator, session = _state(request).auth.login(body.name, body.token, client)
+    annotator, session = state.auth.login(body.name, body.token, client)
     set_session_cookie(request, response, session)
     return Me(name=annotator.name, role=annotator.role, csrf_token=session.csrf_token)
 
 
 @router.post("/logout", status_code=204)
 @access(Role.VIEWER)
-async def logout(request: Request, who: CurrentPrincipal) -> Response:
+async def logout(who: CurrentPrincipal, state: AppState) -> Response:
     """End the browser session."""
     if who.session is not None:
-        _state(request).auth.sessions.drop(who.session.id)
+        state.auth.sessions.drop(who.session.id)
     response = Response(status_code=204)
     response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict")
     return response
@@ -139,7 +113,7 @@ def _sorted(summaries: list[dict[str, Any]], sort: str) -> list[dict[str, Any]]:
 @router.get("/runs", response_model=RunsResponse)
 @access(Role.VIEWER)
 async def list_runs(
-    request: Request,
+    state: AppState,
     status: str | None = None,
     task: str | None = None,
     q: Annotated[str | None, Query(max_length=200)] = None,
@@ -155,7 +129,6 @@ async def list_runs(
     key = sort.removeprefix("-")
     if key not in SORT_KEYS:
         raise HTTPException(422, f"sort: unknown key {key!r}; use one of {', '.join(SORT_KEYS)}")
-    state = _state(request)
     records = state.store.list_runs(limit=1_000_000)
     state.cache.sync(records)
     now = time.time()
@@ -174,15 +147,12 @@ async def list_runs(
     return JSONResponse({"runs": summaries[:limit], "totals": views.totals(summaries)})
 
 
-def _endpoint(request: Request, model: str) -> Endpoint | None:
+def _endpoint(state: ServerState, model: str) -> Endpoint | None:
     """The configured endpoint a run names (None: the embedded model); 422 for anything
     else, a URL included: the server only calls models an admin configured."""
     if model == EMBEDDED:
         return None
-    try:
-        endpoints = _state(request).endpoints.all()
-    except EndpointError as exc:
-        raise HTTPException(503, str(exc)) from exc
+    endpoints = state.endpoints.all()
     found = endpoints.get(model)
     if found is None:
         names = ", ".join([EMBEDDED, *sorted(endpoints)])
@@ -196,10 +166,9 @@ def _endpoint(request: Request, model: str) -> Endpoint | None:
 
 @router.post("/runs", status_code=201, response_model=CreatedRun)
 @access(Role.ANNOTATOR)
-async def start_run(body: StartRunRequest, request: Request, who: CurrentPrincipal) -> CreatedRun:
+async def start_run(body: StartRunRequest, who: CurrentPrincipal, state: AppState) -> CreatedRun:
     """Create a run; the server's runner drives it at once, or when the run limits leave it
     a slot (docs/api.md "Run limits"): 429 when its annotator has too many runs waiting."""
-    state = _state(request)
     scheduler = state.scheduler
     if scheduler is None:
         raise HTTPException(503, "this server has no runner; start runs with `apollo run`")
@@ -207,7 +176,7 @@ async def start_run(body: StartRunRequest, request: Request, who: CurrentPrincip
     if task is None:
         known = ", ".join(sorted(state.tasks)) or "none"
         raise HTTPException(422, f"task: unknown task {body.task!r}; use one of {known}")
-    endpoint = _endpoint(request, body.model)
+    endpoint = _endpoint(state, body.model)
     options = RunOptions(
         model=endpoint.url if endpoint else EMBEDDED,
         model_name=endpoint.model_name if endpoint else "default",
@@ -216,41 +185,31 @@ async def start_run(body: StartRunRequest, request: Request, who: CurrentPrincip
         max_steps=body.max_steps,
         min_steps=body.min_steps or 0,
     )
-    try:
-        scheduler.admit(who.name)
-    except QueueFull as exc:
-        raise HTTPException(429, str(exc)) from exc
-    try:
-        run_id = queue_run(
-            state.store, state.home, task, options, started_by=who.name, endpoint=body.model
-        )
-    except (SandboxUnavailable, ValueError) as exc:  # ValueError: impossible settings
-        raise HTTPException(422, str(exc)) from exc
+    scheduler.admit(who.name)
+    run_id = queue_run(
+        state.store, state.home, task, options, started_by=who.name, endpoint=body.model
+    )
     scheduler.fill()
     return CreatedRun(id=run_id, state="running" if scheduler.is_driven(run_id) else "queued")
 
 
 @router.get("/runs/{run_id}", response_model=RunDetail)
 @access(Role.VIEWER)
-async def run_detail(run_id: str, request: Request) -> dict[str, Any]:
+async def run_detail(run: CurrentRun, state: AppState) -> dict[str, Any]:
     """A run's summary plus config, sessions, submissions, guidance (with state), labels."""
-    state = _state(request)
-    record = _run(request, run_id)
-    return views.detail(record, state.cache.fold(run_id), time.time())
+    return views.detail(run, state.cache.fold(run.id), time.time())
 
 
 @router.get("/runs/{run_id}/events", response_model=EventsResponse)
 @access(Role.VIEWER)
 async def run_events(
-    run_id: str,
-    request: Request,
+    run: CurrentRun,
+    state: AppState,
     after: Annotated[AsciiInt, Query(ge=0, le=INT64_MAX)] = 0,
     limit: Annotated[AsciiInt, Query(ge=1, le=5000)] = 500,
 ) -> dict[str, Any]:
     """Events with seq > after, blob references expanded."""
-    state = _state(request)
-    _run(request, run_id)
-    events = state.store.events(run_id, after=after, limit=limit)
+    events = state.store.events(run.id, after=after, limit=limit)
     return {
         "events": views.expand(state.store, events),
         "last_seq": events[-1].seq if events else after,
@@ -260,8 +219,8 @@ async def run_events(
 @router.get("/runs/{run_id}/stream", response_class=StreamingResponse)
 @access(Role.VIEWER)
 async def run_stream(
-    run_id: str,
-    request: Request,
+    run: CurrentRun,
+    state: AppState,
     after: Annotated[AsciiInt | None, Query(ge=0, le=INT64_MAX)] = None,
     last_event_id: Annotated[
         AsciiInt | None,
@@ -271,92 +230,73 @@ async def run_stream(
     """Server-sent events: one per log event (`id: seq`, `event: kind`, EventView data).
     The stream resumes after Last-Event-ID, which wins over `?after=` (that only seeds the
     first connection: a reconnecting EventSource keeps the URL)."""
-    _run(request, run_id)
     start = last_event_id if last_event_id is not None else after or 0
-    stream = _state(request).hub.stream(run_id, start)
+    stream = state.hub.stream(run.id, start)
     return StreamingResponse(stream, media_type="text/event-stream", headers=SSE_HEADERS)
 
 
 @router.get("/stream", response_class=StreamingResponse)
 @access(Role.VIEWER)
-async def dashboard_stream(request: Request) -> StreamingResponse:
+async def dashboard_stream(state: AppState) -> StreamingResponse:
     """Server-sent `run` events carrying RunSummary: all runs at connect, then changes."""
-    stream = _state(request).hub.dashboard_stream()
+    stream = state.hub.dashboard_stream()
     return StreamingResponse(stream, media_type="text/event-stream", headers=SSE_HEADERS)
 
 
 @router.post("/runs/{run_id}/guidance", status_code=201, response_model=GuidanceCreated)
 @access(Role.ANNOTATOR)
 async def guide(
-    run_id: str, body: GuidanceRequest, request: Request, who: CurrentPrincipal
+    run: CurrentRun, body: GuidanceRequest, who: CurrentPrincipal, state: AppState
 ) -> GuidanceCreated:
     """Queue guidance; it is delivered at the agent's next step boundary."""
-    _run(request, run_id)
-    try:
-        ev = post_guidance(
-            _state(request).store,
-            run_id,
-            who.name,
-            body.text,
-            kind=body.kind,
-            drift_from_step=body.drift_from_step,
-            urgent=body.urgent,
-        )
-    except (StoreError, ValueError) as exc:
-        raise _refused(exc) from exc
+    ev = post_guidance(
+        state.store,
+        run.id,
+        who.name,
+        body.text,
+        kind=body.kind,
+        drift_from_step=body.drift_from_step,
+        urgent=body.urgent,
+    )
     return GuidanceCreated(id=ev.payload["id"], seq=ev.seq)
 
 
 @router.post("/runs/{run_id}/control", status_code=201, response_model=Written)
 @access(Role.ANNOTATOR)
 async def control(
-    run_id: str, body: ControlRequest, request: Request, who: CurrentPrincipal
+    run: CurrentRun, body: ControlRequest, who: CurrentPrincipal, state: AppState
 ) -> Written:
     """Pause, resume or stop the run at its next step boundary."""
-    _run(request, run_id)
-    try:
-        ev = post_control(_state(request).store, run_id, who.name, body.action)
-    except (StoreError, ValueError) as exc:
-        raise _refused(exc) from exc
+    ev = post_control(state.store, run.id, who.name, body.action)
     return Written(seq=ev.seq)
 
 
 @router.post("/runs/{run_id}/labels", status_code=201, response_model=Written)
 @access(Role.ANNOTATOR)
 async def label(
-    run_id: str, body: LabelRequest, request: Request, who: CurrentPrincipal
+    run: CurrentRun, body: LabelRequest, who: CurrentPrincipal, state: AppState
 ) -> Written:
     """Label one action (step) keep or mask, with a reason."""
-    _run(request, run_id)
-    try:
-        ev = post_label(
-            _state(request).store, run_id, body.step, body.verdict, body.reason, who.name
-        )
-    except (StoreError, ValueError) as exc:
-        raise _refused(exc) from exc
+    ev = post_label(state.store, run.id, body.step, body.verdict, body.reason, who.name)
     return Written(seq=ev.seq)
 
 
 @router.post("/runs/{run_id}/presence", status_code=204)
 @access(Role.ANNOTATOR)
 async def presence(
-    run_id: str, body: PresenceRequest, request: Request, who: CurrentPrincipal
+    run: CurrentRun, body: PresenceRequest, who: CurrentPrincipal, state: AppState
 ) -> Response:
     """Record annotator time spent in the run view (the page sends it every 30 s)."""
-    _run(request, run_id)
-    try:
-        post_presence(_state(request).store, run_id, who.name, body.seconds)
-    except (StoreError, ValueError) as exc:
-        raise _refused(exc) from exc
+    post_presence(state.store, run.id, who.name, body.seconds)
     return Response(status_code=204)
 
 
 # -- tasks and annotators -------------------------------------------------------------------
 @router.get("/tasks", response_model=TasksResponse)
 @access(Role.VIEWER)
-async def tasks(request: Request) -> TasksResponse:
+async def tasks(state: AppState) -> TasksResponse:
     """The tasks runs can be started on."""
-    catalog = _state(request).tasks
+    catalog = state.tasks
     return TasksResponse(
         tasks=[
             TaskView(
@@ -373,38 +313,29 @@ async def tasks(request: Request) -> TasksResponse:
 
 @router.get("/annotators", response_model=AnnotatorsResponse)
 @access(Role.ADMIN)
-async def annotators(request: Request) -> AnnotatorsResponse:
+async def annotators(state: AppState) -> AnnotatorsResponse:
     """Every annotator, revoked ones included (tokens are never shown again)."""
     return AnnotatorsResponse(
         annotators=[
             AnnotatorView(name=a.name, role=a.role, created=a.created, revoked=a.revoked)
-            for a in _state(request).store.list_annotators()
+            for a in state.store.list_annotators()
         ]
     )
 
 
 @router.post("/annotators", status_code=201, response_model=AnnotatorCreated)
 @access(Role.ADMIN)
-async def add_annotator(body: AnnotatorCreate, request: Request) -> AnnotatorCreated:
+async def add_annotator(body: AnnotatorCreate, state: AppState) -> AnnotatorCreated:
     """Create an annotator; the answer holds its token, shown this once."""
-    try:
-        annotator, token = _state(request).store.add_annotator(body.name, body.role)
-    except StoreError as exc:
-        raise HTTPException(409, str(exc)) from exc
+    annotator, token = state.store.add_annotator(body.name, body.role)
     return AnnotatorCreated(name=annotator.name, role=annotator.role, token=token)
 
 
 @router.delete("/annotators/{name}", response_model=AnnotatorView)
 @access(Role.ADMIN)
-async def revoke_annotator(name: str, request: Request) -> AnnotatorView:
+async def revoke_annotator(name: str, state: AppState) -> AnnotatorView:
     """Revoke an annotator: its token and browser sessions stop working at once."""
-    state = _state(request)
-    try:
-        annotator = state.store.revoke_annotator(name)
-    except LastAdminError as exc:
-        raise HTTPException(409, str(exc)) from exc
-    except StoreError as exc:
-        raise HTTPException(404, str(exc)) from exc
+    annotator = state.store.revoke_annotator(name)
     state.auth.sessions.drop_annotator(name)
     return AnnotatorView(
         name=annotator.name, role=annotator.role, created=annotator.created, revoked=True
@@ -418,12 +349,9 @@ def _endpoint_view(e: Endpoint) -> EndpointView:
 
 @router.get("/endpoints", response_model=EndpointsResponse)
 @access(Role.ANNOTATOR)
-async def endpoints(request: Request) -> EndpointsResponse:
+async def endpoints(state: AppState) -> EndpointsResponse:
     """The models a run may name (besides `embedded`), as an admin configured them."""
-    try:
-        found = _state(request).endpoints.all()
-    except EndpointError as exc:
-        raise HTTPException(503, str(exc)) from exc
+    found = state.endpoints.all()
     return EndpointsResponse(
         endpoints=[_endpoint_view(e) for _, e in sorted(found.items())], default=EMBEDDED
     )
@@ -431,20 +359,14 @@ async def endpoints(request: Request) -> EndpointsResponse:
 
 @router.put("/endpoints/{name}", response_model=EndpointView)
 @access(Role.ADMIN)
-async def put_endpoint(name: str, body: EndpointPut, request: Request) -> EndpointView:
+async def put_endpoint(name: str, body: EndpointPut, state: AppState) -> EndpointView:
     """Add or replace a model endpoint; runs started on it before keep their settings."""
     endpoint = Endpoint(name, body.url, body.model_name, body.api_key_env)
-    try:
-        return _endpoint_view(_state(request).endpoints.put(endpoint))
-    except EndpointError as exc:
-        raise HTTPException(422, str(exc)) from exc
+    return _endpoint_view(state.endpoints.put(endpoint))
 
 
 @router.delete("/endpoints/{name}", response_model=EndpointView)
 @access(Role.ADMIN)
-async def delete_endpoint(name: str, request: Request) -> EndpointView:
+async def delete_endpoint(name: str, state: AppState) -> EndpointView:
     """Remove a model endpoint: new runs can no longer name it."""
-    try:
-        return _endpoint_view(_state(request).endpoints.remove(name))
-    except EndpointError as exc:
-        raise HTTPException(404, str(exc)) from exc
+    return _endpoint_view(state.endpoints.remove(name))

@@ -3,10 +3,10 @@ response goes through (body size cap, security headers)."""
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,16 +17,31 @@ from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from apollo.env.sandbox import SandboxUnavailable
 from apollo.env.task import Task, builtin_tasks
-from apollo.log.store import Store
+from apollo.log.store import (
+    LastAdminError,
+    LogCorrupt,
+    NameTaken,
+    RunEnded,
+    Store,
+    StoreBusy,
+    StoreCorrupt,
+    StoreError,
+    UnknownAnnotator,
+    UnknownRun,
+)
 from apollo.rollout.home import Home
 from apollo.rollout.runner import Runner
 from apollo.server import api, pages
 from apollo.server.auth import Authenticator, LoginLimiter, SessionStore
-from apollo.server.endpoints import Endpoints
-from apollo.server.scheduler import RunLimits, RunScheduler
+from apollo.server.endpoints import Endpoints, EndpointsUnreadable, UnknownEndpoint
+from apollo.server.scheduler import QueueFull, RunLimits, RunScheduler
 from apollo.server.sse import EventHub
+from apollo.server.state import ServerState
 from apollo.server.views import RunCache
+
+log = logging.getLogger(__name__)
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 MAX_BODY_BYTES = 64 * 1024
@@ -40,20 +55,6 @@ _SECURITY_HEADERS = [
     (b"x-content-type-options", b"nosniff"),
     (b"referrer-policy", b"no-referrer"),
 ]
-
-
-@dataclass
-class ServerState:
-    """Everything the routes share, on `app.state.apollo`."""
-
-    home: Home
-    store: Store
-    cache: RunCache
-    hub: EventHub
-    auth: Authenticator
-    tasks: dict[str, Task]
-    scheduler: RunScheduler | None
-    endpoints: Endpoints
 
 
 class BodyLimit:
@@ -163,6 +164,42 @@ async def _invalid_request(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": _finite(jsonable_encoder(exc.errors()))}, status_code=422)
 
 
+# The one place errors become HTTP answers: every error a route lets through, and its status.
+# An error answers with the status of the nearest class in its MRO that is listed here, and
+# its own message as the detail, so routes raise and never translate.
+ERROR_STATUS: dict[type[Exception], int] = {
+    UnknownRun: 404,
+    UnknownAnnotator: 404,
+    UnknownEndpoint: 404,
+    RunEnded: 409,
+    NameTaken: 409,
+    LastAdminError: 409,
+    QueueFull: 429,
+    StoreBusy: 503,  # nothing was written; try again (Retry-After)
+    StoreCorrupt: 503,  # the store file is damaged: an operator must restore it
+    EndpointsUnreadable: 503,
+    LogCorrupt: 500,
+    StoreError: 500,
+    SandboxUnavailable: 422,
+    ValueError: 422,  # a value the log layer refused (the message names the fix)
+}
+BUSY_RETRY_AFTER_S = 5
+
+
+def error_status(exc: Exception) -> int:
+    """The status `exc` is answered with (by ERROR_STATUS)."""
+    return next(ERROR_STATUS[c] for c in type(exc).__mro__ if c in ERROR_STATUS)
+
+
+async def _refused(request: Request, exc: Exception) -> JSONResponse:
+    """Answer an error of ERROR_STATUS with its status and message."""
+    status = error_status(exc)
+    if status >= 500 and not isinstance(exc, StoreBusy):  # an operator must act: say where
+        log.error("%s %s answered %d", request.method, request.url.path, status, exc_info=exc)
+    headers = {"Retry-After": str(BUSY_RETRY_AFTER_S)} if isinstance(exc, StoreBusy) else None
+    return JSONResponse({"detail": str(exc)}, status_code=status, headers=headers)
+
+
 def create_app(
     home: Home,
     *,
@@ -220,7 +257,10 @@ def create_app(
         docs_url=None,
         redoc_url=None,
         lifespan=lifespan,
-        exception_handlers={RequestValidationError: _invalid_request},
+        exception_handlers={
+            RequestValidationError: _invalid_request,
+            **dict.fromkeys(ERROR_STATUS, _refused),
+        },
     )
     app.include_router(api.router)
     app.include_router(pages.router)

@@ -26,6 +26,7 @@ from fastapi.routing import APIRoute
 from apollo.log.events import Annotator, Role
 from apollo.log.store import Store
 from apollo.server.defaults import LOGIN_FAILURES, LOGIN_WINDOW_S
+from apollo.server.state import app_state
 
 SESSION_COOKIE = "apollo_session"
 CSRF_HEADER = "X-CSRF-Token"
@@ -260,8 +261,7 @@ class GuardedRoute(APIRoute):
         role = rule.role
 
         async def guarded(request: Request) -> Response:
-            authenticator: Authenticator = request.app.state.apollo.auth
-            request.state.principal = authenticator.check(request, role)
+            request.state.principal = app_state(request).auth.check(request, role)
             return await inner(request)
 
         return guarded

@@ -28,7 +28,15 @@ FILENAME = "endpoints.json"
 
 
 class EndpointError(ValueError):
-    """A bad endpoint setting, or a name no endpoint has."""
+    """A bad endpoint setting (the console answers 422)."""
+
+
+class UnknownEndpoint(EndpointError):
+    """No endpoint has this name (404)."""
+
+
+class EndpointsUnreadable(EndpointError):
+    """The endpoints file cannot be read; nothing can be called until it is fixed (503)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +95,7 @@ class Endpoints:
         except FileNotFoundError:
             return {}
         except (OSError, ValueError, TypeError, KeyError) as exc:
-            raise EndpointError(
+            raise EndpointsUnreadable(
                 f"{self.path} is unreadable ({exc!r}); fix or remove it, then add the "
                 "endpoints again with `apollo endpoints add`"
             ) from exc
@@ -108,7 +116,7 @@ class Endpoints:
         with self._editing() as found:
             gone = found.pop(name, None)
             if gone is None:
-                raise EndpointError(f"no endpoint named {name!r} (see `apollo endpoints list`)")
+                raise UnknownEndpoint(f"no endpoint named {name!r} (see `apollo endpoints list`)")
         return gone
 
     @contextmanager

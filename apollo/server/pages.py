@@ -12,6 +12,8 @@ import jinja2
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from apollo.server.state import AppState
+
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 
 router = APIRouter(include_in_schema=False)
@@ -30,8 +32,8 @@ def _to_login(request: Request) -> Response:
     return RedirectResponse(f"/login?next={quote(target, safe='/')}", status_code=303)
 
 
-def _logged_in(request: Request) -> bool:
-    return request.app.state.apollo.auth.from_cookie(request) is not None
+def _logged_in(request: Request, state: AppState) -> bool:
+    return state.auth.from_cookie(request) is not None
 
 
 @router.get("/login", response_class=HTMLResponse)
@@ -41,18 +43,19 @@ async def login_page() -> Response:
 
 
 @router.get("/", response_class=HTMLResponse)
-async def dashboard_page(request: Request) -> Response:
+async def dashboard_page(request: Request, state: AppState) -> Response:
     """The runs dashboard; redirects to /login without a session."""
-    if not _logged_in(request):
+    if not _logged_in(request, state):
         return _to_login(request)
     return _render("dashboard.html")
 
 
 @router.get("/runs/{run_id}", response_class=HTMLResponse)
-async def run_page(run_id: str, request: Request) -> Response:
-    """One run's live view; redirects to /login without a session."""
-    if not _logged_in(request):
+async def run_page(run_id: str, request: Request, state: AppState) -> Response:
+    """One run's live view; redirects to /login without a session, and answers an HTML
+    page (not the API's JSON 404) for a run that does not exist."""
+    if not _logged_in(request, state):
         return _to_login(request)
-    if request.app.state.apollo.store.get_run(run_id) is None:
+    if state.store.get_run(run_id) is None:
         return HTMLResponse(_NOT_FOUND, status_code=404)
     return _render("run.html", run_id=run_id)

@@ -7,11 +7,22 @@ will be run through exactly these tests.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 
 import pytest
 
 from apollo.log.events import Kind, NewEvent, Role, RunStatus, blob_id
-from apollo.log.store import Store, StoreError
+from apollo.log.store import (
+    LastAdminError,
+    LogCorrupt,
+    NameTaken,
+    RunEnded,
+    Store,
+    StoreError,
+    UnknownAnnotator,
+    UnknownRun,
+)
+from apollo.log.writes import post_control, post_label, post_presence
 
 
 class StoreContract:
@@ -149,3 +160,26 @@ class StoreContract:
         assert [a.revoked for a in store.list_annotators()] == [True]
         with pytest.raises(StoreError, match="no annotator"):
             store.revoke_annotator("carol")
+
+    def test_each_refusal_is_its_own_class(self, store: Store) -> None:
+        """The console answers each class with its own status (docs/api.md "Errors")."""
+        run = store.create_run("t", {}, run_id="r-1")
+        store.add_annotator("root", Role.ADMIN)
+        refusals: list[tuple[type[StoreError], Callable[[], object]]] = [
+            (UnknownRun, lambda: store.append_one("r-nope", Kind.LABEL, {})),
+            (UnknownRun, lambda: post_control(store, "r-nope", "ann", "pause")),
+            (UnknownRun, lambda: post_label(store, "r-nope", 1, "keep", "", "ann")),
+            (UnknownRun, lambda: post_presence(store, "r-nope", "ann", 1.0)),
+            (NameTaken, lambda: store.create_run("t", {}, run_id="r-1")),
+            (NameTaken, lambda: store.add_annotator("root", Role.VIEWER)),
+            (UnknownAnnotator, lambda: store.revoke_annotator("nobody")),
+            (LastAdminError, lambda: store.revoke_annotator("root")),
+            (LogCorrupt, lambda: store.get_blobs(["0" * 64])),
+        ]
+        store.append_one(run.id, Kind.RUN_FINISHED, {"status": "finished"})
+        refusals.append((RunEnded, lambda: post_control(store, run.id, "ann", "pause")))
+        refusals.append((RunEnded, lambda: store.append_one(run.id, Kind.GUIDANCE, {})))
+        for error, call in refusals:
+            with pytest.raises(StoreError) as caught:
+                call()
+            assert type(caught.value) is error, (error, caught.value)
