@@ -53,7 +53,6 @@ from apollo.server.state import AppState, CurrentRun, ServerState
 router = APIRouter(prefix="/api", route_class=GuardedRoute)
 
 SORT_KEYS = ("created", "updated", "id", "task", "status", "step", "score", "attention")
-SORT_HELP = f"one of {', '.join(SORT_KEYS)}; prefix '-' for descending"
 SSE_HEADERS = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
 
 
