@@ -3,11 +3,16 @@ and arguments are checked by pydantic, leniently where models are sloppy."""
 
 from __future__ import annotations
 
+import asyncio
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Annotated, Any
 
 import pytest
 from pydantic import Field
 
+from apollo.env.sandbox import CommandResult
+from apollo.env.task import Limits
 from apollo.env.tools.base import ToolContext, ToolResult
 from apollo.env.tools.declare import BadArguments, tool
 from apollo.env.tools.files import read_file
@@ -149,3 +154,31 @@ def test_a_declaration_the_model_could_not_be_shown_is_refused_at_once() -> None
 
     with pytest.raises(TypeError, match="argument 'options'"):
         tool()(nested)
+
+
+@dataclass
+class _EchoSandbox:
+    """Another sandbox: answers every command with its own text, and keeps what it ran."""
+
+    ran: list[tuple[str, float]] = field(default_factory=list)
+
+    async def run(self, command: str, *, timeout: float) -> CommandResult:
+        self.ran.append((command, timeout))
+        return CommandResult(f"ran {command}\n", "", 0, False, 0.01)
+
+
+@dataclass
+class _OtherWorkspace:
+    path: Path
+    limits: Limits
+    sandbox: _EchoSandbox
+    sessions: Any = None  # `run` needs no sessions
+
+
+async def test_another_sandbox_can_be_plugged_in(tmp_path: Path) -> None:
+    sandbox = _EchoSandbox()
+    ws = _OtherWorkspace(tmp_path, Limits(command_timeout=30), sandbox)
+    ctx = ToolContext(workspace=ws, wake=asyncio.Event())
+    result = await ToolBox().call("run", {"command": "make", "timeout": "900"}, ctx)
+    assert result.output.endswith("ran make\n[exit code: 0]") and not result.error
+    assert sandbox.ran == [("make", 30.0)]  # lowered to the task's limit

@@ -40,6 +40,13 @@ Handler = Callable[..., Awaitable[ToolResult]]
 # What the plain OpenAI function schema of an argument may say, in the order it is written.
 _SCHEMA_KEYS = ("type", "minimum", "maximum", "description")
 _BOUND_ERRORS = {"greater_than_equal", "less_than_equal"}
+# The types an argument may have, as the refusal of a wrong value says them.
+_EXPECTED = {
+    "string": "must be a string",
+    "integer": "must be a whole number",
+    "number": "must be a number",
+    "boolean": "must be true or false",
+}
 
 
 class BadArguments(ValueError):
@@ -71,7 +78,7 @@ class _Arguments(BaseModel):
         return value
 
 
-def _plain(name: str, prop: dict[str, Any]) -> dict[str, Any]:
+def _plain(tool: str, name: str, prop: dict[str, Any]) -> dict[str, Any]:
     """An argument's schema as pydantic writes it, cut to the plain function-schema shape:
     no title or default, and an optional argument's `anyOf [..., null]` as its one type."""
     prop = {k: v for k, v in prop.items() if k not in ("title", "default")}
@@ -80,9 +87,10 @@ def _plain(name: str, prop: dict[str, Any]) -> dict[str, Any]:
         # One type besides null is an optional argument; a real union cannot be said plainly.
         prop = {**branches[0], **prop} if len(branches) == 1 else {**prop, "anyOf": branches}
     odd = sorted(set(prop) - set(_SCHEMA_KEYS))
-    if odd:
+    if odd or prop.get("type") not in _EXPECTED:
+        said = ", ".join(odd) or f"type {prop.get('type')}"
         raise TypeError(
-            f"argument {name!r}: its schema uses {', '.join(odd)}, which a plain function "
+            f"tool {tool}, argument {name!r}: its schema uses {said}, which a plain function "
             "schema does not; use str, int, float or bool, with ge/le bounds"
         )
     return {k: prop[k] for k in _SCHEMA_KEYS if k in prop}
@@ -151,13 +159,7 @@ def _expected(error: ErrorDetails, prop: dict[str, Any]) -> str:
         return f"must be at least {lo}" if lo is not None else f"must be at most {hi}"
     if error["type"] == "finite_number":
         return "must be a finite number"
-    words = {
-        "string": "must be a string",
-        "integer": "must be a whole number",
-        "number": "must be a number",
-        "boolean": "must be true or false",
-    }
-    return words.get(prop.get("type", ""), error["msg"].lower())
+    return _EXPECTED[prop["type"]]
 
 
 def _declare(fn: Handler, rerun_on_resume: bool) -> Tool:
@@ -170,7 +172,9 @@ def _declare(fn: Handler, rerun_on_resume: bool) -> Tool:
     fields: dict[str, Any] = {}
     for p in rest[1:]:
         if p.name not in hints or p.kind is not p.POSITIONAL_OR_KEYWORD:
-            raise TypeError(f"tool {fn.__name__}: argument {p.name!r} needs a type and a name")
+            raise TypeError(
+                f"tool {fn.__name__}: argument {p.name!r} must be a plain parameter with a type"
+            )
         fields[p.name] = (hints[p.name], ... if p.default is p.empty else p.default)
     if not fn.__doc__:
         raise TypeError(f"tool {fn.__name__}: its docstring is the description the model reads")
@@ -178,7 +182,9 @@ def _declare(fn: Handler, rerun_on_resume: bool) -> Tool:
     derived = arguments.model_json_schema()
     parameters = {
         "type": "object",
-        "properties": {n: _plain(n, p) for n, p in derived.get("properties", {}).items()},
+        "properties": {
+            n: _plain(fn.__name__, n, p) for n, p in derived.get("properties", {}).items()
+        },
         "required": derived.get("required", []),
     }
     description = " ".join(fn.__doc__.split())
