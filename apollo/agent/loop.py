@@ -10,7 +10,9 @@ import sqlite3
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import Field
 
 from apollo.agent.context import ContextView, replay
 from apollo.agent.prompts import prompt
@@ -20,9 +22,9 @@ from apollo.agent.summarize import (
     guidance_to_keep,
     split_step,
 )
-from apollo.agent.tools import FINISH, SUBMIT, THINK
 from apollo.env.evaluate import EVALUATOR_ERROR, evaluate
 from apollo.env.task import Task
+from apollo.env.tools import declare
 from apollo.env.tools.base import ToolContext, ToolResult
 from apollo.env.tools.registry import ToolBox
 from apollo.env.workspace import Workspace
@@ -107,9 +109,7 @@ class Agent:
         self.model = model
         self.config = config or AgentConfig()
         self.on_event = on_event
-        self.toolbox = ToolBox(
-            extra=[(THINK, self._think), (SUBMIT, self._submit_tool), (FINISH, self._finish_tool)]
-        )
+        self.toolbox = ToolBox(extra=[self.think, self.submit, self.finish])
         self.view = ContextView()
         self.clock = WorkClock(0.0)
         self._synced = 0
@@ -453,27 +453,42 @@ class Agent:
                 continue  # a busy or briefly unreadable log: look again next tick
 
     # -- the agent's own tools ------------------------------------------------------------
-    async def _think(self, ctx: ToolContext, args: dict[str, Any]) -> ToolResult:
+    @declare.tool(rerun_on_resume=True)
+    async def think(
+        self, ctx: ToolContext, thought: Annotated[str, Field(description="your reasoning")]
+    ) -> ToolResult:
+        """Write down reasoning, a plan or notes. Changes nothing in the workspace."""
         return ToolResult("Noted.")
 
-    async def _finish_tool(self, ctx: ToolContext, args: dict[str, Any]) -> ToolResult:
+    @declare.tool()
+    async def finish(
+        self, ctx: ToolContext, summary: Annotated[str, Field(description="what you did and found")]
+    ) -> ToolResult:
+        """End the task. The workspace is scored one last time."""
         if self.view.last_step < self.config.min_steps:
             return ToolResult(
                 f"finish is not available before step {self.config.min_steps}: "
                 "keep working on the task.",
                 error=True,
             )
-        summary = str(args.get("summary", "")) or "the agent called finish"
         return ToolResult(
-            "Finishing: the workspace will be scored one last time.", meta={"finish": summary}
+            "Finishing: the workspace will be scored one last time.",
+            meta={"finish": summary or "the agent called finish"},
         )
 
-    async def _submit_tool(self, ctx: ToolContext, args: dict[str, Any]) -> ToolResult:
+    @declare.tool()
+    async def submit(
+        self,
+        ctx: ToolContext,
+        note: Annotated[str, Field(description="what this submission tries")] = "",
+    ) -> ToolResult:
+        """Have the current state of /workspace scored by the task's hidden evaluator.
+        Submissions are limited; the number left is shown after every tool result."""
         if self.view.submissions >= self.task.spec.budget.submissions:
             return ToolResult(
                 "No submissions left: keep improving and call finish when done.", error=True
             )
-        return await self._submit(final=False, note=str(args.get("note", "")))
+        return await self._submit(final=False, note=note)
 
     async def _submit(self, final: bool, note: str = "") -> ToolResult:
         result = await evaluate(self.task, self.workspace)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from apollo.env.sandbox import Sandbox
 from apollo.env.sessions import SessionManager
-from apollo.env.task import Task
+from apollo.env.task import Limits, Task
 
 
 class Workspace:
@@ -23,6 +23,11 @@ class Workspace:
         # Session files live beside the workspace, never inside it, so the agent cannot
         # tamper with their bookkeeping.
         self.sessions = SessionManager(run_dir / "sessions", sandbox)
+
+    @property
+    def limits(self) -> Limits:
+        """The task's sandbox limits, which the tools apply."""
+        return self.task.spec.limits
 
     @classmethod
     def _build(cls, task: Task, run_dir: Path, allow_unsandboxed: bool) -> Workspace:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import time
-from typing import Any
 
 import pytest
 
-from apollo.env.tools.base import ToolContext, ToolResult, ToolSpec
+from apollo.env.tools.base import ToolContext, ToolResult
+from apollo.env.tools.declare import tool
 from apollo.env.tools.registry import ToolBox
 
 pytestmark = pytest.mark.anyio
@@ -28,11 +28,10 @@ EXPECTED = {
 }
 
 
-async def _explode(ctx: ToolContext, args: dict[str, Any]) -> ToolResult:
+@tool()
+async def explode(ctx: ToolContext) -> ToolResult:
+    """Always fails."""
     raise RuntimeError("the disk is on fire")
-
-
-EXPLODING = ToolSpec("explode", "Always fails.", {"type": "object", "properties": {}})
 
 
 def test_specs_are_valid_function_schemas() -> None:
@@ -47,12 +46,17 @@ def test_specs_are_valid_function_schemas() -> None:
 
 
 def test_a_tool_name_cannot_be_registered_twice() -> None:
+    @tool()
+    async def run(ctx: ToolContext) -> ToolResult:
+        """Again."""
+        raise AssertionError("never called")
+
     with pytest.raises(ValueError, match="defined twice"):
-        ToolBox(extra=[(ToolSpec("run", "again", {"type": "object"}), _explode)])
+        ToolBox(extra=[run])
 
 
 async def test_mistakes_become_error_results_that_teach(ctx: ToolContext) -> None:
-    box = ToolBox(extra=[(EXPLODING, _explode)])
+    box = ToolBox(extra=[explode])
     unknown = await box.call("rnu", {"command": "ls"}, ctx)
     assert unknown.error and "Unknown tool 'rnu'" in unknown.output and "run" in unknown.output
 

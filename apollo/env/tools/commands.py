@@ -2,15 +2,28 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated
 
-from apollo.env.tools.base import Handler, ToolContext, ToolResult, ToolSpec, cap_output
+from pydantic import Field
+
+from apollo.env.tools.base import ToolContext, ToolResult, cap_output
+from apollo.env.tools.declare import tool
 
 
-async def run(ctx: ToolContext, args: dict[str, Any]) -> ToolResult:
-    """Run `command` with bash in /workspace; the output ends with the exit code."""
-    limits = ctx.workspace.task.spec.limits
-    timeout = float(args.get("timeout") or limits.command_timeout)
+@tool()
+async def run(
+    ctx: ToolContext,
+    command: Annotated[str, Field(description="the bash command line")],
+    timeout: Annotated[
+        float | None,
+        Field(ge=1, description="seconds before it is killed (default: the task's limit)"),
+    ] = None,
+) -> ToolResult:
+    """Run a shell command (bash -c) in the workspace (/workspace) and return its combined
+    stdout/stderr and exit code. The command is killed, with every process it started, when
+    it ends or times out; use session_start for long or background jobs."""
+    limits = ctx.workspace.limits
+    timeout = timeout or limits.command_timeout
     note = ""
     if timeout > limits.command_timeout:
         note = (
@@ -18,7 +31,7 @@ async def run(ctx: ToolContext, args: dict[str, Any]) -> ToolResult:
             "use session_start for longer commands]\n"
         )
         timeout = limits.command_timeout
-    done = await ctx.workspace.sandbox.run(args["command"], timeout=timeout)
+    done = await ctx.workspace.sandbox.run(command, timeout=timeout)
     if done.timed_out:
         status = (
             f"[timed out after {timeout:g}s: the command and all its child processes were "
@@ -37,27 +50,4 @@ async def run(ctx: ToolContext, args: dict[str, Any]) -> ToolResult:
     )
 
 
-SPECS = [
-    ToolSpec(
-        name="run",
-        description=(
-            "Run a shell command (bash -c) in the workspace (/workspace) and return its combined "
-            "stdout/stderr and exit code. The command is killed, with every process it started, "
-            "when it ends or times out; use session_start for long or background jobs."
-        ),
-        parameters={
-            "type": "object",
-            "properties": {
-                "command": {"type": "string", "description": "the bash command line"},
-                "timeout": {
-                    "type": "number",
-                    "minimum": 1,
-                    "description": "seconds before it is killed (default: the task's limit)",
-                },
-            },
-            "required": ["command"],
-        },
-    )
-]
-
-HANDLERS: dict[str, Handler] = {"run": run}
+TOOLS = (run,)

@@ -16,10 +16,13 @@ import re
 import stat
 from collections.abc import Callable, Iterator
 from pathlib import PurePosixPath
-from typing import Any, BinaryIO
+from typing import Annotated, Any, BinaryIO
+
+from pydantic import Field
 
 from apollo.env.beneath import Beneath, Entry, LinkRefused, NotRegularFile
-from apollo.env.tools.base import Handler, ToolContext, ToolResult, ToolSpec, cap_output
+from apollo.env.tools.base import ToolContext, ToolResult, cap_output
+from apollo.env.tools.declare import tool
 
 _INSIDE = "/workspace"
 _BINARY_PROBE = 8192
@@ -99,20 +102,13 @@ def _text_file(ws: Beneath, raw: str, rel: str) -> BinaryIO:
     return f
 
 
-def _limit(ctx: ToolContext) -> int:
-    limit: int = ctx.workspace.task.spec.limits.output_chars
-    return limit
-
-
-def _read(ws: Beneath, args: dict[str, Any], limit: int) -> str:
-    rel = relative_path(args["path"])
-    start = max(int(args.get("start_line") or 1), 1)
-    end = int(args["end_line"]) if args.get("end_line") else None
+def _read(ws: Beneath, raw: str, start: int, end: int | None, limit: int) -> str:
+    rel = relative_path(raw)
     if end is not None and end < start:
         raise PathRefused(f"end_line {end} is before start_line {start}")
     lines: list[str] = []
     total = 0
-    with io.TextIOWrapper(_text_file(ws, args["path"], rel), "utf-8", errors="replace") as f:
+    with io.TextIOWrapper(_text_file(ws, raw, rel), "utf-8", errors="replace") as f:
         for number, line in enumerate(f, start=1):
             total = number
             if number >= start and (end is None or number <= end):
@@ -138,24 +134,21 @@ def _replace(ws: Beneath, raw: str, rel: str, data: bytes) -> None:
         raise PathRefused(f"a part of {raw!r} is a file, not a folder") from None
 
 
-def _write(ws: Beneath, args: dict[str, Any]) -> str:
-    rel = relative_path(args["path"])
-    content: str = args["content"]
+def _write(ws: Beneath, raw: str, content: str) -> str:
+    rel = relative_path(raw)
     data = content.encode("utf-8")
-    _replace(ws, args["path"], rel, data)
+    _replace(ws, raw, rel, data)
     lines = content.count("\n") + (1 if content and not content.endswith("\n") else 0)
     return f"Wrote {len(data)} bytes ({lines} lines) to {rel}."
 
 
-def _edit(ws: Beneath, args: dict[str, Any]) -> str:
-    raw = args["path"]
+def _edit(ws: Beneath, raw: str, old: str, new: str) -> str:
     rel = relative_path(raw)
     with _text_file(ws, raw, rel) as f:
         try:
             text = f.read().decode("utf-8")
         except UnicodeDecodeError:
             raise PathRefused(f"{raw!r} is not UTF-8 text; change it with run") from None
-    old: str = args["old"]
     if not old:
         raise PathRefused("'old' is empty; give the exact text to replace")
     count = text.count(old)
@@ -170,7 +163,7 @@ def _edit(ws: Beneath, args: dict[str, Any]) -> str:
             "include more of the surrounding lines"
         )
     first_line = text[: text.index(old)].count("\n") + 1
-    _replace(ws, raw, rel, text.replace(old, args["new"], 1).encode("utf-8"))
+    _replace(ws, raw, rel, text.replace(old, new, 1).encode("utf-8"))
     return f"Edited {rel} at line {first_line}."
 
 
@@ -184,10 +177,8 @@ def _line(e: Entry) -> str:
     return f"{e.name} (not a regular file)"
 
 
-def _list(ws: Beneath, args: dict[str, Any]) -> str:
-    raw = args.get("path") or "."
+def _list(ws: Beneath, raw: str, depth: int) -> str:
     top = relative_path(raw)
-    depth = min(max(int(args.get("depth") or 2), 1), 10)
     try:
         first = ws.entries(top)
     except (FileNotFoundError, NotADirectoryError):
@@ -232,18 +223,16 @@ def _files_under(ws: Beneath, top: str) -> Iterator[str]:
         pending += [_child(folder, name) for name in reversed(dirs)]
 
 
-def _search(ws: Beneath, args: dict[str, Any]) -> str:
+def _search(ws: Beneath, pattern: str, raw: str, glob: str | None) -> str:
     try:
-        regex = re.compile(args["pattern"])
+        regex = re.compile(pattern)
     except re.error as exc:
-        raise PathRefused(f"invalid regular expression {args['pattern']!r}: {exc}") from None
-    raw = args.get("path") or "."
+        raise PathRefused(f"invalid regular expression {pattern!r}: {exc}") from None
     top = relative_path(raw)
     try:
         is_dir = stat.S_ISDIR(ws.stat(top).st_mode)
     except (FileNotFoundError, NotADirectoryError):
         raise PathRefused(f"no file or folder {raw!r} in the workspace") from None
-    glob = args.get("glob")
     matches: list[str] = []
     for rel in _files_under(ws, top) if is_dir else iter([top]):
         if glob and not PurePosixPath(rel).match(glob):
@@ -266,7 +255,7 @@ def _search(ws: Beneath, args: dict[str, Any]) -> str:
                                 f"[stopped after {_MAX_MATCHES} matches; narrow it down]"
                             )
                             return "\n".join(matches)
-    return "\n".join(matches) if matches else f"No matches for {args['pattern']!r}."
+    return "\n".join(matches) if matches else f"No matches for {pattern!r}."
 
 
 def _in_workspace(ctx: ToolContext, fn: Callable[..., str], *extra: Any) -> str:
@@ -287,111 +276,65 @@ async def _run(ctx: ToolContext, fn: Callable[..., str], *extra: Any) -> ToolRes
         text = await asyncio.to_thread(_in_workspace, ctx, fn, *extra)
     except PathRefused as exc:
         return ToolResult(str(exc), exit=None, error=True)
-    capped, truncated = cap_output(text, _limit(ctx))
+    capped, truncated = cap_output(text, ctx.workspace.limits.output_chars)
     return ToolResult(capped, truncated=truncated)
 
 
-async def read_file(ctx: ToolContext, args: dict[str, Any]) -> ToolResult:
-    """Lines of a text file, numbered."""
-    return await _run(ctx, _read, args, _limit(ctx))
+WorkspacePath = Annotated[str, Field(description="relative to the workspace, or under /workspace")]
 
 
-async def write_file(ctx: ToolContext, args: dict[str, Any]) -> ToolResult:
-    """Create or overwrite a file."""
-    return await _run(ctx, _write, args)
+@tool(rerun_on_resume=True)
+async def read_file(
+    ctx: ToolContext,
+    path: WorkspacePath,
+    start_line: Annotated[int, Field(ge=1, description="first line")] = 1,
+    end_line: Annotated[int | None, Field(ge=1, description="last line")] = None,
+) -> ToolResult:
+    """Read a text file of the workspace, with line numbers (the numbers are not part of the
+    file). Use start_line/end_line for long files."""
+    limit = ctx.workspace.limits.output_chars
+    return await _run(ctx, _read, path, start_line, end_line, limit)
 
 
-async def edit_file(ctx: ToolContext, args: dict[str, Any]) -> ToolResult:
-    """Replace the one occurrence of `old` with `new`."""
-    return await _run(ctx, _edit, args)
+@tool()
+async def write_file(ctx: ToolContext, path: WorkspacePath, content: str) -> ToolResult:
+    """Create or overwrite a file in the workspace with the given content (folders are made as
+    needed)."""
+    return await _run(ctx, _write, path, content)
 
 
-async def list_files(ctx: ToolContext, args: dict[str, Any]) -> ToolResult:
-    """A tree of a folder."""
-    return await _run(ctx, _list, args)
+@tool()
+async def edit_file(
+    ctx: ToolContext,
+    path: WorkspacePath,
+    old: Annotated[str, Field(description="exact text to replace")],
+    new: Annotated[str, Field(description="replacement text")],
+) -> ToolResult:
+    """Replace text in a file: `old` must occur exactly once and is replaced by `new`."""
+    return await _run(ctx, _edit, path, old, new)
 
 
-async def search(ctx: ToolContext, args: dict[str, Any]) -> ToolResult:
-    """Regex search over text files."""
-    return await _run(ctx, _search, args)
+@tool(rerun_on_resume=True)
+async def list_files(
+    ctx: ToolContext,
+    path: Annotated[str, Field(description="folder to list (default: the workspace)")] = ".",
+    depth: Annotated[int, Field(ge=1, le=10, description="levels")] = 2,
+) -> ToolResult:
+    """List files and folders (with sizes) as a tree. Symbolic links are shown as
+    'name -> target'; the file tools do not follow them (run does)."""
+    return await _run(ctx, _list, path, depth)
 
 
-_PATH = {"type": "string", "description": "relative to the workspace, or under /workspace"}
+@tool(rerun_on_resume=True)
+async def search(
+    ctx: ToolContext,
+    pattern: Annotated[str, Field(description="Python regular expression")],
+    path: Annotated[str, Field(description="folder or file to search (default: all)")] = ".",
+    glob: Annotated[str | None, Field(description="only files matching, e.g. '*.py'")] = None,
+) -> ToolResult:
+    """Search text files for a regular expression; prints file:line: text. Skips .git,
+    __pycache__, .venv, node_modules, binary files and files over 10 MB."""
+    return await _run(ctx, _search, pattern, path, glob)
 
-SPECS = [
-    ToolSpec(
-        "read_file",
-        "Read a text file of the workspace, with line numbers (the numbers are not part of "
-        "the file). Use start_line/end_line for long files.",
-        {
-            "type": "object",
-            "properties": {
-                "path": _PATH,
-                "start_line": {"type": "integer", "minimum": 1, "description": "first line"},
-                "end_line": {"type": "integer", "minimum": 1, "description": "last line"},
-            },
-            "required": ["path"],
-        },
-        rerun_on_resume=True,
-    ),
-    ToolSpec(
-        "write_file",
-        "Create or overwrite a file in the workspace with the given content (folders are made "
-        "as needed).",
-        {
-            "type": "object",
-            "properties": {"path": _PATH, "content": {"type": "string"}},
-            "required": ["path", "content"],
-        },
-    ),
-    ToolSpec(
-        "edit_file",
-        "Replace text in a file: `old` must occur exactly once and is replaced by `new`.",
-        {
-            "type": "object",
-            "properties": {
-                "path": _PATH,
-                "old": {"type": "string", "description": "exact text to replace"},
-                "new": {"type": "string", "description": "replacement text"},
-            },
-            "required": ["path", "old", "new"],
-        },
-    ),
-    ToolSpec(
-        "list_files",
-        "List files and folders (with sizes) as a tree. Symbolic links are shown as "
-        "'name -> target'; the file tools do not follow them (run does).",
-        {
-            "type": "object",
-            "properties": {
-                "path": {**_PATH, "description": "folder to list (default: the workspace)"},
-                "depth": {"type": "integer", "minimum": 1, "maximum": 10, "description": "levels"},
-            },
-            "required": [],
-        },
-        rerun_on_resume=True,
-    ),
-    ToolSpec(
-        "search",
-        "Search text files for a regular expression; prints file:line: text. Skips .git, "
-        "__pycache__, .venv, node_modules, binary files and files over 10 MB.",
-        {
-            "type": "object",
-            "properties": {
-                "pattern": {"type": "string", "description": "Python regular expression"},
-                "path": {**_PATH, "description": "folder or file to search (default: all)"},
-                "glob": {"type": "string", "description": "only files matching, e.g. '*.py'"},
-            },
-            "required": ["pattern"],
-        },
-        rerun_on_resume=True,
-    ),
-]
 
-HANDLERS: dict[str, Handler] = {
-    "read_file": read_file,
-    "write_file": write_file,
-    "edit_file": edit_file,
-    "list_files": list_files,
-    "search": search,
-}
+TOOLS = (read_file, write_file, edit_file, list_files, search)

@@ -7,9 +7,12 @@ import contextlib
 import time
 from collections.abc import Callable
 from enum import Enum
-from typing import Any
+from typing import Annotated
 
-from apollo.env.tools.base import Handler, ToolContext, ToolResult, ToolSpec
+from pydantic import Field
+
+from apollo.env.tools.base import ToolContext, ToolResult
+from apollo.env.tools.declare import tool
 
 MAX_WAIT_S = 600.0
 # How often a wait re-checks its condition and the log for pending guidance.
@@ -50,14 +53,13 @@ async def wait_until(
             await asyncio.wait_for(ctx.wake.wait(), min(_TICK_S, deadline - now))
 
 
-def wait_seconds(args: dict[str, Any], key: str, default: float) -> float:
-    """A wait length from the tool arguments, clamped to 0..MAX_WAIT_S."""
-    return min(max(float(args.get(key, default)), 0.0), MAX_WAIT_S)
-
-
-async def sleep(ctx: ToolContext, args: dict[str, Any]) -> ToolResult:
-    """Wait `seconds` (at most 600), ending early when guidance arrives."""
-    seconds = wait_seconds(args, "seconds", 0)
+@tool()
+async def sleep(
+    ctx: ToolContext,
+    seconds: Annotated[float, Field(ge=0, le=MAX_WAIT_S, description="how long to wait, 0 to 600")],
+) -> ToolResult:
+    """Wait for a number of seconds (at most 600), e.g. while a session runs. Ends early if a
+    human sends guidance."""
     started = time.monotonic()
     outcome = await wait_until(ctx, seconds)
     slept = time.monotonic() - started
@@ -68,26 +70,4 @@ async def sleep(ctx: ToolContext, args: dict[str, Any]) -> ToolResult:
     return ToolResult(text, meta={"woke_on_guidance": woke, "slept_s": round(slept, 3)})
 
 
-SPECS = [
-    ToolSpec(
-        name="sleep",
-        description=(
-            "Wait for a number of seconds (at most 600), e.g. while a session runs. "
-            "Ends early if a human sends guidance."
-        ),
-        parameters={
-            "type": "object",
-            "properties": {
-                "seconds": {
-                    "type": "number",
-                    "minimum": 0,
-                    "maximum": MAX_WAIT_S,
-                    "description": "how long to wait, 0 to 600",
-                }
-            },
-            "required": ["seconds"],
-        },
-    )
-]
-
-HANDLERS: dict[str, Handler] = {"sleep": sleep}
+TOOLS = (sleep,)
