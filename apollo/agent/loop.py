@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import sqlite3
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -14,14 +13,10 @@ from typing import Annotated, Any
 
 from pydantic import Field
 
+from apollo.agent.condense import Condenser, SummarizingCondenser
 from apollo.agent.context import ContextView, replay
+from apollo.agent.inbox import Inbox
 from apollo.agent.prompts import prompt
-from apollo.agent.summarize import (
-    condensed_entries,
-    ensure_reflections,
-    guidance_to_keep,
-    split_step,
-)
 from apollo.env.evaluate import EVALUATOR_ERROR, evaluate
 from apollo.env.task import Task
 from apollo.env.tools import declare
@@ -32,10 +27,7 @@ from apollo.llm.base import ChatModel, Completion, ModelError, RetryNotice
 from apollo.log.calls import encode_input
 from apollo.log.events import Event, Kind, NewEvent, RunStatus, canonical_json
 from apollo.log.outcome import resumable
-from apollo.log.store import Store, StoreError
-
-# Kinds other writers (CLI, console, annotators) put in a run's log that the agent acts on.
-EXTERNAL_KINDS = (Kind.GUIDANCE, Kind.CONTROL)
+from apollo.log.store import Store
 
 
 @dataclass
@@ -53,6 +45,8 @@ class AgentConfig:
     max_steps: int | None = None
     # `finish` is refused before this step: weak models otherwise quit at once.
     min_steps: int = 0
+    # How the context is kept within the window; None: summarize past the threshold above.
+    condenser: Condenser | None = None
     # Sessions outlive a crashed runner by the run's remaining working time plus this long;
     # then their watchdog ends them, so nothing runs forever unowned.
     session_grace_s: float = 600.0
@@ -112,39 +106,33 @@ class Agent:
         self.toolbox = ToolBox(extra=[self.think, self.submit, self.finish])
         self.view = ContextView()
         self.clock = WorkClock(0.0)
-        self._synced = 0
-        self._wake = asyncio.Event()
+        self.inbox = Inbox(
+            store, run_id, self.record, self.put, self.config.poll_interval_s, on_event
+        )
+        self.condenser: Condenser = self.config.condenser or SummarizingCondenser(
+            self.config.summary_threshold_tokens
+        )
         self._deadline_set_at = 0.0
 
     # -- the log --------------------------------------------------------------------------
-    def _append(self, events: Sequence[NewEvent], texts: dict[str, str] | None = None) -> None:
+    def record(self, events: Sequence[NewEvent], texts: dict[str, str] | None = None) -> None:
+        """Append `events` to the run's log and fold them into the view. `texts` may hold
+        the JSON of blobs just written (saves reading them back)."""
         for ev in self.store.append(self.run_id, events):
-            # `_synced` is not advanced here: guidance another process wrote while this
-            # append waited for the lock has a lower seq and must still be picked up.
             self.view.apply(ev, texts)
             if self.on_event:
                 self.on_event(ev)
 
-    def _put(self, message: dict[str, Any], texts: dict[str, str]) -> str:
+    def put(self, message: dict[str, Any], texts: dict[str, str]) -> str:
+        """Store a message as a blob; its text goes into `texts` for the next `record`."""
         text = canonical_json(message)
         blob = self.store.put_blob(text)
         texts[blob] = text
         return blob
 
-    def sync(self) -> bool:
-        """Apply guidance and controls others wrote since the last look; True if any came.
-
-        Any such event not yet seen has a higher seq than every one already seen, because
-        seqs are assigned at commit; so the cursor is the highest external seq seen."""
-        new = self.store.events(self.run_id, after=self._synced, kinds=EXTERNAL_KINDS)
-        for ev in new:
-            self.view.apply(ev)
-            self._synced = max(self._synced, ev.seq)
-            if self.on_event:
-                self.on_event(ev)
-        if self.view.pending_guidance() or self.view.stop_requested:
-            self._wake.set()
-        return bool(new)
+    def work_s(self) -> float:
+        """Working time used so far."""
+        return self.clock.used()
 
     # -- start / resume -------------------------------------------------------------------
     def _start(self) -> None:
@@ -159,8 +147,8 @@ class Agent:
             network="allowed" if spec.network else "none",
         )
         messages = [
-            self._put({"role": "system", "content": prompt("system")}, texts),
-            self._put({"role": "user", "content": task_text}, texts),
+            self.put({"role": "system", "content": prompt("system")}, texts),
+            self.put({"role": "user", "content": task_text}, texts),
         ]
         tools = [t.schema() for t in self.toolbox.specs()]
         tools_blob = self.store.put_blob(canonical_json(tools))
@@ -173,7 +161,7 @@ class Agent:
             "messages": messages,
             "tools": tools_blob,
         }
-        self._append([NewEvent(Kind.RUN_STARTED, payload)], texts)
+        self.record([NewEvent(Kind.RUN_STARTED, payload)], texts)
 
     async def _resume(self) -> None:
         """Reattach sessions, then settle the tool calls a crash left without a result: reads
@@ -191,7 +179,7 @@ class Agent:
             "rerun": rerun,
             "paused": self.view.paused,
         }
-        self._append([NewEvent(Kind.RUN_RESUMED, resumed, step=self.view.last_step)])
+        self.record([NewEvent(Kind.RUN_RESUMED, resumed, step=self.view.last_step)])
         step = self.view.last_step
         arguments = self._pending_arguments()
         for call_id, tool in pending.items():
@@ -228,7 +216,7 @@ class Agent:
     async def run(self) -> str:
         """Run (or resume) until the run ends; returns the final status."""
         self.view = replay(self.store, self.run_id)
-        self._synced = self.view.last_seq
+        self.inbox.follow(self.view)
         self.clock = WorkClock(self.view.work_s)
         ended = self.view.finished
         if ended is not None and not resumable(str(ended.get("status"))):
@@ -242,7 +230,7 @@ class Agent:
                 return await self._finish(RunStatus.FINISHED, self.view.finish_summary)
         budget = self.task.spec.budget
         while True:
-            self.sync()
+            self.inbox.sync()
             if self.view.stop_requested:
                 return await self._finish(RunStatus.STOPPED, "stopped by an annotator", score=False)
             if self.view.paused:
@@ -258,12 +246,12 @@ class Agent:
                 return outcome
 
     async def _wait_while_paused(self) -> None:
-        self.clock.pause()
-        while self.view.paused and not self.view.stop_requested:
-            await asyncio.sleep(self.config.poll_interval_s)
-            self.sync()
+        def tick() -> None:
             if time.monotonic() - self._deadline_set_at > 30:  # paused time is not spent
                 self._bound_sessions()
+
+        self.clock.pause()
+        await self.inbox.wait_while_paused(tick)
         self.clock.resume()
 
     def _bound_sessions(self) -> None:
@@ -274,12 +262,11 @@ class Agent:
 
     async def _step(self, step: int) -> str | None:
         while True:
-            self._deliver_guidance(step)
-            if self.view.token_estimate() > self.config.summary_threshold_tokens:
-                await self._summarize(step)
+            self.inbox.deliver(step)
+            await self.condenser.condense(self, step)
             try:
                 entries = self.view.entries
-                completion = await self._call_model(
+                completion = await self.call_model(
                     "act", step, [e.blob for e in entries], self.view.message_texts()
                 )
             except _Interrupted:
@@ -290,30 +277,7 @@ class Agent:
                 )
             return await self._act(step, completion)
 
-    def _deliver_guidance(self, step: int) -> None:
-        """Queued guidance becomes a <real_user> turn after the latest observation."""
-        pending = self.view.pending_guidance()
-        if not pending:
-            return
-        texts: dict[str, str] = {}
-        events = [
-            NewEvent(
-                Kind.GUIDANCE_DELIVERED,
-                {
-                    "guidance_id": g.id,
-                    "step": step,
-                    "message": self._put(
-                        {"role": "user", "content": f"<real_user>{g.text}</real_user>"}, texts
-                    ),
-                },
-                step=step,
-            )
-            for g in pending
-        ]
-        self._append(events, texts)
-        self._wake.clear()
-
-    async def _call_model(
+    async def call_model(
         self, purpose: str, step: int, ids: list[str], messages: list[str]
     ) -> Completion:
         """One recorded model call (`ids` are the blobs of `messages`, already stored). The
@@ -328,23 +292,23 @@ class Agent:
 
         def on_retry(notice: RetryNotice) -> None:
             retry = {"purpose": purpose, **notice.to_payload(), "work_s": self.clock.used()}
-            self._append([NewEvent(Kind.MODEL_RETRY, retry, step=step)])
+            self.record([NewEvent(Kind.MODEL_RETRY, retry, step=step)])
 
         try:
             completion = await self._complete(messages, schemas, on_retry)
         except ModelError as exc:
             payload.update(error=str(exc), attempts=exc.attempts, work_s=self.clock.used())
-            self._append([NewEvent(Kind.MODEL_CALL, payload, step=step)])
+            self.record([NewEvent(Kind.MODEL_CALL, payload, step=step)])
             raise
         except _Interrupted:
-            urgent = [g.id for g in self.view.pending_guidance() if g.urgent]
+            urgent = self.inbox.urgent()
             payload.update(cancelled=True, cancelled_for=urgent, work_s=self.clock.used())
-            self._append([NewEvent(Kind.MODEL_CALL, payload, step=step)])
+            self.record([NewEvent(Kind.MODEL_CALL, payload, step=step)])
             raise
         # The assistant message is stored once, as the blob the next call's input refers to;
         # the payload keeps only what the fold needs to pair tool results with their calls.
         payload.update(
-            output=self._put(completion.assistant_message(), texts),
+            output=self.put(completion.assistant_message(), texts),
             calls=[{"id": tc.id, "name": tc.name} for tc in completion.tool_calls],
             usage=completion.usage,
             latency_ms=round(completion.latency_ms, 3),
@@ -353,7 +317,7 @@ class Agent:
             parse_error=completion.parse_error,
             work_s=self.clock.used(),
         )
-        self._append([NewEvent(Kind.MODEL_CALL, payload, step=step)], texts)
+        self.record([NewEvent(Kind.MODEL_CALL, payload, step=step)], texts)
         return completion
 
     def _malformed(self, step: int, parse_error: str) -> None:
@@ -364,12 +328,12 @@ class Agent:
         payload: dict[str, Any] = {
             "tool_call_id": None,
             "tool": None,
-            "message": self._put(message, texts),
+            "message": self.put(message, texts),
             "error": True,
             "malformed": True,
             "work_s": self.clock.used(),
         }
-        self._append([NewEvent(Kind.OBSERVATION, payload, step=step)], texts)
+        self.record([NewEvent(Kind.OBSERVATION, payload, step=step)], texts)
 
     async def _complete(
         self,
@@ -389,8 +353,8 @@ class Agent:
                 done, _ = await asyncio.wait({call}, timeout=self.config.poll_interval_s)
                 if done:
                     return call.result()
-                self.sync()
-                if any(g.urgent for g in self.view.pending_guidance()):
+                self.inbox.sync()
+                if self.inbox.urgent():
                     raise _Interrupted
         finally:
             if not call.done():  # interrupted, or the log could not be read: no orphan call
@@ -432,25 +396,16 @@ class Agent:
         """Record a tool result: `content` becomes the tool message the model sees next."""
         texts: dict[str, str] = {}
         message = {"role": "tool", "tool_call_id": call_id, "content": content}
-        payload = {**payload, "message": self._put(message, texts)}
-        self._append([NewEvent(Kind.OBSERVATION, payload, step=step)], texts)
+        payload = {**payload, "message": self.put(message, texts)}
+        self.record([NewEvent(Kind.OBSERVATION, payload, step=step)], texts)
 
     async def _run_tool(self, name: str, args: Any) -> ToolResult:
-        ctx = ToolContext(workspace=self.workspace, wake=self._wake)
-        watcher = asyncio.create_task(self._watch())
+        ctx = ToolContext(workspace=self.workspace, wake=self.inbox.wake)
+        watcher = asyncio.create_task(self.inbox.watch())
         try:
             return await self.toolbox.call(name, args, ctx)
         finally:
             watcher.cancel()
-
-    async def _watch(self) -> None:
-        """While a tool runs, look for guidance so that waits end early."""
-        while True:
-            await asyncio.sleep(self.config.poll_interval_s)
-            try:
-                self.sync()
-            except (StoreError, sqlite3.Error):
-                continue  # a busy or briefly unreadable log: look again next tick
 
     # -- the agent's own tools ------------------------------------------------------------
     @declare.tool(rerun_on_resume=True)
@@ -503,7 +458,7 @@ class Agent:
             "note": note,
             "work_s": self.clock.used(),
         }
-        self._append([NewEvent(Kind.SUBMISSION, payload, step=self.view.last_step)])
+        self.record([NewEvent(Kind.SUBMISSION, payload, step=self.view.last_step)])
         if result.status == EVALUATOR_ERROR:
             return ToolResult(
                 f"The evaluator failed and gave no score (this says nothing about your work): "
@@ -520,7 +475,7 @@ class Agent:
         if score and not self.view.final_scored:
             await self._submit(final=True)
         await self._close_sessions()
-        self.sync()
+        self.inbox.sync()
         payload = {
             "status": status.value,
             "reason": reason,
@@ -529,12 +484,12 @@ class Agent:
         }
         if score:
             payload.update(self._final_evaluation(reason))
-        events = self._cancel_pending(status)
+        events = self.inbox.cancellations(status)
         events.append(NewEvent(Kind.RUN_FINISHED, payload, step=self.view.last_step))
-        self._append(events)
+        self.record(events)
         # The store refuses guidance after run_finished; close what came in just before it.
-        self.sync()
-        self._append(self._cancel_pending(status))
+        self.inbox.sync()
+        self.record(self.inbox.cancellations(status))
         return status.value
 
     async def _close_sessions(self) -> None:
@@ -560,7 +515,7 @@ class Agent:
                 }
             )
         if closed:
-            self._append([NewEvent(Kind.SESSIONS_CLOSED, {"sessions": closed})])
+            self.record([NewEvent(Kind.SESSIONS_CLOSED, {"sessions": closed})])
 
     def _final_evaluation(self, reason: str) -> dict[str, Any]:
         """When the final evaluation failed, the run's outcome says so (read from the log, so
@@ -577,17 +532,6 @@ class Agent:
             "evaluator_error": error,
             "reason": f"{reason}; the evaluator failed, so the run has no final score: {error}",
         }
-
-    def _cancel_pending(self, status: RunStatus) -> list[NewEvent]:
-        """Guidance still queued can no longer be delivered: say so."""
-        return [
-            NewEvent(
-                Kind.GUIDANCE_CANCELLED,
-                {"guidance_id": g.id, "reason": f"the run ended ({status.value}) first"},
-                step=self.view.last_step,
-            )
-            for g in self.view.pending_guidance()
-        ]
 
     def _max_steps(self) -> int:
         steps = self.task.spec.budget.steps
@@ -608,33 +552,3 @@ class Agent:
             time_left=_fmt_duration(budget.working_time - self.clock.used()),
             submissions_left=budget.submissions - self.view.submissions,
         )
-
-    # -- summarization --------------------------------------------------------------------
-    async def _summarize(self, step: int) -> None:
-        through = split_step(self.view)
-        if through is None:
-            return
-        first = min(self.view.window_steps())
-        entries = condensed_entries(self.view, through)
-        request = canonical_json({"role": "user", "content": prompt("summarize")})
-        ids = [e.blob for e in entries] + [self.store.put_blob(request)]
-        messages = [e.text or "" for e in entries] + [request]
-        try:
-            completion = await self._call_model("summarize", step, ids, messages)
-        except ModelError:
-            # Carry on unsummarized; the next step tries again and the failure is in the log.
-            return
-        keep = guidance_to_keep(self.view, through)
-        text, repaired = ensure_reflections(completion.content or "", keep)
-        texts: dict[str, str] = {}
-        payload = {
-            "covers": [first, through],
-            "messages": [
-                self._put({"role": "assistant", "content": text}, texts),
-                self._put({"role": "user", "content": prompt("continue")}, texts),
-            ],
-            "cited_guidance": [g.id for g in keep],
-            "repaired_guidance": repaired,
-            "work_s": self.clock.used(),
-        }
-        self._append([NewEvent(Kind.SUMMARY, payload, step=step)], texts)
