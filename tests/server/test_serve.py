@@ -23,7 +23,7 @@ from apollo.server.app import create_app
 from apollo.server.scheduler import RunLimits, queue_run
 from tests.agent.harness import act, make_task
 from tests.server.browser_support import thinking
-from tests.server.conftest import LiveServer, Tokens, free_port
+from tests.server.conftest import LiveServer, Tokens, free_port, wait_serving
 
 SCRIPT = [
     act("think", thought="plan"),
@@ -197,14 +197,7 @@ def test_serve_drives_queued_runs_and_shuts_down_cleanly(
         )
         try:
             url = f"http://127.0.0.1:{port}"
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    httpx.get(f"{url}/api/me", timeout=1)
-                    break
-                except httpx.TransportError:
-                    assert time.monotonic() < deadline and proc.poll() is None, "no server"
-                    time.sleep(0.1)
+            wait_serving(url, proc)
             done = wait_status(f"{url}/api/runs/{run_id}", tokens.bearer("viewer"), {"finished"})
             assert done["last_score"] == 7
             with httpx.stream(

@@ -6,7 +6,6 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -15,7 +14,7 @@ from apollo.llm.scripted import ScriptedServer
 from apollo.rollout.home import Home
 from apollo.server.serve import SERVER_LOG
 from tests.agent.harness import act, make_task
-from tests.server.conftest import Tokens, free_port
+from tests.server.conftest import Tokens, free_port, wait_serving
 from tests.server.test_serve import _queue, wait_status
 
 # `apollo serve` itself, with the totals of GET /api/runs broken, so that request is a 500.
@@ -48,14 +47,7 @@ def test_a_500_is_one_line_with_the_traceback_in_the_home(
         )
         try:
             url = f"http://127.0.0.1:{port}"
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    httpx.get(f"{url}/api/me", timeout=1)
-                    break
-                except httpx.TransportError:
-                    assert time.monotonic() < deadline and proc.poll() is None, "no server"
-                    time.sleep(0.1)
+            wait_serving(url, proc)
             for run_id in runs:
                 wait_status(f"{url}/api/runs/{run_id}", tokens.bearer("viewer"), {"finished"})
             r = httpx.get(f"{url}/api/runs", headers=tokens.bearer("viewer"), timeout=10)
