@@ -10,11 +10,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from apollo.log import schema
 from apollo.log.events import Event, Kind
 from apollo.log.store import LogCorrupt, Store, StoreError
 
 
-def encode_input(prev_seq: int | None, prev_ids: list[str], ids: list[str]) -> dict[str, Any]:
+def encode_input(prev_seq: int | None, prev_ids: list[str], ids: list[str]) -> schema.CallInput:
     """Encode `ids` as a delta against the previous call's input `prev_ids`."""
     keep = 0
     if prev_seq is not None:
@@ -24,9 +25,9 @@ def encode_input(prev_seq: int | None, prev_ids: list[str], ids: list[str]) -> d
     return {"prev": prev_seq if keep else None, "keep": keep, "add": ids[keep:]}
 
 
-def apply_input(prev_seq: int | None, prev_ids: list[str], encoded: dict[str, Any]) -> list[str]:
+def apply_input(prev_seq: int | None, prev_ids: list[str], encoded: schema.CallInput) -> list[str]:
     """Decode an input given the decoded input of the call it refers to."""
-    if encoded.get("prev") is None:
+    if encoded["prev"] is None:
         return list(encoded["add"])
     if encoded["prev"] != prev_seq:
         raise LogCorrupt(
@@ -45,17 +46,17 @@ def model_input(store: Store, run_id: str, seq: int) -> list[dict[str, Any]]:
         if ev is None:
             raise StoreError(f"run {run_id}: no model call at seq {cursor}")
         chain.append(ev)
-        cursor = ev.payload["input"].get("prev")
+        cursor = schema.MODEL_CALL.payload(ev)["input"]["prev"]
     ids: list[str] = []
     prev: int | None = None
     for ev in reversed(chain):
-        ids = apply_input(prev, ids, ev.payload["input"])
+        ids = apply_input(prev, ids, schema.MODEL_CALL.payload(ev)["input"])
         prev = ev.seq
     texts = store.get_blobs(ids)
     return [json.loads(texts[i]) for i in ids]
 
 
-def call_output(store: Store, payload: dict[str, Any]) -> dict[str, Any]:
+def call_output(store: Store, payload: schema.ModelCall) -> dict[str, Any]:
     """The assistant message a model_call produced ({} for a failed call)."""
     blob = payload.get("output")
     return json.loads(store.get_blob(blob)) if blob else {}

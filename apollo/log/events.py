@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -87,7 +88,7 @@ class Event:
     kind: str
     actor: str
     step: int | None
-    payload: dict[str, Any]
+    payload: Mapping[str, object]  # typed per kind: read it through apollo.log.schema
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +96,7 @@ class NewEvent:
     """An event before the store has given it a sequence number and a timestamp."""
 
     kind: str
-    payload: dict[str, Any]
+    payload: Mapping[str, object]  # build it with apollo.log.schema's EventType.new
     actor: str = "agent"
     step: int | None = None
 

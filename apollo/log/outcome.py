@@ -11,8 +11,8 @@ either (docs/design.md "Crash safety").
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
 
+from apollo.log import schema
 from apollo.log.events import Event, Kind, RunStatus
 from apollo.log.store import FINAL_STATUSES
 
@@ -25,19 +25,19 @@ def resumable(status: str) -> bool:
     return status in RESUMABLE
 
 
-def fold_outcome(current: dict[str, Any] | None, ev: Event) -> dict[str, Any] | None:
+def fold_outcome(current: schema.RunFinished | None, ev: Event) -> schema.RunFinished | None:
     """The run's outcome after `ev`, given the outcome before it: the `run_finished` payload
     that ends the run so far, or None while it has not ended (or was resumed since)."""
     if ev.kind == Kind.RUN_FINISHED:
-        return ev.payload
+        return schema.RUN_FINISHED.payload(ev)
     if ev.kind == Kind.RUN_RESUMED:
         return None
     return current
 
 
-def final_outcome(events: Iterable[Event]) -> dict[str, Any] | None:
+def final_outcome(events: Iterable[Event]) -> schema.RunFinished | None:
     """The `run_finished` payload a run's events end on, or None if the run has not ended."""
-    outcome: dict[str, Any] | None = None
+    outcome: schema.RunFinished | None = None
     for ev in events:
         outcome = fold_outcome(outcome, ev)
     return outcome

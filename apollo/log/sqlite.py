@@ -182,6 +182,7 @@ class SQLiteStore(Store):
     it raises StoreBusy (default: $APOLLO_STORE_BUSY_S, else DEFAULT_BUSY_S)."""
 
     def __init__(self, path: str | Path, busy_s: float | None = None) -> None:
+        super().__init__()
         self.path = Path(path)
         self.busy_s = busy_seconds(busy_s)
         # One connection guarded by a lock: cheap, and safe across the runner's threads.
@@ -332,7 +333,7 @@ class SQLiteStore(Store):
             found = _first(self._db.execute("SELECT status FROM runs WHERE id = ?", (run_id,)))
             if not found:
                 raise UnknownRun(f"unknown run {run_id!r}")
-            check_steerable(run_id, found[0], events)
+            check_steerable(run_id, found[0], (ev.kind for ev in events))
             row = _one(
                 self._db.execute(
                     "SELECT COALESCE(MAX(seq), 0) FROM events WHERE run_id = ?", (run_id,)
@@ -364,12 +365,8 @@ class SQLiteStore(Store):
         args.append(run_id)
         self._db.execute(f"UPDATE runs SET {', '.join(sets)} WHERE id = ?", args)
 
-    def events(
-        self,
-        run_id: str,
-        after: int = 0,
-        kinds: Sequence[str] | None = None,
-        limit: int | None = None,
+    def _events(
+        self, run_id: str, after: int, kinds: Sequence[str] | None, limit: int | None
     ) -> list[Event]:
         sql = "SELECT seq, ts, kind, actor, step, payload FROM events WHERE run_id = ? AND seq > ?"
         args: list[Any] = [run_id, after]

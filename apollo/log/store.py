@@ -14,6 +14,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from apollo.log import schema
 from apollo.log.events import Annotator, Event, Kind, NewEvent, Role, RunRecord, RunStatus
 
 
@@ -76,44 +77,49 @@ FINAL_STATUSES = frozenset({RunStatus.FINISHED, RunStatus.STOPPED, RunStatus.TIM
 _STEERING = frozenset({Kind.GUIDANCE, Kind.CONTROL})
 
 
-def check_steerable(run_id: str, status: str, events: Iterable[Event | NewEvent]) -> None:
-    """Refuse guidance and controls for a run that has ended for good. Stores call this inside
-    their append transaction, so nothing slips in after `run_finished`."""
-    if status in FINAL_STATUSES and any(ev.kind in _STEERING for ev in events):
+def check_steerable(run_id: str, status: str, kinds: Iterable[str]) -> None:
+    """Refuse guidance and controls (events of `kinds`) for a run that has ended for good.
+    Stores call this inside their append transaction, so nothing slips in after
+    `run_finished`."""
+    if status in FINAL_STATUSES and any(kind in _STEERING for kind in kinds):
         raise RunEnded(
             f"run {run_id} has ended ({status}); guidance and controls reach only live runs"
         )
 
 
 def run_updates(events: Iterable[Event | NewEvent]) -> dict[str, Any]:
-    """The runs-table columns that a batch of events changes (the cache is derived, not told)."""
+    """The runs-table columns that a batch of events changes (the cache is derived, not told).
+    Read with `.get`: deriving the cache never refuses a write."""
     changes: dict[str, Any] = {}
     for ev in events:
-        if ev.kind == Kind.RUN_STARTED or ev.kind == Kind.RUN_RESUMED:
-            paused = ev.payload.get("paused")  # a run paused before a crash resumes paused
+        if (resumed := schema.RUN_RESUMED.of(ev)) is not None or ev.kind == Kind.RUN_STARTED:
+            paused = bool(resumed and resumed.get("paused"))  # a run paused before a crash
             changes["status"] = (RunStatus.PAUSED if paused else RunStatus.RUNNING).value
-        elif ev.kind == Kind.MODEL_CALL and ev.payload.get("purpose") == "act":
-            if ev.step is not None and "output" in ev.payload:  # not failed or cancelled
+        elif (call := schema.MODEL_CALL.of(ev)) is not None:
+            if schema.is_action(call) and ev.step is not None:
                 changes["step"] = ev.step
-        elif ev.kind == Kind.CONTROL:
-            action = ev.payload.get("action")
-            if action == "pause":
+        elif (control := schema.CONTROL.of(ev)) is not None:
+            if control.get("action") == "pause":
                 changes["status"] = RunStatus.PAUSED.value
-            elif action == "resume":
+            elif control.get("action") == "resume":
                 changes["status"] = RunStatus.RUNNING.value
-        elif ev.kind == Kind.SUBMISSION and ev.payload.get("score") is not None:
+        elif (submission := schema.SUBMISSION.of(ev)) is not None:
             # An evaluation that gave no score (the evaluator failed) keeps the last real one.
-            changes["last_score"] = ev.payload["score"]
+            if submission.get("score") is not None:
+                changes["last_score"] = submission["score"]
         elif ev.kind == Kind.GUIDANCE:
             changes["guidance_delta"] = changes.get("guidance_delta", 0) + 1
-        elif ev.kind == Kind.RUN_FINISHED:
-            changes["status"] = ev.payload.get("status", RunStatus.FINISHED.value)
+        elif (finished := schema.RUN_FINISHED.of(ev)) is not None:
+            changes["status"] = finished.get("status", RunStatus.FINISHED.value)
     return changes
 
 
 class Store(ABC):
     """Persistent home of every run. Implementations must be safe to use from several
     processes at once (a runner and a CLI posting guidance, say)."""
+
+    def __init__(self) -> None:
+        self._log_versions: dict[str, int] = {}  # run id -> schema version of its log
 
     # -- runs -----------------------------------------------------------------------------
     @abstractmethod
@@ -135,7 +141,6 @@ class Store(ABC):
 
         Also updates the run's cached row (see `run_updates`)."""
 
-    @abstractmethod
     def events(
         self,
         run_id: str,
@@ -143,7 +148,25 @@ class Store(ABC):
         kinds: Sequence[str] | None = None,
         limit: int | None = None,
     ) -> list[Event]:
-        """Events of a run with seq > after, in order, optionally only of some kinds."""
+        """Events of a run with seq > after, in order, optionally only of some kinds; a log
+        written by an older version is read as this version writes it (schema.upgrade)."""
+        return schema.upgrade(self._events(run_id, after, kinds, limit), self._log_version(run_id))
+
+    @abstractmethod
+    def _events(
+        self, run_id: str, after: int, kinds: Sequence[str] | None, limit: int | None
+    ) -> list[Event]:
+        """Events as stored: seq > after, in order, optionally only of some kinds."""
+
+    def _log_version(self, run_id: str) -> int:
+        """The schema version of a run's log, read once per run from its run_started."""
+        version = self._log_versions.get(run_id)
+        if version is None:
+            first = self._events(run_id, 0, [Kind.RUN_STARTED], 1)
+            if not first:  # not started: what it holds was written by this version
+                return schema.SCHEMA_VERSION
+            version = self._log_versions[run_id] = schema.log_version(first[0].payload)
+        return version
 
     @abstractmethod
     def last_seq(self, run_id: str) -> int:

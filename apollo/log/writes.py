@@ -7,8 +7,8 @@ so each carries who made it and is validated the same way.
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
+from apollo.log import schema
 from apollo.log.events import Event, Kind, NewEvent, RunRecord
 from apollo.log.store import Store, UnknownRun, check_steerable
 
@@ -21,7 +21,7 @@ def _live_run(store: Store, run_id: str) -> RunRecord:
     if run is None:
         raise UnknownRun(f"no run {run_id!r} (see `apollo runs`)")
     # Checked again inside the append transaction (Store.append); this is the early answer.
-    check_steerable(run_id, run.status, [NewEvent(Kind.GUIDANCE, {})])
+    check_steerable(run_id, run.status, [Kind.GUIDANCE])
     return run
 
 
@@ -44,9 +44,10 @@ def post_guidance(
     kind: str = "hint",
     drift_from_step: int | None = None,
     urgent: bool = False,
-    extra: dict[str, Any] | None = None,
+    hint_id: str | None = None,
 ) -> Event:
-    """Queue guidance for a run; the agent delivers it at its next step boundary."""
+    """Queue guidance for a run; the agent delivers it at its next step boundary. The
+    simulated annotator names the task's hint it posts (`hint_id`)."""
     text = text.strip()
     if not text:
         raise ValueError("guidance text is empty; write what the agent should know or do")
@@ -59,16 +60,17 @@ def post_guidance(
     run = _live_run(store, run_id)
     if drift_from_step is not None:
         check_drift_step(run, drift_from_step)
-    payload: dict[str, Any] = {
+    payload: schema.Guidance = {
         "id": "g-" + uuid.uuid4().hex[:12],
         "author": author,
         "kind": kind,
         "text": text,
         "drift_from_step": drift_from_step,
         "urgent": urgent,
-        **(extra or {}),
     }
-    return store.append_one(run_id, Kind.GUIDANCE, payload, actor=author)
+    if hint_id is not None:
+        payload["hint_id"] = hint_id
+    return _append(store, run_id, schema.GUIDANCE.new(payload, actor=author))
 
 
 def post_control(store: Store, run_id: str, author: str, action: str) -> Event:
@@ -76,9 +78,8 @@ def post_control(store: Store, run_id: str, author: str, action: str) -> Event:
     if action not in ("pause", "resume", "stop"):
         raise ValueError(f"unknown control {action!r}; use pause, resume or stop")
     _live_run(store, run_id)
-    return store.append_one(
-        run_id, Kind.CONTROL, {"action": action, "author": author}, actor=author
-    )
+    control = schema.CONTROL.new({"action": action, "author": author}, actor=author)
+    return _append(store, run_id, control)
 
 
 LABEL_VERDICTS: tuple[str, ...] = ("keep", "mask")
@@ -119,7 +120,7 @@ def post_label(
         raise ValueError(
             f"run {run_id} has no action at step {step} (its actions are steps 1 to {run.step})"
         )
-    payload: dict[str, Any] = {
+    payload: schema.Label = {
         "step": step,
         "verdict": verdict,
         "reason": reason,
@@ -130,7 +131,7 @@ def post_label(
         payload["rule"] = rule
     if model is not None:
         payload["model"] = model
-    return store.append_one(run_id, Kind.LABEL, payload, actor=author, step=step)
+    return _append(store, run_id, schema.LABEL.new(payload, actor=author, step=step))
 
 
 def post_presence(store: Store, run_id: str, author: str, seconds: float) -> Event:
@@ -142,4 +143,9 @@ def post_presence(store: Store, run_id: str, author: str, seconds: float) -> Eve
         raise ValueError(f"presence seconds must be from 0 to {MAX_PRESENCE_S:g}")
     if store.get_run(run_id) is None:
         raise UnknownRun(f"no run {run_id!r} (see `apollo runs`)")
-    return store.append_one(run_id, Kind.PRESENCE, {"seconds": float(seconds)}, actor=author)
+    presence = schema.PRESENCE.new({"seconds": float(seconds)}, actor=author)
+    return _append(store, run_id, presence)
+
+
+def _append(store: Store, run_id: str, event: NewEvent) -> Event:
+    return store.append(run_id, [event])[0]

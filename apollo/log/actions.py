@@ -1,0 +1,449 @@
+"""A run's actions, folded from its log: the one reading of what the agent did.
+
+An action is one `act` model call that produced a reply (identified by its step), its tool
+calls, their results (each paired with its call), the guidance delivered after it and the
+labels on it. `ActionFold` applies events one at a time, so the live agent, a resumed one, the
+console (which advances it by the events appended since it last looked), the simulated
+annotator, supervision, export and progress all read the same actions the same way.
+
+The fold reads the text of a blob only when it is given (`texts`): the assistant message of an
+act call (for the tool calls' arguments and the reply's content) and the tool message of a
+result (for its content). Readers pass the texts they need; `action_texts` fetches them.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from apollo.log import schema
+from apollo.log.events import Event, Kind
+from apollo.log.outcome import fold_outcome
+from apollo.log.store import Store
+
+# Rough characters-per-token ratio, where no tokenizer counted (budget checks, estimates).
+CHARS_PER_TOKEN = 3.5
+# Tools whose repeated use with nothing new is polling.
+POLL_TOOLS = frozenset({"session_output", "session_list", "sleep"})
+# Every tool result ends with the budget footer (step, time left), which differs from step to
+# step (the agent's prompts/footer.txt); comparisons and displays of results ignore it.
+_FOOTER = re.compile(r"\n\n\[step \d+/\d+ · [^\]]*\]\s*$")
+
+
+def strip_footer(text: str) -> str:
+    """A tool result without the budget footer the agent appends to every result."""
+    return _FOOTER.sub("", text)
+
+
+def parse_arguments(raw: str | None) -> dict[str, Any] | None:
+    """Tool-call arguments as the model wrote them (JSON text), parsed; None when they are
+    not a JSON object. Empty arguments are no arguments."""
+    try:
+        args = json.loads(raw or "{}")
+    except ValueError:
+        return None
+    return args if isinstance(args, dict) else None
+
+
+@dataclass(slots=True)
+class Streak:
+    """A run of equal keys in a row: `push` a key per item (None breaks the run)."""
+
+    key: object = None
+    count: int = 0
+    since: int | None = None  # the step the run began at
+
+    def push(self, key: object, step: int | None = None) -> None:
+        if key is None:
+            self.key, self.count, self.since = None, 0, None
+        elif key == self.key:
+            self.count += 1
+        else:
+            self.key, self.count, self.since = key, 1, step
+
+
+@dataclass(slots=True)
+class Result:
+    """A tool result (or the note a reply without a valid tool call got)."""
+
+    seq: int
+    step: int
+    tool_call_id: str | None
+    tool: str | None
+    message: str  # blob of the tool message
+    error: bool
+    malformed: bool
+    interrupted: bool
+    meta: dict[str, Any]
+    content: str | None = None  # the message's text, when it was read
+
+    @property
+    def body(self) -> str:
+        """The result's text without the budget footer ('' when it was not read)."""
+        return strip_footer(self.content or "")
+
+    def learned(self) -> bool:
+        """Whether a poll learned something: new output, an ended session, guidance, an error."""
+        meta = self.meta
+        if meta.get("woke_on_guidance") or meta.get("new_bytes") or self.error:
+            return True
+        return self.tool == "session_output" and meta.get("running") is False
+
+
+@dataclass(slots=True)
+class ToolCall:
+    """One tool call of an action, with its result once the log has it."""
+
+    id: str
+    name: str
+    arguments: str | None = None  # the raw JSON text; None when the reply was not read
+    result: Result | None = None
+
+    @property
+    def args(self) -> dict[str, Any] | None:
+        """The parsed arguments (None when they are not a JSON object, or were not read)."""
+        return parse_arguments(self.arguments) if self.arguments is not None else None
+
+
+@dataclass(slots=True)
+class Label:
+    """One verdict on one action, with its provenance."""
+
+    step: int
+    verdict: str
+    reason: str
+    source: str
+    author: str
+    seq: int
+    ts: float
+    rule: str | None = None
+    model: str | None = None
+
+    def origin(self) -> tuple[str, str, str]:
+        """Labels of the same origin replace each other: a rule per rule name, a judge per
+        model, a human per person."""
+        return (self.source, self.rule or self.author, str(self.step))
+
+    @classmethod
+    def of(cls, ev: Event) -> Label:
+        """The label a `label` event carries."""
+        p = schema.LABEL.payload(ev)
+        return cls(
+            step=int(p["step"]),
+            verdict=p["verdict"],
+            reason=p["reason"] or "",
+            source=p["source"],
+            author=p["author"] or ev.actor,
+            seq=ev.seq,
+            ts=ev.ts,
+            rule=p.get("rule"),
+            model=p.get("model"),
+        )
+
+
+@dataclass(slots=True)
+class GuidanceNote:
+    """Guidance and its life: queued, then delivered at a step or cancelled."""
+
+    id: str
+    seq: int
+    author: str
+    kind: str
+    text: str
+    urgent: bool = False
+    drift_from_step: int | None = None
+    hint_id: str | None = None
+    delivered_step: int | None = None
+    message: str | None = None  # blob of the user turn it became
+    cancelled: bool = False
+
+    @property
+    def state(self) -> str:
+        if self.delivered_step is not None:
+            return "delivered"
+        return "cancelled" if self.cancelled else "queued"
+
+
+@dataclass(slots=True)
+class Action:
+    """An assistant turn of an `act` call and what followed it."""
+
+    step: int
+    seq: int
+    output: str  # blob of the assistant message
+    calls: list[ToolCall]
+    usage: dict[str, int]
+    parse_error: str | None
+    message: dict[str, Any] | None = None  # the assistant message, when it was read
+    chars: int = 0  # length of its encoded text, when it was read
+    results: list[Result] = field(default_factory=list)
+    guidance: list[GuidanceNote] = field(default_factory=list)  # delivered after it
+    labels: list[Label] = field(default_factory=list)
+
+    @property
+    def content(self) -> str:
+        return str((self.message or {}).get("content") or "")
+
+    @property
+    def reasoning(self) -> str | None:
+        return (self.message or {}).get("reasoning_content")
+
+    @property
+    def tokens(self) -> int:
+        """Completion tokens: the model's count, else estimated from the reply's characters."""
+        return int(self.usage.get("completion_tokens") or self.chars / CHARS_PER_TOKEN)
+
+    def signature(self) -> str:
+        """The action's tool calls (names and arguments), comparable across steps."""
+        return json.dumps(
+            [[c.name, c.args if c.args is not None else c.arguments] for c in self.calls],
+            sort_keys=True,
+        )
+
+    def outcome(self) -> str:
+        """The action's results without footers, comparable across steps."""
+        return json.dumps([r.body for r in self.results])
+
+    def polled_nothing(self) -> bool:
+        """Whether the action only polled and learned nothing."""
+        return (
+            bool(self.calls)
+            and all(c.name in POLL_TOOLS for c in self.calls)
+            and not any(r.learned() for r in self.results)
+        )
+
+
+@dataclass(slots=True)
+class SessionState:
+    """A session the agent started, as its tool results tell."""
+
+    id: str
+    command: str | None
+    running: bool = True
+    exit_code: int | None = None
+
+
+@dataclass(slots=True)
+class Killed:
+    """A session killed while it was still running."""
+
+    session: str
+    step: int
+    runtime_s: float | None
+
+
+@dataclass
+class ActionFold:
+    """Everything a run's log says about its actions, advanced one event at a time."""
+
+    started: schema.RunStarted | None = None
+    actions: list[Action] = field(default_factory=list)
+    results: list[Result] = field(default_factory=list)  # every result, in log order
+    guidance: dict[str, GuidanceNote] = field(default_factory=dict)
+    submissions: list[schema.Submission] = field(default_factory=list)
+    submission_steps: list[int | None] = field(default_factory=list)
+    outcome: schema.RunFinished | None = None  # how the run ended (None while it has not)
+    last_step: int = 0  # the highest step with an action
+    work_s: float = 0.0
+    # Calls of the latest action that have no result yet: a crash cut them.
+    pending: dict[str, ToolCall] = field(default_factory=dict)
+    # The parse error (or "") of an act reply without a tool call not yet answered.
+    uncorrected: str | None = None
+    # Steps whose cut tool calls were answered "interrupted": they do not spend the budget.
+    interrupted_steps: set[int] = field(default_factory=set)
+    finish_summary: str | None = None  # the agent called finish; the run is ending
+    # Per session, how much of its output the log shows the agent has been given.
+    session_cursors: dict[str, int] = field(default_factory=dict)
+    sessions: dict[str, SessionState] = field(default_factory=dict)
+    killed: Killed | None = None  # the latest session killed while running
+    error_streak: Streak = field(default_factory=Streak)  # failing results in a row
+    repeat_streak: Streak = field(default_factory=Streak)  # same tool calls in a row
+    _calls: dict[str, ToolCall] = field(default_factory=dict)  # id -> call, for pairing
+    _labels: dict[int, list[Label]] = field(default_factory=dict)  # labels before their action
+
+    def apply(self, ev: Event, texts: Mapping[str, str] | None = None) -> None:
+        """Apply one event; `texts` may hold the text of blobs it refers to."""
+        p = ev.payload
+        if "work_s" in p:
+            self.work_s = max(self.work_s, float(p["work_s"]))  # type: ignore[arg-type]
+        kind = ev.kind
+        if kind == Kind.MODEL_CALL:
+            call = schema.MODEL_CALL.payload(ev)
+            if schema.is_action(call):
+                self._act(ev, call, texts)
+        elif kind == Kind.OBSERVATION:
+            self._observe(ev, schema.OBSERVATION.payload(ev), texts)
+        elif kind == Kind.GUIDANCE:
+            g = schema.GUIDANCE.payload(ev)
+            self.guidance[g["id"]] = GuidanceNote(
+                id=g["id"],
+                seq=ev.seq,
+                author=ev.actor,
+                kind=g["kind"],
+                text=g["text"],
+                urgent=bool(g["urgent"]),
+                drift_from_step=g["drift_from_step"],
+                hint_id=g.get("hint_id"),
+            )
+        elif kind == Kind.GUIDANCE_DELIVERED:
+            d = schema.GUIDANCE_DELIVERED.payload(ev)
+            note = self.guidance.get(d["guidance_id"])
+            if note is not None:
+                note.delivered_step, note.message = d["step"], d["message"]
+                if self.actions:
+                    self.actions[-1].guidance.append(note)
+        elif kind == Kind.GUIDANCE_CANCELLED:
+            note = self.guidance.get(schema.GUIDANCE_CANCELLED.payload(ev)["guidance_id"])
+            if note is not None:
+                note.cancelled = True
+        elif kind == Kind.LABEL:
+            self._label(Label.of(ev))
+        elif kind == Kind.SUBMISSION:
+            self.submissions.append(schema.SUBMISSION.payload(ev))
+            self.submission_steps.append(ev.step)
+        elif kind == Kind.SESSIONS_CLOSED:
+            for closed in schema.SESSIONS_CLOSED.payload(ev)["sessions"]:
+                self.session_cursors[closed["id"]] = closed["cursor"]
+        elif kind == Kind.RUN_STARTED:
+            self.started = schema.RUN_STARTED.payload(ev)
+        elif kind in (Kind.RUN_FINISHED, Kind.RUN_RESUMED):
+            self.outcome = fold_outcome(self.outcome, ev)
+
+    def _act(self, ev: Event, p: schema.ModelCall, texts: Mapping[str, str] | None) -> None:
+        step = ev.step or 0
+        text = texts.get(p["output"]) if texts else None
+        message: dict[str, Any] | None = json.loads(text) if text is not None else None
+        arguments = _arguments(message)
+        calls = [ToolCall(c["id"], c["name"], arguments.get(c["id"])) for c in p.get("calls", [])]
+        action = Action(
+            step=step,
+            seq=ev.seq,
+            output=p["output"],
+            calls=calls,
+            usage=p.get("usage") or {},
+            parse_error=p.get("parse_error"),
+            message=message,
+            chars=len(text) if text is not None else 0,
+            labels=self._labels.pop(step, []),
+        )
+        self.actions.append(action)
+        self.last_step = max(self.last_step, step)
+        self.pending = {c.id: c for c in calls}
+        self._calls.update(self.pending)
+        self.uncorrected = None if calls else (p.get("parse_error") or "")
+        if calls and message is not None:
+            # Same tools with the same arguments, ignoring call ids and the model's prose.
+            self.repeat_streak.push(action.signature(), step)
+
+    def _observe(self, ev: Event, p: schema.Observation, texts: Mapping[str, str] | None) -> None:
+        text = texts.get(p["message"]) if texts else None
+        meta = p.get("meta") or {}
+        result = Result(
+            seq=ev.seq,
+            step=ev.step or 0,
+            tool_call_id=p["tool_call_id"],
+            tool=p["tool"],
+            message=p["message"],
+            error=bool(p["error"]),
+            malformed=bool(p.get("malformed")),
+            interrupted=bool(p.get("interrupted")),
+            meta=meta,
+            content=str(json.loads(text).get("content") or "") if text is not None else None,
+        )
+        self.results.append(result)
+        if self.actions:
+            self.actions[-1].results.append(result)
+        self.uncorrected = None
+        self.error_streak.push("error" if result.error else None, result.step)
+        call = self._calls.pop(p["tool_call_id"] or "", None)
+        if call is not None:
+            call.result = result
+            self.pending.pop(call.id, None)
+        if result.interrupted:
+            self.interrupted_steps.add(result.step)
+        if "finish" in meta:
+            self.finish_summary = meta["finish"]
+        sid = meta.get("session")
+        if sid is not None and "cursor" in meta:
+            self.session_cursors[sid] = meta["cursor"]
+        self._track_session(result, call, sid)
+
+    def _track_session(self, result: Result, call: ToolCall | None, sid: str | None) -> None:
+        meta, tool = result.meta, result.tool
+        if tool == "session_start" and sid and not result.error:
+            args = (call.args if call else None) or {}
+            self.sessions[sid] = SessionState(sid, args.get("command"))
+        elif tool == "session_output" and sid in self.sessions:
+            self.sessions[sid].running = bool(meta.get("running"))
+            self.sessions[sid].exit_code = meta.get("exit_code")
+        elif tool == "session_kill" and sid in self.sessions:
+            self.sessions[sid].running = False
+            if meta.get("was_running"):
+                self.killed = Killed(sid, result.step, meta.get("runtime_s"))
+        elif tool == "session_list" and isinstance(meta.get("running"), list):
+            for s in self.sessions.values():
+                s.running = s.id in meta["running"]
+
+    def _label(self, label: Label) -> None:
+        for action in reversed(self.actions):
+            if action.step == label.step:
+                action.labels.append(label)
+                return
+            if action.step < label.step:
+                break
+        # A label written before the fold saw its action (a partial read): kept for it.
+        self._labels.setdefault(label.step, []).append(label)
+
+    # -- queries --------------------------------------------------------------------------
+    def pending_guidance(self) -> list[GuidanceNote]:
+        """Guidance written but not yet delivered, oldest first."""
+        return sorted(
+            (g for g in self.guidance.values() if g.delivered_step is None and not g.cancelled),
+            key=lambda g: g.seq,
+        )
+
+    def labels(self) -> list[Label]:
+        """Every label on the run's actions, oldest first."""
+        out = [lb for a in self.actions for lb in a.labels]
+        out += [lb for pending in self._labels.values() for lb in pending]
+        return sorted(out, key=lambda lb: lb.seq)
+
+    def steps(self) -> list[int]:
+        """Steps that hold an action, in order."""
+        return [a.step for a in self.actions]
+
+
+def _arguments(message: Mapping[str, Any] | None) -> dict[str, str]:
+    """Call id -> raw JSON arguments of an assistant message's tool calls."""
+    if message is None:
+        return {}
+    return {
+        tc["id"]: (tc.get("function") or {}).get("arguments") or ""
+        for tc in message.get("tool_calls") or []
+        if tc.get("id")
+    }
+
+
+def action_texts(store: Store, events: Iterable[Event], results: bool = False) -> dict[str, str]:
+    """The texts the fold reads for `events`: every action's reply, and with `results` every
+    tool result's message too."""
+    wanted: list[str] = []
+    for ev in events:
+        if ev.kind == Kind.MODEL_CALL:
+            call = schema.MODEL_CALL.payload(ev)
+            if schema.is_action(call):
+                wanted.append(call["output"])
+        elif results and ev.kind == Kind.OBSERVATION:
+            wanted.append(schema.OBSERVATION.payload(ev)["message"])
+    return store.get_blobs(wanted) if wanted else {}
+
+
+def fold_actions(events: Sequence[Event], texts: Mapping[str, str] | None = None) -> ActionFold:
+    """The fold of a whole log (or a part of one)."""
+    fold = ActionFold()
+    for ev in events:
+        fold.apply(ev, texts)
+    return fold
