@@ -20,7 +20,8 @@ from apollo.agent.summarize import (
     split_step,
 )
 from apollo.llm.base import Completion, ModelError
-from apollo.log.events import Kind, NewEvent, canonical_json
+from apollo.log import schema
+from apollo.log.events import NewEvent, canonical_json
 from apollo.log.store import Store
 
 
@@ -80,7 +81,7 @@ class SummarizingCondenser:
         keep = guidance_to_keep(view, through)
         text, repaired = ensure_reflections(completion.content or "", keep)
         texts: dict[str, str] = {}
-        payload = {
+        summary: schema.Summary = {
             "covers": [first, through],
             "messages": [
                 agent.put({"role": "assistant", "content": text}, texts),
@@ -90,4 +91,4 @@ class SummarizingCondenser:
             "repaired_guidance": repaired,
             "work_s": agent.work_s(),
         }
-        agent.record([NewEvent(Kind.SUMMARY, payload, step=step)], texts)
+        agent.record([schema.SUMMARY.new(summary, step=step)], texts)

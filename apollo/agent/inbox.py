@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from apollo.agent.context import ContextView
+from apollo.log import schema
 from apollo.log.events import Event, Kind, NewEvent, RunStatus
 from apollo.log.store import Store, StoreError
 
@@ -65,23 +66,22 @@ class Inbox:
             self._synced = max(self._synced, ev.seq)
             if self._on_event:
                 self._on_event(ev)
-        if self._view.pending_guidance() or self._view.stop_requested:
+        if self._view.actions.pending_guidance() or self._view.stop_requested:
             self.wake.set()
         return bool(new)
 
     def urgent(self) -> list[str]:
         """Ids of queued guidance marked urgent (it cancels a model call in progress)."""
-        return [g.id for g in self._view.pending_guidance() if g.urgent]
+        return [g.id for g in self._view.actions.pending_guidance() if g.urgent]
 
     def deliver(self, step: int) -> None:
         """Queued guidance becomes a <real_user> turn after the latest observation."""
-        pending = self._view.pending_guidance()
+        pending = self._view.actions.pending_guidance()
         if not pending:
             return
         texts: dict[str, str] = {}
         events = [
-            NewEvent(
-                Kind.GUIDANCE_DELIVERED,
+            schema.GUIDANCE_DELIVERED.new(
                 {
                     "guidance_id": g.id,
                     "step": step,
@@ -99,12 +99,11 @@ class Inbox:
     def cancellations(self, status: RunStatus) -> list[NewEvent]:
         """Guidance still queued when the run ends can no longer be delivered: say so."""
         return [
-            NewEvent(
-                Kind.GUIDANCE_CANCELLED,
+            schema.GUIDANCE_CANCELLED.new(
                 {"guidance_id": g.id, "reason": f"the run ended ({status.value}) first"},
-                step=self._view.last_step,
+                step=self._view.actions.last_step,
             )
-            for g in self._view.pending_guidance()
+            for g in self._view.actions.pending_guidance()
         ]
 
     async def watch(self) -> None:

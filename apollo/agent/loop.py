@@ -24,8 +24,10 @@ from apollo.env.tools.base import ToolContext, ToolResult
 from apollo.env.tools.registry import ToolBox
 from apollo.env.workspace import Workspace
 from apollo.llm.base import ChatModel, Completion, ModelError, RetryNotice
+from apollo.log import schema
+from apollo.log.actions import call_arguments
 from apollo.log.calls import encode_input
-from apollo.log.events import Event, Kind, NewEvent, RunStatus, canonical_json
+from apollo.log.events import Event, NewEvent, RunStatus, canonical_json
 from apollo.log.outcome import resumable
 from apollo.log.store import Store
 
@@ -152,51 +154,60 @@ class Agent:
         ]
         tools = [t.schema() for t in self.toolbox.specs()]
         tools_blob = self.store.put_blob(canonical_json(tools))
-        payload = {
+        started: schema.RunStarted = {
+            "schema": schema.SCHEMA_VERSION,
             "task": spec.id,
             "task_path": str(self.task.path),
             "model": self.model.name,
             # The budget this run has (steps after any cap), as shown to the model.
-            "budget": {**spec.budget.model_dump(), "steps": self._max_steps()},
+            "budget": {
+                "working_time": spec.budget.working_time,
+                "steps": self._max_steps(),
+                "submissions": spec.budget.submissions,
+            },
             "messages": messages,
             "tools": tools_blob,
         }
-        self.record([NewEvent(Kind.RUN_STARTED, payload)], texts)
+        self.record([schema.RUN_STARTED.new(started)], texts)
 
     async def _resume(self) -> None:
         """Reattach sessions, then settle the tool calls a crash left without a result: reads
         are made again (the step they belong to is not lost), any other call is answered
         "interrupted", since it may or may not have run, and its step does not count."""
-        pending = dict(self.view.pending_tool_calls)
+        pending = {cid: call.name for cid, call in self.view.actions.pending.items()}
         manager = self.workspace.sessions
         for sid in manager.ids():
-            manager.rewind(sid, self.view.session_cursors.get(sid, 0))
+            manager.rewind(sid, self.view.actions.session_cursors.get(sid, 0))
         sessions = self.workspace.reattach_sessions()
         rerun = [cid for cid, tool in pending.items() if self._rerunnable(tool)]
-        resumed = {
+        resumed: schema.RunResumed = {
             "sessions": sessions,
             "interrupted": [cid for cid in pending if cid not in rerun],
             "rerun": rerun,
             "paused": self.view.paused,
         }
-        self.record([NewEvent(Kind.RUN_RESUMED, resumed, step=self.view.last_step)])
-        step = self.view.last_step
+        self.record([schema.RUN_RESUMED.new(resumed, step=self.view.actions.last_step)])
+        step = self.view.actions.last_step
         arguments = self._pending_arguments()
         for call_id, tool in pending.items():
             if call_id in rerun:
                 await self._run_call(step, call_id, tool, arguments.get(call_id, ""))
                 continue
             content = f"{prompt('interrupted')}\n\n{self._footer(step, interrupted=True)}"
-            payload = {
+            texts: dict[str, str] = {}
+            cut: schema.Observation = {
                 "tool_call_id": call_id,
                 "tool": tool,
+                "message": self._tool_message(call_id, content, texts),
                 "error": True,
                 "interrupted": True,
-                "work_s": self.view.work_s,
+                "work_s": self.view.actions.work_s,
             }
-            self._observe(step, call_id, content, payload)
-        if self.view.uncorrected is not None:  # killed before the reply without a call was answered
-            self._malformed(self.view.last_step, self.view.uncorrected)
+            self.record([schema.OBSERVATION.new(cut, step=step)], texts)
+        if (
+            self.view.actions.uncorrected is not None
+        ):  # killed before the reply without a call was answered
+            self._malformed(self.view.actions.last_step, self.view.actions.uncorrected)
 
     def _rerunnable(self, tool: str) -> bool:
         spec = self.toolbox.spec(tool)
@@ -204,30 +215,27 @@ class Agent:
 
     def _pending_arguments(self) -> dict[str, str]:
         """Call id -> JSON arguments of the latest act call's tool calls, from its output."""
-        if self.view.last_act_output is None:
+        actions = self.view.actions.actions
+        if not actions:
             return {}
-        message = json.loads(self.store.get_blob(self.view.last_act_output))
-        return {
-            tc["id"]: tc.get("function", {}).get("arguments") or ""
-            for tc in message.get("tool_calls") or []
-        }
+        return call_arguments(json.loads(self.store.get_blob(actions[-1].output)))
 
     # -- the loop -------------------------------------------------------------------------
     async def run(self) -> str:
         """Run (or resume) until the run ends; returns the final status."""
         self.view = replay(self.store, self.run_id)
         self.inbox.follow(self.view)
-        self.clock = WorkClock(self.view.work_s)
-        ended = self.view.finished
-        if ended is not None and not resumable(str(ended.get("status"))):
-            return str(ended.get("status"))  # a failed run may be resumed; other ends are final
+        self.clock = WorkClock(self.view.actions.work_s)
+        ended = self.view.actions.outcome
+        if ended is not None and not resumable(ended["status"]):
+            return ended["status"]  # a failed run may be resumed; other ends are final
         self._bound_sessions()
-        if self.view.started is None:
+        if self.view.actions.started is None:
             self._start()
         else:
             await self._resume()
-            if self.view.finish_summary is not None:  # killed while finishing
-                return await self._finish(RunStatus.FINISHED, self.view.finish_summary)
+            if self.view.actions.finish_summary is not None:  # killed while finishing
+                return await self._finish(RunStatus.FINISHED, self.view.actions.finish_summary)
         budget = self.task.spec.budget
         while True:
             self.inbox.sync()
@@ -236,12 +244,12 @@ class Agent:
             if self.view.paused:
                 await self._wait_while_paused()
                 continue
-            if self.view.last_step >= self._step_limit():
+            if self.view.actions.last_step >= self._step_limit():
                 steps = self._max_steps()
                 return await self._finish(RunStatus.TIMEOUT, f"step budget ({steps}) spent")
             if self.clock.used() >= budget.working_time:
                 return await self._finish(RunStatus.TIMEOUT, "working time budget spent")
-            outcome = await self._step(self.view.last_step + 1)
+            outcome = await self._step(self.view.actions.last_step + 1)
             if outcome is not None:
                 return outcome
 
@@ -284,40 +292,51 @@ class Agent:
         input is logged as a delta against the previous call."""
         texts: dict[str, str] = {}
         schemas = [t.schema() for t in self.toolbox.specs()] if purpose == "act" else None
-        payload: dict[str, Any] = {
+        started = self.view.actions.started
+        head: schema.CallHead = {
             "purpose": purpose,
             "input": encode_input(self.view.last_call_seq, self.view.last_call_ids, ids),
-            "tools": self.view.tools_blob if schemas else None,
+            "tools": started["tools"] if schemas and started else None,
         }
 
         def on_retry(notice: RetryNotice) -> None:
-            retry = {"purpose": purpose, **notice.to_payload(), "work_s": self.clock.used()}
-            self.record([NewEvent(Kind.MODEL_RETRY, retry, step=step)])
+            retry = notice.to_payload(purpose, self.clock.used())
+            self.record([schema.MODEL_RETRY.new(retry, step=step)])
 
         try:
             completion = await self._complete(messages, schemas, on_retry)
         except ModelError as exc:
-            payload.update(error=str(exc), attempts=exc.attempts, work_s=self.clock.used())
-            self.record([NewEvent(Kind.MODEL_CALL, payload, step=step)])
+            failed: schema.ModelCall = {
+                **head,
+                "error": str(exc),
+                "attempts": exc.attempts,
+                "work_s": self.clock.used(),
+            }
+            self.record([schema.MODEL_CALL.new(failed, step=step)])
             raise
         except _Interrupted:
-            urgent = self.inbox.urgent()
-            payload.update(cancelled=True, cancelled_for=urgent, work_s=self.clock.used())
-            self.record([NewEvent(Kind.MODEL_CALL, payload, step=step)])
+            cancelled: schema.ModelCall = {
+                **head,
+                "cancelled": True,
+                "cancelled_for": self.inbox.urgent(),
+                "work_s": self.clock.used(),
+            }
+            self.record([schema.MODEL_CALL.new(cancelled, step=step)])
             raise
         # The assistant message is stored once, as the blob the next call's input refers to;
         # the payload keeps only what the fold needs to pair tool results with their calls.
-        payload.update(
-            output=self.put(completion.assistant_message(), texts),
-            calls=[{"id": tc.id, "name": tc.name} for tc in completion.tool_calls],
-            usage=completion.usage,
-            latency_ms=round(completion.latency_ms, 3),
-            model=completion.model or self.model.name,
-            repaired=completion.repaired,
-            parse_error=completion.parse_error,
-            work_s=self.clock.used(),
-        )
-        self.record([NewEvent(Kind.MODEL_CALL, payload, step=step)], texts)
+        replied: schema.ModelCall = {
+            **head,
+            "output": self.put(completion.assistant_message(), texts),
+            "calls": [{"id": tc.id, "name": tc.name} for tc in completion.tool_calls],
+            "usage": completion.usage,
+            "latency_ms": round(completion.latency_ms, 3),
+            "model": completion.model or self.model.name,
+            "repaired": completion.repaired,
+            "parse_error": completion.parse_error,
+            "work_s": self.clock.used(),
+        }
+        self.record([schema.MODEL_CALL.new(replied, step=step)], texts)
         return completion
 
     def _malformed(self, step: int, parse_error: str) -> None:
@@ -325,7 +344,7 @@ class Agent:
         problem = parse_error or prompt("no_tool_call")
         texts: dict[str, str] = {}
         message = {"role": "user", "content": f"{problem}\n\n{self._footer(step)}"}
-        payload: dict[str, Any] = {
+        note: schema.Observation = {
             "tool_call_id": None,
             "tool": None,
             "message": self.put(message, texts),
@@ -333,7 +352,7 @@ class Agent:
             "malformed": True,
             "work_s": self.clock.used(),
         }
-        self.record([NewEvent(Kind.OBSERVATION, payload, step=step)], texts)
+        self.record([schema.OBSERVATION.new(note, step=step)], texts)
 
     async def _complete(
         self,
@@ -368,8 +387,8 @@ class Agent:
             return None
         for call in completion.tool_calls:
             await self._run_call(step, call.id, call.name, call.arguments)
-        if self.view.finish_summary is not None:
-            return await self._finish(RunStatus.FINISHED, self.view.finish_summary)
+        if self.view.actions.finish_summary is not None:
+            return await self._finish(RunStatus.FINISHED, self.view.actions.finish_summary)
         return None
 
     async def _run_call(self, step: int, call_id: str, name: str, arguments: str) -> None:
@@ -380,9 +399,12 @@ class Agent:
         except ValueError as exc:
             args = f"not valid JSON ({exc})"  # the toolbox explains what it expected
         result = await self._run_tool(name, args)
-        payload = {
+        texts: dict[str, str] = {}
+        content = f"{result.output}\n\n{self._footer(step)}"
+        observation: schema.Observation = {
             "tool_call_id": call_id,
             "tool": name,
+            "message": self._tool_message(call_id, content, texts),
             "exit": result.exit,
             "error": result.error,
             "truncated": result.truncated,
@@ -390,14 +412,11 @@ class Agent:
             "meta": result.meta,
             "work_s": self.clock.used(),
         }
-        self._observe(step, call_id, f"{result.output}\n\n{self._footer(step)}", payload)
+        self.record([schema.OBSERVATION.new(observation, step=step)], texts)
 
-    def _observe(self, step: int, call_id: str, content: str, payload: dict[str, Any]) -> None:
-        """Record a tool result: `content` becomes the tool message the model sees next."""
-        texts: dict[str, str] = {}
-        message = {"role": "tool", "tool_call_id": call_id, "content": content}
-        payload = {**payload, "message": self.put(message, texts)}
-        self.record([NewEvent(Kind.OBSERVATION, payload, step=step)], texts)
+    def _tool_message(self, call_id: str, content: str, texts: dict[str, str]) -> str:
+        """Store a tool result as the tool message the model sees next; returns its blob."""
+        return self.put({"role": "tool", "tool_call_id": call_id, "content": content}, texts)
 
     async def _run_tool(self, name: str, args: Any) -> ToolResult:
         ctx = ToolContext(workspace=self.workspace, wake=self.inbox.wake)
@@ -420,7 +439,7 @@ class Agent:
         self, ctx: ToolContext, summary: Annotated[str, Field(description="what you did and found")]
     ) -> ToolResult:
         """End the task. The workspace is scored one last time."""
-        if self.view.last_step < self.config.min_steps:
+        if self.view.actions.last_step < self.config.min_steps:
             return ToolResult(
                 f"finish is not available before step {self.config.min_steps}: "
                 "keep working on the task.",
@@ -439,7 +458,7 @@ class Agent:
     ) -> ToolResult:
         """Have the current state of /workspace scored by the task's hidden evaluator.
         Submissions are limited; the number left is shown after every tool result."""
-        if self.view.submissions >= self.task.spec.budget.submissions:
+        if self.view.submissions() >= self.task.spec.budget.submissions:
             return ToolResult(
                 "No submissions left: keep improving and call finish when done.", error=True
             )
@@ -447,8 +466,8 @@ class Agent:
 
     async def _submit(self, final: bool, note: str = "") -> ToolResult:
         result = await evaluate(self.task, self.workspace)
-        n = self.view.submissions + (0 if final else 1)
-        payload: dict[str, Any] = {
+        n = self.view.submissions() + (0 if final else 1)
+        submission: schema.Submission = {
             "n": n,
             "score": result.score,
             "details": result.details,
@@ -458,7 +477,7 @@ class Agent:
             "note": note,
             "work_s": self.clock.used(),
         }
-        self.record([NewEvent(Kind.SUBMISSION, payload, step=self.view.last_step)])
+        self.record([schema.SUBMISSION.new(submission, step=self.view.actions.last_step)])
         if result.status == EVALUATOR_ERROR:
             return ToolResult(
                 f"The evaluator failed and gave no score (this says nothing about your work): "
@@ -472,20 +491,20 @@ class Agent:
         return ToolResult(f"Score: {result.score:g} (range {lo:g}-{hi:g}). Details: {details}")
 
     async def _finish(self, status: RunStatus, reason: str, score: bool = True) -> str:
-        if score and not self.view.final_scored:
+        if score and not self.view.final_scored():
             await self._submit(final=True)
         await self._close_sessions()
         self.inbox.sync()
-        payload = {
+        finished: schema.RunFinished = {
             "status": status.value,
             "reason": reason,
             "resumable": resumable(status),
             "work_s": self.clock.used(),
         }
         if score:
-            payload.update(self._final_evaluation(reason))
+            self._add_evaluator_error(finished)
         events = self.inbox.cancellations(status)
-        events.append(NewEvent(Kind.RUN_FINISHED, payload, step=self.view.last_step))
+        events.append(schema.RUN_FINISHED.new(finished, step=self.view.actions.last_step))
         self.record(events)
         # The store refuses guidance after run_finished; close what came in just before it.
         self.inbox.sync()
@@ -499,7 +518,7 @@ class Agent:
         since the resumed run closes again from the cursors the log recorded."""
         await self.workspace.shutdown()
         manager = self.workspace.sessions
-        closed = []
+        closed: list[schema.ClosedSession] = []
         for status in manager.statuses():
             output = manager.read(status.id)
             if not output.new_bytes:
@@ -515,23 +534,17 @@ class Agent:
                 }
             )
         if closed:
-            self.record([NewEvent(Kind.SESSIONS_CLOSED, {"sessions": closed})])
+            self.record([schema.SESSIONS_CLOSED.new({"sessions": closed})])
 
-    def _final_evaluation(self, reason: str) -> dict[str, Any]:
-        """When the final evaluation failed, the run's outcome says so (read from the log, so
-        a run resumed after its final submission says it too)."""
-        finals = [
-            ev.payload
-            for ev in self.store.events(self.run_id, kinds=[Kind.SUBMISSION])
-            if ev.payload.get("final")
-        ]
-        if not finals or finals[-1].get("status") != EVALUATOR_ERROR:
-            return {}
-        error = str(finals[-1].get("error"))
-        return {
-            "evaluator_error": error,
-            "reason": f"{reason}; the evaluator failed, so the run has no final score: {error}",
-        }
+    def _add_evaluator_error(self, finished: schema.RunFinished) -> None:
+        """When the final evaluation failed, the run's outcome says so (the fold holds the
+        log's submissions, so a run resumed after its final submission says it too)."""
+        finals = [s for s in self.view.actions.submissions if s["final"]]
+        if not finals or finals[-1]["status"] != EVALUATOR_ERROR:
+            return
+        error = str(finals[-1]["error"])
+        finished["evaluator_error"] = error
+        finished["reason"] += f"; the evaluator failed, so the run has no final score: {error}"
 
     def _max_steps(self) -> int:
         steps = self.task.spec.budget.steps
@@ -539,16 +552,16 @@ class Agent:
 
     def _step_limit(self) -> int:
         """The last step the run may take: steps whose calls a crash cut are not counted."""
-        return self._max_steps() + len(self.view.interrupted_steps)
+        return self._max_steps() + len(self.view.actions.interrupted_steps)
 
     def _footer(self, step: int, interrupted: bool = False) -> str:
         """The budget line after a result; `interrupted` for the result that marks `step` as
         cut by a crash (the limit it shows already gives that step back)."""
         budget = self.task.spec.budget
-        given_back = interrupted and step not in self.view.interrupted_steps
+        given_back = interrupted and step not in self.view.actions.interrupted_steps
         return prompt("footer").format(
             step=step,
             max_steps=self._step_limit() + given_back,
             time_left=_fmt_duration(budget.working_time - self.clock.used()),
-            submissions_left=budget.submissions - self.view.submissions,
+            submissions_left=budget.submissions - self.view.submissions(),
         )

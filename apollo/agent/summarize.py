@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import re
 
-from apollo.agent.context import ContextView, Entry, Guidance
+from apollo.agent.context import ContextView, Entry
+from apollo.log.actions import GuidanceNote
 
 _SPACE = re.compile(r"\s+")
 _REFLECTIONS_END = "</reflections>"
@@ -34,19 +35,19 @@ def _normal(text: str) -> str:
     return _SPACE.sub(" ", text).strip().casefold()
 
 
-def guidance_to_keep(view: ContextView, through_step: int) -> list[Guidance]:
+def guidance_to_keep(view: ContextView, through_step: int) -> list[GuidanceNote]:
     """Guidance delivered at or before `through_step`: all of it must be quoted."""
     return sorted(
         (
             g
-            for g in view.guidance.values()
+            for g in view.actions.guidance.values()
             if g.delivered_step is not None and g.delivered_step <= through_step
         ),
         key=lambda g: g.seq,
     )
 
 
-def ensure_reflections(summary: str, guidance: list[Guidance]) -> tuple[str, list[str]]:
+def ensure_reflections(summary: str, guidance: list[GuidanceNote]) -> tuple[str, list[str]]:
     """Return the summary with a verbatim quote of every guidance it lacks, and their ids."""
     flat = _normal(summary)
     missing = [g for g in guidance if _normal(g.text) not in flat]

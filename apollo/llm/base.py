@@ -5,8 +5,10 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
+
+from apollo.log.schema import ModelRetry
 
 
 class ModelError(Exception):
@@ -76,9 +78,20 @@ class RetryNotice:
     since_s: float  # time since the call's first attempt began
     window_s: float  # retries stop once this much time has passed since the first attempt
 
-    def to_payload(self) -> dict[str, Any]:
-        """The notice as plain JSON values (rounded to milliseconds)."""
-        return {k: round(v, 3) if isinstance(v, float) else v for k, v in asdict(self).items()}
+    def to_payload(self, purpose: str, work_s: float) -> ModelRetry:
+        """The model_retry payload of a call made for `purpose` (times rounded to ms)."""
+        return {
+            "purpose": purpose,
+            "attempt": self.attempt,
+            "max_attempts": self.max_attempts,
+            "error": self.error,
+            "status": self.status,
+            "waited_s": round(self.waited_s, 3),
+            "delay_s": round(self.delay_s, 3),
+            "since_s": round(self.since_s, 3),
+            "window_s": round(self.window_s, 3),
+            "work_s": work_s,
+        }
 
 
 # Told of every retry as it happens (the agent loop writes each one to the run's log).

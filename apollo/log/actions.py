@@ -266,9 +266,9 @@ class ActionFold:
 
     def apply(self, ev: Event, texts: Mapping[str, str] | None = None) -> None:
         """Apply one event; `texts` may hold the text of blobs it refers to."""
-        p = ev.payload
-        if "work_s" in p:
-            self.work_s = max(self.work_s, float(p["work_s"]))  # type: ignore[arg-type]
+        work_s = ev.payload.get("work_s")  # the kinds the agent writes carry it
+        if isinstance(work_s, int | float):
+            self.work_s = max(self.work_s, float(work_s))
         kind = ev.kind
         if kind == Kind.MODEL_CALL:
             call = schema.MODEL_CALL.payload(ev)
@@ -316,7 +316,7 @@ class ActionFold:
         step = ev.step or 0
         text = texts.get(p["output"]) if texts else None
         message: dict[str, Any] | None = json.loads(text) if text is not None else None
-        arguments = _arguments(message)
+        arguments = call_arguments(message)
         calls = [ToolCall(c["id"], c["name"], arguments.get(c["id"])) for c in p.get("calls", [])]
         action = Action(
             step=step,
@@ -416,7 +416,7 @@ class ActionFold:
         return [a.step for a in self.actions]
 
 
-def _arguments(message: Mapping[str, Any] | None) -> dict[str, str]:
+def call_arguments(message: Mapping[str, Any] | None) -> dict[str, str]:
     """Call id -> raw JSON arguments of an assistant message's tool calls."""
     if message is None:
         return {}

@@ -71,14 +71,19 @@ class CallRef(TypedDict):
     name: str
 
 
-class ModelCall(TypedDict):
-    """One call of the model. A call that produced a reply has `output` (the assistant
-    message, a blob) and `calls`; a failed one has `error` and `attempts`; one cancelled by
-    urgent guidance has `cancelled` and the guidance ids in `cancelled_for`."""
+class CallHead(TypedDict):
+    """What every model call records, whatever came of it."""
 
     purpose: str  # act (a step of the agent) or summarize (condensing its context)
     input: CallInput
     tools: str | None  # the tool schemas offered (act calls), a blob
+
+
+class ModelCall(CallHead):
+    """One call of the model. A call that produced a reply has `output` (the assistant
+    message, a blob) and `calls`; a failed one has `error` and `attempts`; one cancelled by
+    urgent guidance has `cancelled` and the guidance ids in `cancelled_for`."""
+
     output: NotRequired[str]
     calls: NotRequired[list[CallRef]]
     usage: NotRequired[dict[str, int]]

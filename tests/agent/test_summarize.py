@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from apollo.agent.context import ContextView, Entry, Guidance
+from apollo.agent.context import ContextView, Entry
+from apollo.log.actions import GuidanceNote
 from apollo.agent.summarize import ensure_reflections, guidance_to_keep, split_step
 
 
-def guidance(gid: str, text: str, step: int | None) -> Guidance:
-    return Guidance(
+def guidance(gid: str, text: str, step: int | None) -> GuidanceNote:
+    return GuidanceNote(
         id=gid, seq=int(gid[1:]), author="alice", kind="hint", text=text, delivered_step=step
     )
 
@@ -45,7 +46,7 @@ def test_split_and_guidance_selection() -> None:
     for step in range(1, 8):
         view.entries += [Entry(step, f"a{step}"), Entry(step, f"o{step}")]
     assert split_step(view) == 4  # older half of 7 steps: 1-4, recent 5-7 stay verbatim
-    view.guidance = {
+    view.actions.guidance = {
         "g1": guidance("g1", "early", 2),
         "g2": guidance("g2", "late", 6),
         "g3": guidance("g3", "queued", None),
