@@ -6,7 +6,8 @@ import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
-from typing import Any
+from types import TracebackType
+from typing import Any, Self
 
 from apollo.log.schema import ModelRetry
 
@@ -145,7 +146,27 @@ class Completion:
 MessageLike = dict[str, Any] | str
 
 
-class ChatModel(ABC):
+class AsyncClosing(ABC):
+    """`async with` for what holds resources: entering gives the object, leaving awaits
+    `aclose()`."""
+
+    @abstractmethod
+    async def aclose(self) -> None:
+        """Release what the object holds."""
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+
+class ChatModel(AsyncClosing):
     """Anything that completes a chat: an OpenAI-compatible server, in practice."""
 
     name: str = "model"

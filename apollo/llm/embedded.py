@@ -20,12 +20,11 @@ import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 import httpx
 
-from apollo.llm.base import CallLimits
+from apollo.llm.base import AsyncClosing, CallLimits
 from apollo.llm.openai_client import OpenAIChatModel
 
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -61,7 +60,7 @@ def free_port(host: str = "127.0.0.1") -> int:
         return port
 
 
-class EmbeddedModel:
+class EmbeddedModel(AsyncClosing):
     """Launches `python -m llama_cpp.server` for the packaged GGUF and stops it again.
 
     Use as ``async with EmbeddedModel() as server: model = server.chat_model()``, or call
@@ -125,7 +124,7 @@ class EmbeddedModel:
             cmd += ["--n_threads", str(self.n_threads)]
         return cmd + self.extra_args
 
-    async def start(self) -> EmbeddedModel:
+    async def start(self) -> Self:
         """Start the server and wait until `/v1/models` answers."""
         if self.process is not None:
             return self
@@ -173,16 +172,12 @@ class EmbeddedModel:
         options.update(overrides)
         return OpenAIChatModel(self.base_url, MODEL_ALIAS, **options)
 
-    async def __aenter__(self) -> EmbeddedModel:
-        return await self.start()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def aclose(self) -> None:
+        """Stop the server (the end of `async with`)."""
         await self.stop()
+
+    async def __aenter__(self) -> Self:
+        return await self.start()
 
     async def _wait_ready(self) -> None:
         assert self.process is not None

@@ -15,7 +15,6 @@ import os
 import random
 import time
 from collections.abc import Mapping, Sequence
-from types import TracebackType
 from typing import Any
 
 import httpx
@@ -145,17 +144,6 @@ class OpenAIChatModel(ChatModel):
         if self._client is not None:
             await self._client.aclose()
             self._client = None
-
-    async def __aenter__(self) -> OpenAIChatModel:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     async def _post(self, body: bytes, on_retry: RetryCallback | None) -> Any:
         """POST with retries on transient failures; the decoded JSON response."""

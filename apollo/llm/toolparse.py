@@ -294,24 +294,8 @@ def _paren_args(inner: str, params: Mapping[str, Any]) -> dict[str, Any] | str:
 
 def _paren_body(text: str, open_at: int) -> str | None:
     """The text between the parenthesis at `open_at` and its match (string-aware)."""
-    depth, i, quote = 0, open_at, ""
-    while i < len(text):
-        c = text[i]
-        if quote:
-            if c == "\\":
-                i += 1
-            elif c == quote:
-                quote = ""
-        elif c in "\"'":
-            quote = c
-        elif c in "([{":
-            depth += 1
-        elif c in ")]}":
-            depth -= 1
-            if depth == 0:
-                return text[open_at + 1 : i]
-        i += 1
-    return None
+    close = _closing(text, open_at, "([{", ")]}")
+    return None if close is None else text[open_at + 1 : close]
 
 
 def _balanced_spans(text: str) -> Iterator[str]:
@@ -323,25 +307,38 @@ def _balanced_spans(text: str) -> Iterator[str]:
         if c != "{" and not (c == "[" and text[i + 1 :].lstrip().startswith("{")):
             i += 1
             continue
-        depth, j, quote = 0, i, ""
-        while j < n:
-            d = text[j]
-            if quote:
-                if d == "\\":
-                    j += 1
-                elif d == quote:
-                    quote = ""
-            elif d in "\"'" and not _is_apostrophe(text, j):
-                quote = d
-            elif d in "{[":
-                depth += 1
-            elif d in "}]":
-                depth -= 1
-                if depth == 0:
-                    break
-            j += 1
-        yield text[i : j + 1]
-        i = j + 1
+        close = _closing(text, i, "{[", "}]", apostrophes=True)
+        if close is None:
+            yield text[i:]
+            return
+        yield text[i : close + 1]
+        i = close + 1
+
+
+def _closing(
+    text: str, start: int, opens: str, closes: str, *, apostrophes: bool = False
+) -> int | None:
+    """The index of the bracket that closes the one at `start` (None: it is never closed).
+    Brackets inside quoted strings do not count; with `apostrophes`, a single quote between
+    letters opens no string (prose around a call)."""
+    depth, i, quote = 0, start, ""
+    while i < len(text):
+        c = text[i]
+        if quote:
+            if c == "\\":
+                i += 1
+            elif c == quote:
+                quote = ""
+        elif c in "\"'" and not (apostrophes and _is_apostrophe(text, i)):
+            quote = c
+        elif c in opens:
+            depth += 1
+        elif c in closes:
+            depth -= 1
+            if depth == 0:
+                return i
+        i += 1
+    return None
 
 
 def _is_apostrophe(text: str, j: int) -> bool:

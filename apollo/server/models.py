@@ -50,9 +50,13 @@ class LoginRequest(_Request):
     token: str = Field(min_length=1, max_length=500)
 
 
-class Me(BaseModel):
+class _Identity(BaseModel):
+    # An annotator as the console knows them; the views of one add what each answer needs.
     name: str
     role: RoleField
+
+
+class Me(_Identity):
     csrf_token: str = Field(description="send as X-CSRF-Token on cookie-authenticated writes")
 
 
@@ -242,9 +246,7 @@ class TasksResponse(BaseModel):
     tasks: list[TaskView]
 
 
-class AnnotatorView(BaseModel):
-    name: str
-    role: RoleField
+class AnnotatorView(_Identity):
     created: float
     revoked: bool
 
@@ -260,9 +262,7 @@ class AnnotatorCreate(_Request):
     role: RoleField = "annotator"
 
 
-class AnnotatorCreated(BaseModel):
-    name: str
-    role: RoleField
+class AnnotatorCreated(_Identity):
     token: str = Field(description="shown once; only its hash is stored")
 
 

@@ -50,15 +50,27 @@ def render(store: Store, events: Sequence[Event]) -> list[tuple[int, str]]:
     return [(v["seq"], frame(v)) for v in expand(store, events)]
 
 
-class Feed:
+class _Followed:
+    """What streams follow: how many subscribe, and an event that is set at each change."""
+
+    def __init__(self) -> None:
+        self.changed = asyncio.Event()
+        self.subscribers = 0
+
+    def wake(self) -> None:
+        # A fresh Event per change: waiters hold the old one, which stays set for them.
+        old, self.changed = self.changed, asyncio.Event()
+        old.set()
+
+
+class Feed(_Followed):
     """The shared follower of one run's log."""
 
     def __init__(self, run_id: str, seq: int) -> None:
+        super().__init__()
         self.run_id = run_id
         self.seq = seq  # the highest seq read by the poller
         self.frames: deque[tuple[int, str]] = deque(maxlen=BUFFER)
-        self.changed = asyncio.Event()
-        self.subscribers = 0
         self.last_used = time.monotonic()
 
     def since(self, cursor: int) -> list[tuple[int, str]] | None:
@@ -73,11 +85,6 @@ class Feed:
         self.frames.extend(frames)
         self.seq = frames[-1][0]
         self.wake()
-
-    def wake(self) -> None:
-        # A fresh Event per change: waiters hold the old one, which stays set for them.
-        old, self.changed = self.changed, asyncio.Event()
-        old.set()
 
 
 class EventHub:
@@ -177,16 +184,15 @@ class EventHub:
             board.subscribers -= 1
 
 
-class DashboardFeed:
+class DashboardFeed(_Followed):
     """Current RunSummary JSON of every run, refreshed while dashboard clients listen."""
 
     def __init__(self, store: Store, cache: RunCache, interval_s: float = 1.0) -> None:
+        super().__init__()
         self.store = store
         self.cache = cache
         self.interval_s = interval_s
         self.current: dict[str, str] = {}
-        self.changed = asyncio.Event()
-        self.subscribers = 0
 
     def refresh(self) -> None:
         records = self.store.list_runs(limit=1_000_000)
@@ -200,10 +206,6 @@ class DashboardFeed:
                 any_change = True
         if any_change:
             self.wake()
-
-    def wake(self) -> None:
-        old, self.changed = self.changed, asyncio.Event()
-        old.set()
 
 
 async def _wait(changed: asyncio.Event) -> bool:

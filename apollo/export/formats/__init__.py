@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from apollo.export.windows import Sample
@@ -90,6 +91,17 @@ def with_dict_arguments(message: dict[str, Any]) -> dict[str, Any]:
             for tc in message["tool_calls"]
         ]
     return out
+
+
+def marked_messages(
+    sample: Sample, mark: Callable[[int | None], dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """The sample's messages with tool-call `arguments` as objects, each carrying the fields
+    `mark` makes of its weight (0 or 1 on assistant messages, None on the others)."""
+    return [
+        {**with_dict_arguments(m), **mark(w)}
+        for m, w in zip(sample.messages, sample.weights, strict=True)
+    ]
 
 
 def get_format(name: str, **options: Any) -> Format:

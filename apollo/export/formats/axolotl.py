@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from apollo.export.formats import Estimated, with_dict_arguments
+from apollo.export.formats import Estimated, marked_messages
 from apollo.export.windows import Sample
 
 TRAIN_FIELD = "train"
@@ -15,9 +15,5 @@ class Axolotl(Estimated):
     name = "axolotl"
 
     def encode(self, sample: Sample) -> dict[str, Any]:
-        messages = []
-        for m, w in zip(sample.messages, sample.weights, strict=True):
-            out = with_dict_arguments(m)
-            out[TRAIN_FIELD] = w == 1
-            messages.append(out)
+        messages = marked_messages(sample, lambda w: {TRAIN_FIELD: w == 1})
         return {"messages": messages, "tools": sample.tools}

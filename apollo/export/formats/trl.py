@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from apollo.export.formats import Estimated, with_dict_arguments
+from apollo.export.formats import Estimated, marked_messages
 from apollo.export.windows import Sample
 
 
@@ -22,10 +22,5 @@ class TRL(Estimated):
     name = "trl"
 
     def encode(self, sample: Sample) -> dict[str, Any]:
-        messages = []
-        for m, w in zip(sample.messages, sample.weights, strict=True):
-            out = with_dict_arguments(m)
-            if w is not None:
-                out["weight"] = w
-            messages.append(out)
+        messages = marked_messages(sample, lambda w: {} if w is None else {"weight": w})
         return {"messages": messages, "tools": json.dumps(sample.tools, ensure_ascii=False)}
