@@ -1,8 +1,8 @@
 """Event kinds of the run log and the record types that travel through the Store.
 
 Every run is an append-only sequence of events. The agent's context, resume, the console,
-supervision and export are all functions of this sequence. docs/design.md "Events" lists
-every kind's payload keys.
+supervision and export are all functions of this sequence. What each kind's payload carries
+is its type in apollo.log.schema.
 """
 
 from __future__ import annotations
@@ -17,37 +17,23 @@ from typing import Any
 
 
 class Kind(StrEnum):
-    """The kinds of event a run's log holds."""
+    """The kinds of event a run's log holds. What each carries is its TypedDict in
+    apollo.log.schema (named after the kind: RUN_STARTED -> RunStarted)."""
 
-    # The payload keys each kind carries, as the agent and apollo.log.writes write them
-    # (docs/design.md "Events" gives the variants). (blob): a blob id.
-    RUN_STARTED = "run_started"  # {task, task_path, model, budget, messages (blobs), tools (blob)}
-    RUN_RESUMED = "run_resumed"  # {sessions, interrupted: [call ids], rerun: [call ids], paused}
-    # {purpose, input: {prev, keep, add}, tools} + {output (blob), calls, usage, latency_ms,
-    # model, repaired, parse_error, work_s}, or {error, attempts, ...}, or {cancelled, ...}
+    RUN_STARTED = "run_started"
+    RUN_RESUMED = "run_resumed"
     MODEL_CALL = "model_call"
-    # A failed attempt of a model call, written as it happens, before the call is made again:
-    # {purpose, attempt, max_attempts, error, status, waited_s, delay_s, since_s, window_s, work_s}
-    MODEL_RETRY = "model_retry"
-    # {tool_call_id, tool, message (blob), exit, error, truncated, duration_ms, meta, work_s};
-    # a call a crash cut: {tool_call_id, tool, message, error, interrupted, work_s}; a reply
-    # without a valid tool call: {tool_call_id: None, tool: None, message, error, malformed, work_s}
+    MODEL_RETRY = "model_retry"  # a failed attempt, written before the call is made again
     OBSERVATION = "observation"
-    GUIDANCE = "guidance"  # {id, author, kind, text, drift_from_step, urgent, hint_id?}
-    GUIDANCE_DELIVERED = "guidance_delivered"  # {guidance_id, step, message (blob)}
-    GUIDANCE_CANCELLED = "guidance_cancelled"  # {guidance_id, reason}: queued when the run ended
-    # {covers: [first, last], messages (blobs), cited_guidance: [ids], repaired_guidance, work_s}
+    GUIDANCE = "guidance"
+    GUIDANCE_DELIVERED = "guidance_delivered"
+    GUIDANCE_CANCELLED = "guidance_cancelled"
     SUMMARY = "summary"
-    CONTROL = "control"  # {action: pause|resume|stop, author}
-    LABEL = "label"  # {step, verdict, reason, source, author, rule?, model?}
-    PRESENCE = "presence"  # {seconds}: time an annotator spent watching the run
-    SUBMISSION = "submission"  # {n, score, details, error, status, final, note, work_s}
-    # {sessions: [{id, output (text blob), new_bytes, cursor, exit_code, killed}]}: at run end,
-    # the output each session wrote that the agent had not read, recorded before it is lost.
+    CONTROL = "control"
+    LABEL = "label"
+    PRESENCE = "presence"
+    SUBMISSION = "submission"
     SESSIONS_CLOSED = "sessions_closed"
-    # {status, reason, resumable, work_s, evaluator_error?}: the run's outcome is its last
-    # run_finished with no run_resumed after it (apollo.log.outcome); only a failed run is
-    # resumable.
     RUN_FINISHED = "run_finished"
 
 
