@@ -384,8 +384,9 @@ def test_a_flaky_endpoint_reports_each_retry() -> None:
 
 def test_retry_notice_payload_is_plain_json() -> None:
     notice = RetryNotice(2, 6, "HTTP 502: bad gateway", 502, 0.0123456, 1.5, 3.25, 300.0)
-    payload = notice.to_payload()
+    payload = notice.to_payload("act", 7.5)
     assert payload == {
+        "purpose": "act",
         "attempt": 2,
         "max_attempts": 6,
         "error": "HTTP 502: bad gateway",
@@ -394,5 +395,6 @@ def test_retry_notice_payload_is_plain_json() -> None:
         "delay_s": 1.5,
         "since_s": 3.25,
         "window_s": 300.0,
+        "work_s": 7.5,
     }
     assert json.loads(json.dumps(payload)) == payload
