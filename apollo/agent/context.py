@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from apollo.log import schema
-from apollo.log.actions import CHARS_PER_TOKEN, ActionFold
+from apollo.log.actions import CHARS_PER_TOKEN, ActionFold, action_texts
 from apollo.log.calls import apply_input
 from apollo.log.events import Event, Kind
 from apollo.log.store import Store
@@ -45,7 +45,8 @@ class ContextView:
     def apply(self, ev: Event, texts: dict[str, str] | None = None) -> None:
         """Apply one event. `texts` may hold the JSON of blobs just written (saves a read)."""
         self.last_seq = ev.seq
-        self.actions.apply(ev)  # the agent reads no reply or result text back from its fold
+        # The fold reads the agent's replies (for the calls' arguments), never its results.
+        self.actions.apply(ev, texts if ev.kind == Kind.MODEL_CALL else None)
         k = ev.kind
         if k == Kind.RUN_STARTED:
             started = schema.RUN_STARTED.payload(ev)
@@ -126,9 +127,13 @@ class ContextView:
 
 
 def replay(store: Store, run_id: str) -> ContextView:
-    """Rebuild a run's context view from its log."""
+    """Rebuild a run's context view from its log. Of the replies, only the last two are
+    read: what the agent compares a new call with is the action before it."""
     view = ContextView()
-    for ev in store.events(run_id):
-        view.apply(ev)
+    events = store.events(run_id)
+    acts = [ev for ev in events if (call := schema.MODEL_CALL.of(ev)) and schema.is_action(call)]
+    texts = action_texts(store, acts[-2:])
+    for ev in events:
+        view.apply(ev, texts)
     view.materialize(store)
     return view

@@ -21,11 +21,12 @@ from apollo.env.evaluate import EVALUATOR_ERROR, evaluate
 from apollo.env.task import Task
 from apollo.env.tools import declare
 from apollo.env.tools.base import ToolContext, ToolResult
-from apollo.env.tools.registry import ToolBox
+from apollo.env.tools.registry import ToolBox, not_a_tool
 from apollo.env.workspace import Workspace
 from apollo.llm.base import ChatModel, Completion, ModelError, RetryNotice
+from apollo.llm.toolparse import unknown_tools
 from apollo.log import schema
-from apollo.log.actions import call_arguments
+from apollo.log.actions import POLL_TOOLS, call_arguments
 from apollo.log.calls import encode_input
 from apollo.log.events import Event, NewEvent, RunStatus, canonical_json
 from apollo.log.outcome import resumable
@@ -204,10 +205,9 @@ class Agent:
                 "work_s": self.view.actions.work_s,
             }
             self.record([schema.OBSERVATION.new(cut, step=step)], texts)
-        if (
-            self.view.actions.uncorrected is not None
-        ):  # killed before the reply without a call was answered
-            self._malformed(self.view.actions.last_step, self.view.actions.uncorrected)
+        uncorrected = self.view.actions.uncorrected
+        if uncorrected is not None:  # killed before the reply without a call was answered
+            self._malformed(self.view.actions.last_step, uncorrected)
 
     def _rerunnable(self, tool: str) -> bool:
         spec = self.toolbox.spec(tool)
@@ -342,6 +342,9 @@ class Agent:
     def _malformed(self, step: int, parse_error: str) -> None:
         """Answer a reply without a valid tool call with a user turn saying what was wrong."""
         problem = parse_error or prompt("no_tool_call")
+        # A model that calls a script of the task as if it were a tool learns how to run it.
+        hints = [not_a_tool(name, self.workspace.path) for name in unknown_tools(parse_error)]
+        problem = "\n".join([problem, *(h for h in hints if h)])
         texts: dict[str, str] = {}
         message = {"role": "user", "content": f"{problem}\n\n{self._footer(step)}"}
         note: schema.Observation = {
@@ -398,7 +401,8 @@ class Agent:
             args = json.loads(arguments or "{}")
         except ValueError as exc:
             args = f"not valid JSON ({exc})"  # the toolbox explains what it expected
-        result = await self._run_tool(name, args)
+        repeated = self._repeated_failure(name, arguments)
+        result = repeated or await self._run_tool(name, args)
         texts: dict[str, str] = {}
         content = f"{result.output}\n\n{self._footer(step)}"
         observation: schema.Observation = {
@@ -413,6 +417,21 @@ class Agent:
             "work_s": self.clock.used(),
         }
         self.record([schema.OBSERVATION.new(observation, step=step)], texts)
+
+    def _repeated_failure(self, name: str, arguments: str) -> ToolResult | None:
+        """The answer to a call that repeats, unchanged, a call of the previous step that
+        failed: weak models repeat a failing call verbatim for many steps. It is not made
+        again, unless its result may change by itself (a poll, or a session still running)."""
+        failed = self.view.actions.failed_before(name, arguments)
+        if failed is None or name in POLL_TOOLS:
+            return None
+        if any(s.running for s in self.view.actions.sessions.values()):
+            return None
+        return ToolResult(
+            prompt("repeated_failure").format(step=failed.step),
+            error=True,
+            meta={"repeated_failure": failed.step},
+        )
 
     def _tool_message(self, call_id: str, content: str, texts: dict[str, str]) -> str:
         """Store a tool result as the tool message the model sees next; returns its blob."""

@@ -25,6 +25,16 @@ class TaskSpecError(ValueError):
     """A task folder or task.yaml that cannot be used; the message says where and how to fix."""
 
 
+def duration_text(text: str) -> float | None:
+    """Seconds in a text like '1h30m', '20m' or '90s', or None when it is not one (a bare
+    number is not: it has no unit)."""
+    m = _DURATION.match(text)
+    if not m or not any(m.groups()):
+        return None
+    h, mi, s = (float(g) if g else 0.0 for g in m.groups())
+    return h * 3600 + mi * 60 + s
+
+
 def parse_duration(value: Any) -> float:
     """Seconds from a number (seconds) or a text like '1h30m', '20m', '90s'."""
     if isinstance(value, bool):
@@ -32,13 +42,12 @@ def parse_duration(value: Any) -> float:
     if isinstance(value, int | float):
         seconds = float(value)
     else:
-        m = _DURATION.match(str(value))
-        if not m or not any(m.groups()):
+        parsed = duration_text(str(value))
+        if parsed is None:
             raise ValueError(
                 f"{value!r} is not a duration; write e.g. '20m', '1h30m', '90s' or seconds"
             )
-        h, mi, s = (float(g) if g else 0.0 for g in m.groups())
-        seconds = h * 3600 + mi * 60 + s
+        seconds = parsed
     if seconds <= 0:
         raise ValueError("a duration must be positive")
     return seconds

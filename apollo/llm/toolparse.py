@@ -29,6 +29,16 @@ _FENCE = re.compile(r"```[A-Za-z_]*[ \t]*\n?(.*?)```", re.S)
 _CALL_KEY = re.compile(r"""["']?\b(name|tool|function|arguments|parameters)\b["']?\s*:""")
 
 
+# How a problem names a tool the model called that is not offered (`unknown_tools` reads it).
+_NO_SUCH_TOOL = "there is no tool named `{name}`"
+_NO_SUCH_TOOL_RE = re.compile(re.escape(_NO_SUCH_TOOL).replace(r"\{name\}", r"([^`]+)"))
+
+
+def unknown_tools(parse_error: str | None) -> list[str]:
+    """The names of tools a parse error says are not offered, in order."""
+    return list(dict.fromkeys(_NO_SUCH_TOOL_RE.findall(parse_error or "")))
+
+
 @dataclass(slots=True)
 class Parsed:
     """The calls found in one completion, and what went wrong if something did."""
@@ -75,7 +85,7 @@ def check_native(calls: Sequence[ToolCall], index: Mapping[str, Mapping[str, Any
     problems = []
     for call in calls:
         if call.name not in index:
-            problems.append(f"there is no tool named `{call.name}`")
+            problems.append(_NO_SUCH_TOOL.format(name=call.name))
             continue
         try:
             args = json.loads(call.arguments) if call.arguments.strip() else {}
@@ -155,7 +165,7 @@ def _candidates(
             if called:
                 objs = _paren_calls(inner, index, problems)
                 if not objs and not problems:
-                    problems.append(f"there is no tool named `{called.group(1)}`")
+                    problems.append(_NO_SUCH_TOOL.format(name=called.group(1)))
             else:
                 objs = _call_objects(inner, index, problems, forced=True)
             if not objs and not problems:
@@ -227,7 +237,7 @@ def _to_call(
     if name is None:
         return None, f"the tool call has no `name`: {_clip(json.dumps(obj))!r}"
     if name not in index:
-        return None, f"there is no tool named `{name}`"
+        return None, _NO_SUCH_TOOL.format(name=name)
     raw: Any = next((obj[key] for key in ARG_KEYS if key in obj), {})
     if isinstance(raw, str):
         try:

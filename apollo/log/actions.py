@@ -411,6 +411,19 @@ class ActionFold:
         out += [lb for pending in self._labels.values() for lb in pending]
         return sorted(out, key=lambda lb: lb.seq)
 
+    def failed_before(self, name: str, arguments: str) -> Result | None:
+        """The failed result of this same call (tool and arguments) in the action before the
+        latest one, if it made it: the model is repeating a call that failed."""
+        if len(self.actions) < 2:
+            return None
+        args = parse_arguments(arguments)
+        for call in self.actions[-2].calls:
+            same = call.arguments == arguments or (args is not None and call.args == args)
+            if call.name == name and same and call.result is not None:
+                result = call.result
+                return result if result.error and not result.interrupted else None
+        return None
+
     def steps(self) -> list[int]:
         """Steps that hold an action, in order."""
         return [a.step for a in self.actions]

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from apollo.agent.context import ContextView, Entry
-from apollo.log.actions import GuidanceNote
 from apollo.agent.summarize import ensure_reflections, guidance_to_keep, split_step
+from apollo.log.actions import GuidanceNote
 
 
 def guidance(gid: str, text: str, step: int | None) -> GuidanceNote:

@@ -14,10 +14,12 @@ from pydantic import Field
 from apollo.env.sandbox import CommandResult
 from apollo.env.task import Limits
 from apollo.env.tools.base import ToolContext, ToolResult
+from apollo.env.tools.commands import run
 from apollo.env.tools.declare import BadArguments, tool
 from apollo.env.tools.files import read_file
 from apollo.env.tools.registry import ToolBox
 from apollo.env.tools.sessions import session_output
+from apollo.env.tools.wait import sleep
 
 pytestmark = pytest.mark.anyio
 
@@ -182,3 +184,16 @@ async def test_another_sandbox_can_be_plugged_in(tmp_path: Path) -> None:
     result = await ToolBox().call("run", {"command": "make", "timeout": "900"}, ctx)
     assert result.output.endswith("ran make\n[exit code: 0]") and not result.error
     assert sandbox.ran == [("make", 30.0)]  # lowered to the task's limit
+
+
+def test_seconds_may_be_written_with_units() -> None:
+    assert sleep.check({"seconds": "1m30s"}) == {"seconds": 90.0}
+    assert sleep.check({"seconds": "45s"}) == {"seconds": 45.0}
+    assert sleep.check({"seconds": "12"}) == {"seconds": 12.0}
+    assert run.check({"command": "make", "timeout": "2m"})["timeout"] == 120.0
+    # A duration copied from the budget footer is converted, then checked like any number.
+    with pytest.raises(BadArguments, match=r"'seconds' must be between 0 and 600.0, got 1194.0"):
+        sleep.check({"seconds": "19m54s"})
+    with pytest.raises(BadArguments, match="'seconds' must be a number, got 'soon'"):
+        sleep.check({"seconds": "soon"})
+    assert sleep.spec.parameters["properties"]["seconds"]["type"] == "number"

@@ -149,3 +149,27 @@ async def test_session_output_waits_for_the_end(ctx: ToolContext) -> None:
     assert 0.4 < time.monotonic() - started < 3
     assert "finished" in out.output and "exited with code 2" in out.output
     assert out.meta["exit_code"] == 2 and not out.meta["woke_on_guidance"]
+
+
+async def test_a_tool_named_after_a_workspace_script_says_how_to_run_it(
+    ctx: ToolContext,
+) -> None:
+    root = ctx.workspace.path
+    (root / "tools").mkdir()
+    (root / "tools" / "probe.py").write_text("print('probing')\n")
+    (root / "merge").write_text("#!/bin/sh\necho merged\n")
+    (root / "merge").chmod(0o755)
+    (root / "notes.txt").write_text("a note\n")
+    (root / "elsewhere").symlink_to(root / "tools")  # never followed
+    box = ToolBox()
+    probe = await box.call("probe", {}, ctx)
+    assert probe.error and "Available tools: run" in probe.output
+    assert "tools/probe.py is a file in /workspace, not a tool" in probe.output
+    assert 'run {"command": "python3 tools/probe.py"}' in probe.output
+    merge = await box.call("merge", {"input": "a"}, ctx)
+    assert 'run {"command": "./merge"}' in merge.output
+    notes = await box.call("notes", {}, ctx)
+    assert "notes.txt is a file in /workspace, not a tool: read it with read_file" in notes.output
+    other = await box.call("frobnicate", {}, ctx)
+    assert other.error and "not a tool" not in other.output
+    assert "elsewhere" not in probe.output

@@ -7,7 +7,7 @@ from typing import Annotated
 from pydantic import Field
 
 from apollo.env.tools.base import ToolContext, ToolResult, cap_output
-from apollo.env.tools.declare import tool
+from apollo.env.tools.declare import SECONDS, tool
 
 
 @tool()
@@ -17,6 +17,7 @@ async def run(
     timeout: Annotated[
         float | None,
         Field(ge=1, description="seconds before it is killed (default: the task's limit)"),
+        SECONDS,
     ] = None,
 ) -> ToolResult:
     """Run a shell command (bash -c) in the workspace (/workspace) and return its combined

@@ -25,6 +25,7 @@ from typing import Any, Union, get_args, get_origin, get_type_hints, overload
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     ValidationError,
     ValidationInfo,
@@ -33,6 +34,7 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails
 
+from apollo.env.task import duration_text
 from apollo.env.tools.base import ToolContext, ToolResult, ToolSpec
 
 Handler = Callable[..., Awaitable[ToolResult]]
@@ -47,6 +49,21 @@ _EXPECTED = {
     "number": "must be a number",
     "boolean": "must be true or false",
 }
+
+
+def _seconds(value: Any) -> Any:
+    """Seconds written as a duration ('19m54s', '90s'): weak models copy the form of the
+    budget footer. Anything else is left to the number check, which explains."""
+    if isinstance(value, str):
+        seconds = duration_text(value)
+        if seconds is not None:
+            return seconds
+    return value
+
+
+# Marks an argument in seconds, after its Field: `Annotated[float, Field(...), SECONDS]`
+# takes a number or a duration text with units.
+SECONDS = BeforeValidator(_seconds)
 
 
 class BadArguments(ValueError):

@@ -3,7 +3,11 @@ crash into an error result that tells the model how to call the tool right."""
 
 from __future__ import annotations
 
+import json
+import os
+import shlex
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from apollo.env.tools import commands, files, sessions, wait
@@ -44,9 +48,9 @@ class ToolBox:
         error results that say what was wrong and how to call the tool."""
         if name not in self._tools:
             known = ", ".join(self._tools)
-            return ToolResult(
-                f"Unknown tool {name!r}. Available tools: {known}.", exit=None, error=True
-            )
+            text = f"Unknown tool {name!r}. Available tools: {known}."
+            hint = not_a_tool(name, ctx.workspace.path)
+            return ToolResult(f"{text}\n{hint}" if hint else text, exit=None, error=True)
         declared = self._tools[name]
         try:
             checked = declared.check(args)
@@ -66,3 +70,50 @@ class ToolBox:
                 error=True,
                 meta={"exception": type(exc).__name__},
             )
+
+
+# How the `run` tool runs a script, by its suffix.
+_RUNNERS = {".py": "python3", ".sh": "bash"}
+
+
+def not_a_tool(name: str, workspace: Path) -> str | None:
+    """When a model calls a tool named after a file of the workspace (a script, typically),
+    how to run or read that file instead; None when no such file exists. Looks at the top
+    folder and one level down, never through symbolic links."""
+    found = _files_named(name, workspace)
+    if not found:
+        return None
+    rel = found[0]
+    runner = _RUNNERS.get(Path(rel).suffix)
+    if runner:
+        command = f"{runner} {shlex.quote(rel)}"
+    elif os.access(workspace / rel, os.X_OK):
+        command = f"./{shlex.quote(rel)}"
+    else:
+        return f"{rel} is a file in /workspace, not a tool: read it with read_file."
+    call = json.dumps({"command": command})
+    return f"{rel} is a file in /workspace, not a tool: run it with the run tool, e.g. run {call}."
+
+
+def _files_named(name: str, workspace: Path) -> list[str]:
+    """Regular files of the workspace called `name` (with any suffix), top folder first."""
+    found: list[str] = []
+    folders = [workspace]
+    for depth in range(2):
+        deeper = []
+        for folder in folders:
+            try:
+                entries = sorted(os.scandir(folder), key=lambda e: e.name)
+            except OSError:
+                continue
+            for entry in entries:
+                if entry.name.startswith("."):
+                    continue
+                if entry.is_file(follow_symlinks=False) and (
+                    entry.name == name or entry.name.split(".", 1)[0] == name
+                ):
+                    found.append(os.path.relpath(entry.path, workspace))
+                elif depth == 0 and entry.is_dir(follow_symlinks=False):
+                    deeper.append(Path(entry.path))
+        folders = deeper
+    return found

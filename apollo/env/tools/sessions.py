@@ -9,7 +9,7 @@ from pydantic import Field
 
 from apollo.env.sessions import SessionError
 from apollo.env.tools.base import ToolContext, ToolResult, cap_output
-from apollo.env.tools.declare import tool
+from apollo.env.tools.declare import SECONDS, tool
 from apollo.env.tools.wait import MAX_WAIT_S, WOKE_NOTE, WaitOutcome, wait_until
 
 SessionId = Annotated[str, Field(description="the session id returned by session_start")]
@@ -69,6 +69,7 @@ async def session_output(
             le=MAX_WAIT_S,
             description="seconds to wait for the session to end first, 0 to 600",
         ),
+        SECONDS,
     ] = 0,
 ) -> ToolResult:
     """Return the session's output since the last read, and whether it is still running.

@@ -12,7 +12,7 @@ from typing import Annotated
 from pydantic import Field
 
 from apollo.env.tools.base import ToolContext, ToolResult
-from apollo.env.tools.declare import tool
+from apollo.env.tools.declare import SECONDS, tool
 
 MAX_WAIT_S = 600.0
 # How often a wait re-checks its condition and the log for pending guidance.
@@ -56,7 +56,9 @@ async def wait_until(
 @tool()
 async def sleep(
     ctx: ToolContext,
-    seconds: Annotated[float, Field(ge=0, le=MAX_WAIT_S, description="how long to wait, 0 to 600")],
+    seconds: Annotated[
+        float, Field(ge=0, le=MAX_WAIT_S, description="how long to wait, 0 to 600"), SECONDS
+    ],
 ) -> ToolResult:
     """Wait for a number of seconds (at most 600), e.g. while a session runs. Ends early if a
     human sends guidance."""
