@@ -9,6 +9,7 @@ from pathlib import Path
 
 from _common import ROOT  # noqa: F401  (puts the repository on sys.path)
 
+from apollo.log import schema
 from apollo.log.store import Store
 from apollo.rollout.home import Home
 from apollo.server.app import create_app
@@ -36,14 +37,17 @@ def fill(store: Store, runs: int, steps: int, live_every: int = 10) -> list[Fake
             else:
                 fake.act("write_file", {"path": f"notes/{s}.txt", "content": f"note {i} {s}"})
             if s == steps // 2:
-                g = store.append_one(
-                    fake.run_id,
-                    "guidance",
-                    {"id": f"g-{i}", "author": "ann", "kind": "hint", "text": "check the data"},
-                    actor="ann",
-                )
-                fake.deliver(g.payload["id"])
-                store.append_one(fake.run_id, "presence", {"seconds": 30.0}, actor="ann")
+                guidance: schema.Guidance = {
+                    "id": f"g-{i}",
+                    "author": "ann",
+                    "kind": "hint",
+                    "text": "check the data",
+                    "drift_from_step": None,
+                    "urgent": False,
+                }
+                fake.append(schema.GUIDANCE.new(guidance, actor="ann"))
+                fake.deliver(guidance["id"])
+                fake.append(schema.PRESENCE.new({"seconds": 30.0}, actor="ann"))
         fake.submit(float(i % 100))
         if i % live_every:
             fake.finish()

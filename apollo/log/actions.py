@@ -199,7 +199,7 @@ class Action:
     def signature(self) -> str:
         """The action's tool calls (names and arguments), comparable across steps."""
         return json.dumps(
-            [[c.name, c.args if c.args is not None else c.arguments] for c in self.calls],
+            [[c.name, a if (a := c.args) is not None else c.arguments] for c in self.calls],
             sort_keys=True,
         )
 

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, HTTPException, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
+from apollo.log import schema
 from apollo.log.events import Role
 from apollo.log.writes import post_control, post_guidance, post_label, post_presence
 from apollo.rollout.runner import EMBEDDED, RunOptions
@@ -257,7 +258,7 @@ async def guide(
         drift_from_step=body.drift_from_step,
         urgent=body.urgent,
     )
-    return GuidanceCreated(id=ev.payload["id"], seq=ev.seq)
+    return GuidanceCreated(id=schema.GUIDANCE.payload(ev)["id"], seq=ev.seq)
 
 
 @router.post("/runs/{run_id}/control", status_code=201, response_model=Written)

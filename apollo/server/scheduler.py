@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from apollo.env.task import Task
-from apollo.log.events import Kind, RunRecord, RunStatus
+from apollo.log import schema
+from apollo.log.events import RunRecord, RunStatus
 from apollo.log.outcome import resumable
 from apollo.log.store import Store, StoreBusy
 from apollo.rollout.home import Home, RunLocked
@@ -177,9 +178,7 @@ class RunScheduler:
         record = self.runner.store.get_run(run_id)
         if record is None or RunStatus(record.status).ended:
             return
-        self.runner.store.append_one(
-            run_id,
-            Kind.RUN_FINISHED,
+        finished = schema.RUN_FINISHED.new(
             {
                 "status": RunStatus.FAILED.value,
                 "reason": f"the server could not drive it: {exc}",
@@ -188,6 +187,7 @@ class RunScheduler:
             actor="server",
             step=record.step or None,
         )
+        self.runner.store.append(run_id, [finished])
 
     def _fill_logged(self) -> None:
         try:

@@ -1,22 +1,25 @@
 """What the console shows about runs, derived from their logs (docs/api.md "Shapes").
 
-A run's summary is a fold over its events: the agent's own `ContextView` (guidance and its
-life, steps, working time, limits) plus the console's facts (attention signals, tokens,
-annotator time, sessions, labels). `RunCache` keeps one fold per run and advances it only
-by the events appended since it last looked, so the dashboard never replays whole logs: a
-request costs one query on the runs table plus the new events of runs whose row changed.
+A run's summary is a fold over its events: the run's actions as the one fold of them reads
+them (`apollo.log.actions.ActionFold`: results and their streaks, sessions, guidance and its
+life, labels, submissions, working time, the budget) plus the console's own facts (the agent's
+wall time, tokens, model retries, annotator time). `RunCache` keeps one fold per run and
+advances it only by the events appended since it last looked, so the dashboard never replays
+whole logs: a request costs one query on the runs table plus the new events of runs whose row
+changed.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from apollo.agent.context import ContextView
-from apollo.log.events import Event, Kind, RunRecord, RunStatus, canonical_json
+from apollo.log import schema
+from apollo.log.actions import ActionFold, action_texts
+from apollo.log.events import Event, Kind, RunRecord, RunStatus
 from apollo.log.store import Store
 
 AGENT = "agent"  # the actor of the agent's own events
@@ -33,92 +36,42 @@ def ended(status: str) -> bool:
     return status in _ENDED
 
 
-def _is_act_output(ev: Event) -> bool:
-    """An act call that produced an assistant message (the fold reads its tool calls)."""
-    p = ev.payload
-    return ev.kind == Kind.MODEL_CALL and p.get("purpose") == "act" and bool(p.get("output"))
-
-
 @dataclass
 class RunFold:
-    """The console's facts about one run, advanced event by event."""
+    """The console's facts about one run, advanced event by event: its actions as the one
+    fold of them reads them, plus what only the console counts."""
 
-    context: ContextView = field(default_factory=ContextView)
+    actions: ActionFold = field(default_factory=ActionFold)
     last_seq: int = 0
     # The agent's own first and last events: wall time and idleness are the agent's, so
     # labels and presence reports written after (or during) a run do not stretch them.
     first_ts: float | None = None
     last_ts: float | None = None
-    ended: bool = False
-    error_streak: int = 0
-    error_streak_from: int | None = None
-    repeat_key: str | None = None
-    repeat_tool: str = ""
-    repeat_count: int = 0
-    killed: dict[str, Any] | None = None
     prompt_tokens: int = 0
     completion_tokens: int = 0
     model_retries: int = 0
     presence_s: float = 0.0
     # When each annotator's last presence report arrived (the store's ts of the event).
     presence_at: dict[str, float] = field(default_factory=dict)
-    guidance_count: int = 0
-    labels: list[dict[str, Any]] = field(default_factory=list)
-    submissions: list[dict[str, Any]] = field(default_factory=list)
-    sessions: dict[str, dict[str, Any]] = field(default_factory=dict)
-    # Arguments of tool calls not yet answered, so an observation knows what was asked.
-    call_args: dict[str, tuple[str, dict[str, Any]]] = field(default_factory=dict)
 
-    def apply(self, ev: Event, outputs: dict[str, str]) -> None:
-        """Apply one event; `outputs` holds the texts of act calls' assistant messages."""
-        self.context.apply(ev)
+    def apply(self, ev: Event, texts: Mapping[str, str]) -> None:
+        """Apply one event; `texts` holds the texts of act calls' replies (`action_texts`)."""
+        self.actions.apply(ev, texts)
         self.last_seq = ev.seq
         if ev.actor == AGENT or ev.kind == Kind.RUN_FINISHED:
             if self.first_ts is None:
                 self.first_ts = ev.ts
             self.last_ts = ev.ts
-        p = ev.payload
-        if ev.kind == Kind.MODEL_CALL:
-            usage = p.get("usage") or {}
+        if (call := schema.MODEL_CALL.of(ev)) is not None:
+            usage = call.get("usage") or {}
             self.prompt_tokens += int(usage.get("prompt_tokens") or 0)
             self.completion_tokens += int(usage.get("completion_tokens") or 0)
-            if p.get("purpose") == "act" and p.get("output") in outputs:
-                self._actions(json.loads(outputs[p["output"]]))
         elif ev.kind == Kind.MODEL_RETRY:
             self.model_retries += 1
-        elif ev.kind == Kind.OBSERVATION:
-            self._observe(ev)
-        elif ev.kind == Kind.GUIDANCE:
-            self.guidance_count += 1
-        elif ev.kind == Kind.PRESENCE:
-            self._presence(ev)
-        elif ev.kind == Kind.LABEL:
-            self.labels.append(
-                {
-                    "step": p.get("step", ev.step),
-                    "verdict": p.get("verdict", ""),
-                    "reason": p.get("reason", ""),
-                    "source": p.get("source", "human"),
-                    "author": p.get("author", ev.actor),
-                }
-            )
-        elif ev.kind == Kind.SUBMISSION:
-            self.submissions.append(
-                {
-                    "n": p.get("n"),
-                    "score": p.get("score"),
-                    "status": p.get("status", "scored" if p.get("score") is not None else None),
-                    "error": p.get("error"),
-                    "final": bool(p.get("final")),
-                    "step": ev.step,
-                }
-            )
-        elif ev.kind == Kind.RUN_FINISHED:
-            self.ended = True
-        elif ev.kind == Kind.RUN_RESUMED:
-            self.ended = False
+        elif (presence := schema.PRESENCE.of(ev)) is not None:
+            self._presence(ev, presence)
 
-    def _presence(self, ev: Event) -> None:
+    def _presence(self, ev: Event, presence: schema.Presence) -> None:
         """Credit an annotator's report with at most the real time since their previous
         report on this run: the server measures, the report only caps (it says how much of
         that time the page was visible). A first report only starts the measurement."""
@@ -126,66 +79,9 @@ class RunFold:
         self.presence_at[ev.actor] = ev.ts
         if previous is None:
             return
-        try:
-            reported = float(ev.payload.get("seconds") or 0.0)
-        except (TypeError, ValueError):
-            return
+        reported = presence["seconds"]
         if math.isfinite(reported):
             self.presence_s += max(0.0, min(reported, ev.ts - previous))
-
-    def _actions(self, message: dict[str, Any]) -> None:
-        calls = message.get("tool_calls") or []
-        if not calls:
-            return
-        signature: list[tuple[str, Any]] = []
-        for c in calls:
-            fn = c.get("function") or {}
-            try:
-                args = json.loads(fn.get("arguments") or "{}")
-            except ValueError:
-                args = fn.get("arguments")
-            signature.append((fn.get("name", ""), args))
-            if c.get("id"):
-                self.call_args[c["id"]] = (
-                    fn.get("name", ""),
-                    args if isinstance(args, dict) else {},
-                )
-        # Same tools with the same arguments, ignoring call ids and the model's prose.
-        key = canonical_json(signature)
-        if key == self.repeat_key:
-            self.repeat_count += 1
-        else:
-            self.repeat_key, self.repeat_count = key, 1
-            self.repeat_tool = ", ".join(name for name, _ in signature)
-
-    def _observe(self, ev: Event) -> None:
-        p = ev.payload
-        if p.get("error"):
-            if self.error_streak == 0:
-                self.error_streak_from = ev.step
-            self.error_streak += 1
-        else:
-            self.error_streak, self.error_streak_from = 0, None
-        tool, args = self.call_args.pop(p.get("tool_call_id") or "", (p.get("tool"), {}))
-        meta = p.get("meta") or {}
-        sid = meta.get("session")
-        if tool == "session_start" and sid and not p.get("error"):
-            self.sessions[sid] = {
-                "id": sid,
-                "command": args.get("command"),
-                "running": True,
-                "exit_code": None,
-            }
-        elif tool == "session_output" and sid in self.sessions:
-            self.sessions[sid]["running"] = bool(meta.get("running"))
-            self.sessions[sid]["exit_code"] = meta.get("exit_code")
-        elif tool == "session_kill" and sid in self.sessions:
-            self.sessions[sid]["running"] = False
-            if meta.get("was_running"):
-                self.killed = {"session": sid, "step": ev.step, "runtime_s": meta.get("runtime_s")}
-        elif tool == "session_list" and isinstance(meta.get("running"), list):
-            for s in self.sessions.values():
-                s["running"] = s["id"] in meta["running"]
 
     # -- derived values -------------------------------------------------------------------
     def attention(self, status: str, now: float) -> list[dict[str, str]]:
@@ -194,37 +90,44 @@ class RunFold:
         out: list[dict[str, str]] = []
         if ended(status):
             return out
-        if self.error_streak >= STREAK:
-            since = f" since step {self.error_streak_from}" if self.error_streak_from else ""
+        errors, repeats = self.actions.error_streak, self.actions.repeat_streak
+        if errors.count >= STREAK:
+            since = f" since step {errors.since}" if errors.since else ""
             out.append(
                 {
                     "kind": "error_streak",
-                    "detail": f"{self.error_streak} failing tool results in a row{since}",
+                    "detail": f"{errors.count} failing tool results in a row{since}",
                 }
             )
-        if self.repeat_count >= STREAK:
+        if repeats.count >= STREAK:
             out.append(
                 {
                     "kind": "repeated_action",
-                    "detail": f"{self.repeat_tool} with the same arguments "
-                    f"{self.repeat_count} times in a row",
+                    "detail": f"{self._repeated_tools()} with the same arguments "
+                    f"{repeats.count} times in a row",
                 }
             )
         if self.idle(status, now):
             minutes = int((now - (self.last_ts or now)) // 60)
             out.append({"kind": "long_idle", "detail": f"no event for {minutes} min"})
-        if self.killed is not None:
-            k = self.killed
-            runtime = k.get("runtime_s")
+        if (killed := self.actions.killed) is not None:
+            runtime = killed.runtime_s
             after = f" after {float(runtime):.0f}s" if isinstance(runtime, int | float) else ""
             out.append(
                 {
                     "kind": "session_killed_early",
-                    "detail": f"session {k['session']} killed while running{after} "
-                    f"(step {k['step']})",
+                    "detail": f"session {killed.session} killed while running{after} "
+                    f"(step {killed.step})",
                 }
             )
         return out
+
+    def _repeated_tools(self) -> str:
+        """The tools of the action the repeat streak repeats: the latest one it counted."""
+        for action in reversed(self.actions.actions):
+            if action.calls and action.message is not None:
+                return ", ".join(c.name for c in action.calls)
+        return ""
 
     def idle(self, status: str, now: float) -> bool:
         return (
@@ -234,10 +137,11 @@ class RunFold:
         )
 
     def cost(self) -> dict[str, Any]:
-        work_s = self.context.work_s
+        work_s = self.actions.work_s
+        interventions = len(self.actions.guidance)
         return {
-            "interventions": self.guidance_count,
-            "interventions_per_hour": _per_hour(self.guidance_count, work_s),
+            "interventions": interventions,
+            "interventions_per_hour": _per_hour(interventions, work_s),
             "annotator_seconds": round(self.presence_s, 3),
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
@@ -248,27 +152,53 @@ class RunFold:
 
     def guidance(self) -> list[dict[str, Any]]:
         """Every guidance message with its state: queued, delivered at a step, or cancelled."""
-        out = []
-        for g in sorted(self.context.guidance.values(), key=lambda g: g.seq):
-            if g.delivered_step is not None:
-                state = "delivered"
-            elif g.cancelled:
-                state = "cancelled"
-            else:
-                state = "queued"
-            out.append(
-                {
-                    "id": g.id,
-                    "author": g.author,
-                    "kind": g.kind,
-                    "text": g.text,
-                    "urgent": g.urgent,
-                    "drift_from_step": g.drift_from_step,
-                    "state": state,
-                    "delivered_step": g.delivered_step,
-                }
-            )
-        return out
+        return [
+            {
+                "id": g.id,
+                "author": g.author,
+                "kind": g.kind,
+                "text": g.text,
+                "urgent": g.urgent,
+                "drift_from_step": g.drift_from_step,
+                "state": g.state,
+                "delivered_step": g.delivered_step,
+            }
+            for g in sorted(self.actions.guidance.values(), key=lambda g: g.seq)
+        ]
+
+    def sessions(self) -> list[dict[str, Any]]:
+        """The sessions the agent started, as its tool results tell."""
+        return [
+            {"id": s.id, "command": s.command, "running": s.running, "exit_code": s.exit_code}
+            for s in self.actions.sessions.values()
+        ]
+
+    def submissions(self) -> list[dict[str, Any]]:
+        """Every evaluation of the workspace, with the step it came after."""
+        return [
+            {
+                "n": s["n"],
+                "score": s["score"],
+                "status": s["status"],
+                "error": s["error"],
+                "final": bool(s["final"]),
+                "step": step,
+            }
+            for s, step in zip(self.actions.submissions, self.actions.submission_steps, strict=True)
+        ]
+
+    def labels(self) -> list[dict[str, Any]]:
+        """Every label on the run's actions, oldest first."""
+        return [
+            {
+                "step": lb.step,
+                "verdict": lb.verdict,
+                "reason": lb.reason,
+                "source": lb.source,
+                "author": lb.author,
+            }
+            for lb in self.actions.labels()
+        ]
 
 
 def _per_hour(count: int, work_s: float) -> float:
@@ -277,15 +207,13 @@ def _per_hour(count: int, work_s: float) -> float:
 
 def _budget(record: RunRecord, fold: RunFold) -> tuple[int | None, float | None]:
     """The run's step budget and working time left (before the run starts: the cap asked for)."""
-    started = fold.context.started
+    started = fold.actions.started
     if started is None:
         cap = (record.config.get("options") or {}).get("max_steps")
         return (int(cap) if cap else None), None
-    budget = started.get("budget") or {}
-    steps = budget.get("steps")
-    time_s = budget.get("working_time")
-    left = max(0.0, float(time_s) - fold.context.work_s) if time_s is not None else None
-    return (int(steps) if steps else None), (round(left, 3) if left is not None else None)
+    budget = started["budget"]
+    left = max(0.0, float(budget["working_time"]) - fold.actions.work_s)
+    return budget["steps"], round(left, 3)
 
 
 def summary(record: RunRecord, fold: RunFold, now: float) -> dict[str, Any]:
@@ -304,7 +232,7 @@ def summary(record: RunRecord, fold: RunFold, now: float) -> dict[str, Any]:
         "working_time_left_s": left,
         "last_score": record.last_score,
         "guidance_count": record.guidance_count,
-        "guidance_queued": len(fold.context.pending_guidance()),
+        "guidance_queued": len(fold.actions.pending_guidance()),
         "attention": fold.attention(record.status, now),
         "cost": fold.cost(),
     }
@@ -315,10 +243,10 @@ def detail(record: RunRecord, fold: RunFold, now: float) -> dict[str, Any]:
     return {
         **summary(record, fold, now),
         "config": record.config,
-        "sessions": list(fold.sessions.values()),
-        "submissions": list(fold.submissions),
+        "sessions": fold.sessions(),
+        "submissions": fold.submissions(),
         "guidance": fold.guidance(),
-        "labels": list(fold.labels),
+        "labels": fold.labels(),
     }
 
 
@@ -379,10 +307,9 @@ class RunCache:
     def _advance(self, fold: RunFold, events: list[Event]) -> None:
         if not events:
             return
-        blobs = [ev.payload["output"] for ev in events if _is_act_output(ev)]
-        outputs = self.store.get_blobs(blobs) if blobs else {}
+        texts = action_texts(self.store, events)
         for ev in events:
-            fold.apply(ev, outputs)
+            fold.apply(ev, texts)
 
     def summary(self, record: RunRecord, now: float) -> dict[str, Any]:
         """The run's summary (call `sync` or `fold` first)."""
@@ -396,27 +323,32 @@ class RunCache:
         return value
 
 
+def _shown_blob(ev: Event) -> tuple[str, str] | None:
+    """The blob an EventView expands, and the payload key its text goes under: a model
+    call's reply (`message`), a tool result's text (`content`), a summary's (`text`)."""
+    if (call := schema.MODEL_CALL.of(ev)) is not None:
+        output = call.get("output")
+        return ("message", output) if output else None
+    if (observation := schema.OBSERVATION.of(ev)) is not None:
+        return ("content", observation["message"]) if observation["message"] else None
+    if (summarized := schema.SUMMARY.of(ev)) is not None:
+        return ("text", summarized["messages"][0]) if summarized["messages"] else None
+    return None
+
+
 def expand(store: Store, events: Sequence[Event]) -> list[dict[str, Any]]:
     """EventViews: events with blob references expanded for display (docs/api.md)."""
-    wanted: list[str] = []
-    for ev in events:
-        p = ev.payload
-        if ev.kind == Kind.MODEL_CALL and p.get("output"):
-            wanted.append(p["output"])
-        elif ev.kind == Kind.OBSERVATION and p.get("message"):
-            wanted.append(p["message"])
-        elif ev.kind == Kind.SUMMARY and p.get("messages"):
-            wanted.append(p["messages"][0])
+    shown = [_shown_blob(ev) for ev in events]
+    wanted = [blob for _, blob in filter(None, shown)]
     texts = store.get_blobs(wanted) if wanted else {}
     out = []
-    for ev in events:
+    for ev, blob in zip(events, shown, strict=True):
         payload = dict(ev.payload)
-        if ev.kind == Kind.MODEL_CALL and payload.get("output"):
-            payload["message"] = json.loads(texts[payload["output"]])
-        elif ev.kind == Kind.OBSERVATION and payload.get("message"):
-            payload["content"] = json.loads(texts[payload["message"]]).get("content")
-        elif ev.kind == Kind.SUMMARY and payload.get("messages"):
-            payload["text"] = json.loads(texts[payload["messages"][0]]).get("content")
+        if blob is not None:
+            key, ref = blob
+            message = json.loads(texts[ref])
+            # A reply is shown whole (content, tool calls); a result or summary by its text.
+            payload[key] = message if key == "message" else message.get("content")
         out.append(
             {
                 "seq": ev.seq,

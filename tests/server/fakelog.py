@@ -6,11 +6,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from apollo.log import schema
 from apollo.log.calls import encode_input
-from apollo.log.events import Event, Kind, NewEvent, canonical_json
+from apollo.log.events import Event, NewEvent, canonical_json
+from apollo.log.outcome import resumable
 from apollo.log.store import Store
 
-BUDGET = {"working_time": 600.0, "steps": 50, "submissions": 2}
+BUDGET: schema.Budget = {"working_time": 600.0, "steps": 50, "submissions": 2}
 
 
 class FakeRun:
@@ -34,19 +36,21 @@ class FakeRun:
     def append(self, *events: NewEvent) -> list[Event]:
         return self.store.append(self.run_id, list(events))
 
-    def start(self, budget: dict[str, Any] | None = None) -> list[Event]:
+    def start(self, budget: schema.Budget | None = None) -> list[Event]:
         messages = [
             self._blob({"role": "system", "content": "You are an agent."}),
             self._blob({"role": "user", "content": "Do the task."}),
         ]
-        payload = {
+        started: schema.RunStarted = {
+            "schema": schema.SCHEMA_VERSION,
             "task": "fake-task",
+            "task_path": "tasks/fake-task",
             "model": "scripted",
             "budget": budget or BUDGET,
             "messages": messages,
             "tools": self.store.put_blob("[]"),
         }
-        return self.append(NewEvent(Kind.RUN_STARTED, payload))
+        return self.append(schema.RUN_STARTED.new(started))
 
     def act(
         self,
@@ -77,8 +81,7 @@ class FakeRun:
         encoded = encode_input(self.prev_call, self.prev_ids, list(self.ids))
         self.prev_ids = list(self.ids)
         output = self._blob(message)
-        call = NewEvent(
-            Kind.MODEL_CALL,
+        call = schema.MODEL_CALL.new(
             {
                 "purpose": "act",
                 "input": encoded,
@@ -93,8 +96,7 @@ class FakeRun:
         )
         [call_ev] = self.append(call)
         self.prev_call = call_ev.seq
-        obs = NewEvent(
-            Kind.OBSERVATION,
+        obs = schema.OBSERVATION.new(
             {
                 "tool_call_id": call_id,
                 "tool": tool,
@@ -112,25 +114,39 @@ class FakeRun:
 
     def deliver(self, guidance_id: str) -> list[Event]:
         """Deliver queued guidance at the next step boundary, as the agent does."""
-        event = NewEvent(
-            Kind.GUIDANCE_DELIVERED,
-            {"guidance_id": guidance_id, "step": self.step + 1},
-            step=self.step + 1,
-        )
-        return self.append(event)
+        turn = self._blob({"role": "user", "content": f"<real_user>{guidance_id}</real_user>"})
+        delivered: schema.GuidanceDelivered = {
+            "guidance_id": guidance_id,
+            "step": self.step + 1,
+            "message": turn,
+        }
+        return self.append(schema.GUIDANCE_DELIVERED.new(delivered, step=self.step + 1))
 
     def cancel(self, guidance_id: str) -> list[Event]:
-        event = NewEvent(
-            Kind.GUIDANCE_CANCELLED,
-            {"guidance_id": guidance_id, "reason": "the run ended (stopped) first"},
-            step=self.step,
-        )
-        return self.append(event)
+        cancelled: schema.GuidanceCancelled = {
+            "guidance_id": guidance_id,
+            "reason": "the run ended (stopped) first",
+        }
+        return self.append(schema.GUIDANCE_CANCELLED.new(cancelled, step=self.step))
 
     def submit(self, score: float, final: bool = False) -> list[Event]:
-        payload = {"n": 1, "score": score, "details": {}, "final": final, "work_s": self.work_s}
-        return self.append(NewEvent(Kind.SUBMISSION, payload, step=self.step))
+        submission: schema.Submission = {
+            "n": 1,
+            "score": score,
+            "details": {},
+            "error": None,
+            "status": "scored",
+            "final": final,
+            "note": "",
+            "work_s": self.work_s,
+        }
+        return self.append(schema.SUBMISSION.new(submission, step=self.step))
 
     def finish(self, status: str = "finished") -> list[Event]:
-        payload = {"status": status, "reason": "done", "work_s": self.work_s}
-        return self.append(NewEvent(Kind.RUN_FINISHED, payload, step=self.step))
+        finished: schema.RunFinished = {
+            "status": status,
+            "reason": "done",
+            "resumable": resumable(status),
+            "work_s": self.work_s,
+        }
+        return self.append(schema.RUN_FINISHED.new(finished, step=self.step))
