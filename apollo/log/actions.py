@@ -55,14 +55,15 @@ class Streak:
     key: object = None
     count: int = 0
     since: int | None = None  # the step the run began at
+    label: str = ""  # what the run is of, in words, as given when it began
 
-    def push(self, key: object, step: int | None = None) -> None:
+    def push(self, key: object, step: int | None = None, label: str = "") -> None:
         if key is None:
-            self.key, self.count, self.since = None, 0, None
+            self.key, self.count, self.since, self.label = None, 0, None, ""
         elif key == self.key:
             self.count += 1
         else:
-            self.key, self.count, self.since = key, 1, step
+            self.key, self.count, self.since, self.label = key, 1, step, label
 
 
 @dataclass(slots=True)
@@ -237,7 +238,13 @@ class Killed:
 
 @dataclass
 class ActionFold:
-    """Everything a run's log says about its actions, advanced one event at a time."""
+    """Everything a run's log says about its actions, advanced one event at a time.
+
+    With `history` off, only the latest action is kept (with no reply text) and results are
+    not listed: what a reader following many runs needs (the console), in constant memory
+    per run; streaks, sessions, guidance, labels and submissions are the same."""
+
+    history: bool = True
 
     started: schema.RunStarted | None = None
     actions: list[Action] = field(default_factory=list)
@@ -329,14 +336,20 @@ class ActionFold:
             chars=len(text) if text is not None else 0,
             labels=self._labels.pop(step, []),
         )
-        self.actions.append(action)
+        if self.history:
+            self.actions.append(action)
+        else:
+            self.actions = [action]
         self.last_step = max(self.last_step, step)
         self.pending = {c.id: c for c in calls}
         self._calls.update(self.pending)
         self.uncorrected = None if calls else (p.get("parse_error") or "")
         if calls and message is not None:
             # Same tools with the same arguments, ignoring call ids and the model's prose.
-            self.repeat_streak.push(action.signature(), step)
+            names = ", ".join(c.name for c in calls)
+            self.repeat_streak.push(action.signature(), step, names)
+        if not self.history:
+            action.message = None
 
     def _observe(self, ev: Event, p: schema.Observation, texts: Mapping[str, str] | None) -> None:
         text = texts.get(p["message"]) if texts else None
@@ -353,7 +366,8 @@ class ActionFold:
             meta=meta,
             content=str(json.loads(text).get("content") or "") if text is not None else None,
         )
-        self.results.append(result)
+        if self.history:
+            self.results.append(result)
         if self.actions:
             self.actions[-1].results.append(result)
         self.uncorrected = None

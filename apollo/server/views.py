@@ -41,7 +41,8 @@ class RunFold:
     """The console's facts about one run, advanced event by event: its actions as the one
     fold of them reads them, plus what only the console counts."""
 
-    actions: ActionFold = field(default_factory=ActionFold)
+    # The console follows every run: only the latest action is kept (constant memory).
+    actions: ActionFold = field(default_factory=lambda: ActionFold(history=False))
     last_seq: int = 0
     # The agent's own first and last events: wall time and idleness are the agent's, so
     # labels and presence reports written after (or during) a run do not stretch them.
@@ -103,7 +104,7 @@ class RunFold:
             out.append(
                 {
                     "kind": "repeated_action",
-                    "detail": f"{self._repeated_tools()} with the same arguments "
+                    "detail": f"{repeats.label} with the same arguments "
                     f"{repeats.count} times in a row",
                 }
             )
@@ -121,13 +122,6 @@ class RunFold:
                 }
             )
         return out
-
-    def _repeated_tools(self) -> str:
-        """The tools of the action the repeat streak repeats: the latest one it counted."""
-        for action in reversed(self.actions.actions):
-            if action.calls and action.message is not None:
-                return ", ".join(c.name for c in action.calls)
-        return ""
 
     def idle(self, status: str, now: float) -> bool:
         return (

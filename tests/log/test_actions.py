@@ -193,3 +193,25 @@ def test_the_shared_helpers() -> None:
     assert (streak.key, streak.count, streak.since) == ("b", 3, 3)
     streak.push(None)
     assert (streak.count, streak.since) == (0, None)
+
+
+def test_without_history_the_fold_keeps_the_same_facts_in_constant_memory(
+    tmp_path: Path,
+) -> None:
+    log = Log(tmp_path)
+    for step in (1, 2, 3):
+        (cid,) = log.act(step, ("run", '{"command": "make"}'))
+        log.result(step, cid, "run", "exit 2", error=True)
+    post_label(log.store, log.run_id, 1, "mask", "same failure again", author="ann")
+    events = log.store.events(log.run_id)
+    texts = action_texts(log.store, events)
+    light = ActionFold(history=False)
+    for ev in events:
+        light.apply(ev, texts)
+    full = fold_actions(events, texts)
+    assert len(light.actions) == 1 and light.results == [] and light.actions[0].message is None
+    assert len(full.actions) == 3 and len(full.results) == 3
+    for fold in (light, full):
+        assert (fold.error_streak.count, fold.repeat_streak.count) == (3, 3)
+        assert fold.repeat_streak.label == "run" and fold.last_step == 3
+        assert [(lb.step, lb.verdict) for lb in fold.labels()] == [(1, "mask")]
