@@ -13,9 +13,9 @@ from abc import ABC, abstractmethod
 from typing import Any, Protocol
 
 from apollo.export.windows import Sample
+from apollo.log.actions import CHARS_PER_TOKEN
 
 NAMES = ("openai", "trl", "tokenized", "sharegpt", "axolotl", "swift")
-CHARS_PER_TOKEN = 3.5
 
 
 class Format(Protocol):
