@@ -72,11 +72,13 @@ def _malformed(traj: Trajectory, cfg: RuleConfig) -> Iterator[Hit]:
 
 def _repeat(traj: Trajectory, cfg: RuleConfig) -> Iterator[Hit]:
     prev: Action | None = None
+    prev_signature = ""
     for a in traj.actions:
+        signature = a.signature()  # once per action: it parses the calls' arguments
         if (
             prev is not None
             and a.calls
-            and a.signature() == prev.signature()
+            and signature == prev_signature
             and a.outcome() == prev.outcome()
         ):
             yield Hit(
@@ -84,7 +86,7 @@ def _repeat(traj: Trajectory, cfg: RuleConfig) -> Iterator[Hit]:
                 "exact_repeat",
                 f"repeats step {prev.step} exactly (same call, same result)",
             )
-        prev = a
+        prev, prev_signature = a, signature
 
 
 def _undone(traj: Trajectory, cfg: RuleConfig) -> Iterator[Hit]:
