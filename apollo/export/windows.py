@@ -38,7 +38,8 @@ class WindowOptions:
     guidance: bool = True  # keep guidance as the <real_user> turns the model saw
 
 
-# The events a window is built from; observations are only referenced through call inputs.
+# The events a window is built from (guidance too, so the fold knows which turns are
+# delivered guidance); observations are only referenced through call inputs.
 EXPORT_KINDS = (
     Kind.RUN_STARTED,
     Kind.MODEL_CALL,
