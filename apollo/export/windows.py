@@ -18,12 +18,12 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from apollo.log import schema
+from apollo.log.actions import fold_actions
 from apollo.log.calls import apply_input
 from apollo.log.events import Event, Kind, RunRecord
 from apollo.log.store import Store, StoreError
-from apollo.supervise.labels import from_events
 from apollo.supervise.policy import Decision, Policy, decide
-from apollo.supervise.trajectory import act_steps
 
 
 class ExportError(Exception):
@@ -38,11 +38,13 @@ class WindowOptions:
     guidance: bool = True  # keep guidance as the <real_user> turns the model saw
 
 
-# The events a window is built from; observations are only referenced through call inputs.
+# The events a window is built from (guidance too, so the fold knows which turns are
+# delivered guidance); observations are only referenced through call inputs.
 EXPORT_KINDS = (
     Kind.RUN_STARTED,
     Kind.MODEL_CALL,
     Kind.SUMMARY,
+    Kind.GUIDANCE,
     Kind.GUIDANCE_DELIVERED,
     Kind.LABEL,
 )
@@ -105,14 +107,12 @@ def run_samples(
     """The samples of one run, in log order."""
     opts = options or WindowOptions()
     evs = list(events) if events is not None else store.events(run.id, kinds=EXPORT_KINDS)
-    decisions = decide(policy, act_steps(evs), from_events(evs))
-    tools = "[]"
-    guidance_blobs: set[str] = set()
-    for ev in evs:
-        if ev.kind == Kind.RUN_STARTED and ev.payload.get("tools"):
-            tools = store.get_blob(ev.payload["tools"])
-        elif ev.kind == Kind.GUIDANCE_DELIVERED and ev.payload.get("message"):
-            guidance_blobs.add(ev.payload["message"])
+    # The actions, their labels and the delivered guidance; no text is needed for those.
+    fold = fold_actions(evs)
+    decisions = decide(policy, fold.steps(), fold.labels())
+    started = fold.started
+    tools = store.get_blob(started["tools"]) if started and started["tools"] else "[]"
+    guidance_blobs = {g.message for g in fold.guidance.values() if g.message}
     prev_seq: int | None = None
     prev_ids: list[str] = []
     calls: list[_Call] = []
@@ -120,20 +120,21 @@ def run_samples(
     pending_summary: list[str] | None = None  # the decoded input of a summarize call
     index = 0
     for ev in evs:
-        p = ev.payload
-        if ev.kind == Kind.MODEL_CALL:
-            ids = apply_input(prev_seq, prev_ids, p["input"])
+        call = schema.MODEL_CALL.of(ev)
+        if call is not None:
+            ids = apply_input(prev_seq, prev_ids, call["input"])
             prev_seq, prev_ids = ev.seq, ids
-            if not p.get("output"):
+            output = call.get("output")
+            if not output:
                 continue  # a failed call produced nothing to learn from
-            if p.get("purpose") == "act":
+            if call["purpose"] == "act":
                 if calls:
                     _check_prefix(run.id, ev, calls[-1], last_ids, ids)
-                calls.append(_Call(ev.step or 0, len(ids), p["output"]))
+                calls.append(_Call(ev.step or 0, len(ids), output))
                 last_ids = ids
-            elif p.get("purpose") == "summarize" and opts.summaries:
+            elif call["purpose"] == "summarize" and opts.summaries:
                 pending_summary = ids
-        elif ev.kind == Kind.SUMMARY:
+        elif (summary := schema.SUMMARY.of(ev)) is not None:
             if calls:
                 yield _window(
                     store, run, index, last_ids, calls, tools, decisions, guidance_blobs, opts
@@ -142,7 +143,7 @@ def run_samples(
             calls, last_ids = [], []
             if pending_summary is not None:
                 yield _summary(
-                    store, run, index, pending_summary, p["messages"][0], guidance_blobs, opts
+                    store, run, index, pending_summary, summary["messages"][0], guidance_blobs, opts
                 )
                 index += 1
                 pending_summary = None

@@ -15,11 +15,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from apollo.llm.base import ChatModel, ModelError
+from apollo.log import schema
+from apollo.log.actions import CHARS_PER_TOKEN, Action
 from apollo.log.events import Event
 from apollo.log.store import Store
 from apollo.log.writes import LABEL_VERDICTS, post_label
 from apollo.supervise.prompts import prompt
-from apollo.supervise.trajectory import CHARS_PER_TOKEN, Action, Trajectory, strip_footer
+from apollo.supervise.trajectory import Trajectory
 
 _FENCE = re.compile(r"^```(?:json)?\s*|\s*```$", re.MULTILINE)
 
@@ -73,26 +75,26 @@ def render_step(a: Action, cfg: JudgeConfig, guidance: list[str]) -> str:
     if a.content:
         lines.append("Assistant: " + _clip(a.content, cfg.text_chars))
     for c in a.calls:
-        lines.append(f"Call: {c.name}({_clip(c.arguments, cfg.text_chars)})")
+        lines.append(f"Call: {c.name}({_clip(c.arguments or '', cfg.text_chars)})")
     for r in a.results:
         flag = " [error]" if r.error else ""
-        lines.append(f"Result{flag}: " + _clip(strip_footer(r.content), cfg.result_chars))
+        lines.append(f"Result{flag}: " + _clip(r.body, cfg.result_chars))
     return "\n".join(lines)
 
 
-def _score(submission: dict[str, Any]) -> str:
+def _score(submission: schema.Submission) -> str:
     """A submission's score in words; a failed evaluator says nothing about the agent."""
-    if submission.get("score") is not None:
+    if submission["score"] is not None:
         return f"{submission['score']:g}"
-    if submission.get("status") == "evaluator_error":
+    if submission["status"] == "evaluator_error":
         return "not scored (the evaluator itself failed; this says nothing about the work)"
-    return f"not scored ({submission.get('error') or 'no score'})"
+    return f"not scored ({submission['error'] or 'no score'})"
 
 
 def _header(traj: Trajectory, cfg: JudgeConfig) -> str:
     scores = [
-        f"step {s.get('step')}: {_score(s)}{' (final)' if s.get('final') else ''}"
-        for s in traj.submissions
+        f"step {step}: {_score(s)}{' (final)' if s['final'] else ''}"
+        for step, s in traj.submissions
     ]
     guidance = [
         f"- {g.id} by {g.author} ({g.kind}), delivered at step {g.delivered_step}"

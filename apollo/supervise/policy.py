@@ -16,8 +16,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from apollo.log.actions import Label
 from apollo.log.writes import LABEL_SOURCES
-from apollo.supervise.labels import Label, current
+from apollo.supervise.labels import current
 
 MODES = ("precedence", "any-mask", "keep-all")
 DEFAULT_ORDER: tuple[str, ...] = ("human", "judge", "rule")

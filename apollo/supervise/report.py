@@ -7,12 +7,13 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from apollo.log.actions import Action, Label
 from apollo.log.store import Store
 from apollo.supervise.judge import Judge, write_judge_labels
-from apollo.supervise.labels import Label, current, read_labels
+from apollo.supervise.labels import current, read_labels
 from apollo.supervise.policy import Decision, Policy, decide
 from apollo.supervise.rules import RuleConfig, apply_rules, sync_rule_labels
-from apollo.supervise.trajectory import Action, load_trajectory
+from apollo.supervise.trajectory import load_trajectory
 
 
 @dataclass

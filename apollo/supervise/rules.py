@@ -11,15 +11,14 @@ import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+from apollo.log.actions import Action, Label, Streak
 from apollo.log.events import Event
 from apollo.log.store import Store
 from apollo.log.writes import post_label
-from apollo.supervise.labels import Label, current, read_labels
-from apollo.supervise.trajectory import Action, Result, ToolUse, Trajectory
+from apollo.supervise.labels import current, read_labels
+from apollo.supervise.trajectory import Trajectory
 
 RULES_AUTHOR = "rules"
-# Tools whose use only waits or looks for news: polling when they bring nothing new.
-POLL_TOOLS = frozenset({"session_output", "session_list", "sleep"})
 _GIT_RESTORE = re.compile(r"\bgit\s+(?:checkout\s+(?:HEAD\s+)?--|restore)\s+(?P<paths>[^;&|]+)")
 
 
@@ -73,11 +72,13 @@ def _malformed(traj: Trajectory, cfg: RuleConfig) -> Iterator[Hit]:
 
 def _repeat(traj: Trajectory, cfg: RuleConfig) -> Iterator[Hit]:
     prev: Action | None = None
+    prev_signature = ""
     for a in traj.actions:
+        signature = a.signature()  # once per action: it parses the calls' arguments
         if (
             prev is not None
             and a.calls
-            and a.signature() == prev.signature()
+            and signature == prev_signature
             and a.outcome() == prev.outcome()
         ):
             yield Hit(
@@ -85,7 +86,7 @@ def _repeat(traj: Trajectory, cfg: RuleConfig) -> Iterator[Hit]:
                 "exact_repeat",
                 f"repeats step {prev.step} exactly (same call, same result)",
             )
-        prev = a
+        prev, prev_signature = a, signature
 
 
 def _undone(traj: Trajectory, cfg: RuleConfig) -> Iterator[Hit]:
@@ -94,8 +95,8 @@ def _undone(traj: Trajectory, cfg: RuleConfig) -> Iterator[Hit]:
     changes: dict[str, list[tuple[int, str | None, tuple[str, str] | None]]] = {}
     known: dict[str, str] = {}  # path -> the content the log shows it has
     for a in traj.actions:
-        for call, result in _paired(a):
-            args = call.args or {}
+        for call in a.calls:
+            result, args = call.result, call.args or {}
             if result is None or result.error:
                 continue
             meta = result.meta
@@ -137,32 +138,12 @@ def _undone(traj: Trajectory, cfg: RuleConfig) -> Iterator[Hit]:
                             yield Hit(step, "undone", f"the file was restored at step {a.step}")
 
 
-def _paired(a: Action) -> Iterator[tuple[ToolUse, Result | None]]:
-    by_id = {r.tool_call_id: r for r in a.results}
-    for call in a.calls:
-        yield call, by_id.get(call.id)
-
-
 def _idle(traj: Trajectory, cfg: RuleConfig) -> Iterator[Hit]:
-    streak = 0
+    polls = Streak()
     for a in traj.actions:
-        if a.calls and all(c.name in POLL_TOOLS for c in a.calls) and not _news(a):
-            streak += 1
-            if streak > cfg.poll_limit:
-                yield Hit(a.step, "idle_polling", f"poll {streak} in a row with nothing new")
-        else:
-            streak = 0
-
-
-def _news(a: Action) -> bool:
-    """Whether a polling action learned something: new output, an ended session, guidance."""
-    for r in a.results:
-        meta = r.meta
-        if meta.get("woke_on_guidance") or meta.get("new_bytes") or r.error:
-            return True
-        if "running" in meta and meta["running"] is False and r.tool == "session_output":
-            return True
-    return False
+        polls.push("poll" if a.polled_nothing() else None, a.step)
+        if polls.count > cfg.poll_limit:
+            yield Hit(a.step, "idle_polling", f"poll {polls.count} in a row with nothing new")
 
 
 def _drift(traj: Trajectory, cfg: RuleConfig) -> Iterator[Hit]:

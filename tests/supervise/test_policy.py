@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
+from apollo.log.actions import Label
 from apollo.log.writes import post_label
-from apollo.supervise.labels import Label
 from apollo.supervise.policy import Policy, decide
 from apollo.supervise.report import supervise_runs
 from tests.agent.harness import Outcome

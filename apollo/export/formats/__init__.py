@@ -14,9 +14,9 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from apollo.export.windows import Sample
+from apollo.log.actions import CHARS_PER_TOKEN, parse_arguments
 
 NAMES = ("openai", "trl", "tokenized", "sharegpt", "axolotl", "swift")
-CHARS_PER_TOKEN = 3.5
 
 
 class Format(Protocol):
@@ -69,11 +69,8 @@ class Estimated(ABC):
 def arguments_dict(text: str) -> Any:
     """Tool-call arguments as an object, for formats that want dicts. Arguments the model wrote
     that are not a JSON object stay the text it wrote (the tool got them so, and failed)."""
-    try:
-        value = json.loads(text or "{}")
-    except ValueError:
-        return text
-    return value if isinstance(value, dict) else text
+    args = parse_arguments(text)
+    return args if args is not None else text
 
 
 def with_dict_arguments(message: dict[str, Any]) -> dict[str, Any]:
