@@ -102,11 +102,11 @@ class ToolCall:
     name: str
     arguments: str | None = None  # the raw JSON text; None when the reply was not read
     result: Result | None = None
+    # The parsed arguments (None when they are not a JSON object, or were not read).
+    args: dict[str, Any] | None = field(init=False)
 
-    @property
-    def args(self) -> dict[str, Any] | None:
-        """The parsed arguments (None when they are not a JSON object, or were not read)."""
-        return parse_arguments(self.arguments) if self.arguments is not None else None
+    def __post_init__(self) -> None:
+        self.args = parse_arguments(self.arguments) if self.arguments is not None else None
 
 
 @dataclass(slots=True)
@@ -200,7 +200,7 @@ class Action:
     def signature(self) -> str:
         """The action's tool calls (names and arguments), comparable across steps."""
         return json.dumps(
-            [[c.name, a if (a := c.args) is not None else c.arguments] for c in self.calls],
+            [[c.name, c.args if c.args is not None else c.arguments] for c in self.calls],
             sort_keys=True,
         )
 
