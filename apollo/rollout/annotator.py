@@ -37,7 +37,7 @@ class RunFacts:
     fold: ActionFold = field(default_factory=ActionFold)
     fail_streak: Streak = field(default_factory=Streak)
     poll_streak: Streak = field(default_factory=Streak)
-    _fed: int = 0  # the fold's results already fed to the streaks
+    _fed: int = field(default=0, init=False)  # the fold's results fed to the streaks
 
     def apply(self, ev: Event, texts: Mapping[str, str] | None = None) -> None:
         """Apply one event; `texts` holds the replies of its actions (`action_texts`), which
@@ -49,9 +49,9 @@ class RunFacts:
 
     def _feed(self, result: Result) -> None:
         if result.tool == "run":
-            # The fold appends a result to the action it answers, the latest one.
-            action = self.fold.actions[-1] if self.fold.actions else None
-            call = next((c for c in action.calls if c.result is result), None) if action else None
+            # A result comes after the action it answers: the fold's latest one.
+            latest = self.fold.actions[-1:]
+            call = next((c for a in latest for c in a.calls if c.result is result), None)
             command = str(((call.args if call else None) or {}).get("command", ""))
             self.fail_streak.push(command if result.error else None, result.step)
         polled = result.tool in POLL_TOOLS and not result.meta.get("new_bytes")
