@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from apollo.env.task import Hint, Task
-from apollo.log.actions import POLL_TOOLS, ActionFold, Result, Streak, action_texts
-from apollo.log.events import Event, Role
+from apollo.log.actions import POLL_TOOLS, Action, ActionFold, Result, Streak, action_texts
+from apollo.log.events import Event, Kind, Role
 from apollo.log.store import Store
 from apollo.log.writes import post_guidance
 
@@ -37,21 +37,20 @@ class RunFacts:
     fold: ActionFold = field(default_factory=ActionFold)
     fail_streak: Streak = field(default_factory=Streak)
     poll_streak: Streak = field(default_factory=Streak)
-    _fed: int = field(default=0, init=False)  # the fold's results fed to the streaks
 
     def apply(self, ev: Event, texts: Mapping[str, str] | None = None) -> None:
         """Apply one event; `texts` holds the replies of its actions (`action_texts`), which
         say the commands of `run` calls."""
         self.fold.apply(ev, texts)
-        for result in self.fold.results[self._fed :]:
-            self._feed(result)
-        self._fed = len(self.fold.results)
+        if ev.kind == Kind.OBSERVATION and self.fold.actions:
+            # The fold adds each result to the latest action, whose calls it answers; read
+            # from there, the streaks need neither the fold's list of results nor its history.
+            action = self.fold.actions[-1]
+            self._feed(action, action.results[-1])
 
-    def _feed(self, result: Result) -> None:
+    def _feed(self, action: Action, result: Result) -> None:
         if result.tool == "run":
-            # A result comes after the action it answers: the fold's latest one.
-            latest = self.fold.actions[-1:]
-            call = next((c for a in latest for c in a.calls if c.result is result), None)
+            call = next((c for c in action.calls if c.result is result), None)
             command = str(((call.args if call else None) or {}).get("command", ""))
             self.fail_streak.push(command if result.error else None, result.step)
         polled = result.tool in POLL_TOOLS and not result.meta.get("new_bytes")
