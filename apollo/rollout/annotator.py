@@ -58,10 +58,12 @@ class RunFacts:
 
     @property
     def step(self) -> int:
+        """The latest step the agent acted at."""
         return self.fold.last_step
 
     @property
     def finished(self) -> bool:
+        """Whether the run has ended (and was not resumed since)."""
         return self.fold.outcome is not None
 
     @property
@@ -80,6 +82,7 @@ class RunFacts:
 
     @property
     def killed_early(self) -> bool:
+        """Whether the agent has killed a session that was still running."""
         return self.fold.killed is not None
 
 
