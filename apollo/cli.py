@@ -14,6 +14,7 @@ from apollo.export.cli import add_commands as add_export_commands
 from apollo.export.windows import ExportError
 from apollo.llm.base import CallLimits, ModelError
 from apollo.llm.embedded import EmbeddedError
+from apollo.log import schema
 from apollo.log.events import Kind, Role, check_annotator_name
 from apollo.log.store import StoreError
 from apollo.log.writes import GUIDANCE_KINDS, post_control, post_guidance
@@ -68,7 +69,7 @@ def _ended(home: Home, run_id: str, status: str) -> int:
     """The run's last line. Success (0) is a run that ended with a result: finished or out of
     budget, and scored unless its evaluator failed."""
     ends = home.open_store().events(run_id, kinds=[Kind.RUN_FINISHED])
-    failed = ends[-1].payload.get("evaluator_error") if ends else None
+    failed = schema.RUN_FINISHED.payload(ends[-1]).get("evaluator_error") if ends else None
     line = f"run {run_id} ended: {status}"
     if failed:
         # Its first line says how it failed; a traceback's last line says why.
@@ -240,8 +241,8 @@ def cmd_guide(args: argparse.Namespace, home: Home) -> int:
     )
     print(
         safe(
-            f"guidance {ev.payload['id']} queued for run {args.run} (seq {ev.seq}); "
-            "it is delivered at the agent's next step"
+            f"guidance {schema.GUIDANCE.payload(ev)['id']} queued for run {args.run} "
+            f"(seq {ev.seq}); it is delivered at the agent's next step"
         )
     )
     return 0

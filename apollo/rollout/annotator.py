@@ -8,21 +8,17 @@ never posts a hint twice.
 from __future__ import annotations
 
 import asyncio
-import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from apollo.env.task import Hint, Task
-from apollo.log.calls import call_output
+from apollo.log.actions import POLL_TOOLS, Action, ActionFold, Result, Streak, action_texts
 from apollo.log.events import Event, Kind, Role
-from apollo.log.outcome import fold_outcome
 from apollo.log.store import Store
 from apollo.log.writes import post_guidance
 
 SIMULATED_NAME = "simulated-annotator"
-# Tools whose repeated use with nothing new is polling.
-_POLL_TOOLS = {"session_output", "session_list", "sleep"}
 
 
 def ensure_identity(store: Store, name: str = SIMULATED_NAME) -> str:
@@ -34,60 +30,60 @@ def ensure_identity(store: Store, name: str = SIMULATED_NAME) -> str:
 
 @dataclass
 class RunFacts:
-    """What the triggers look at, folded from the run's events."""
+    """What the triggers look at: the run's actions (its ActionFold) and two streaks of its
+    results, the same failing `run` command in a row and polls that got no new output."""
 
-    step: int = 0
-    outcome: dict[str, Any] | None = None  # how the run ended (None while it is live)
-    posted: set[str] = field(default_factory=set)
-    scores: list[float] = field(default_factory=list)
-    killed_early: bool = False
-    fail_streak: int = 0
-    last_failed_command: str | None = None
-    poll_streak: int = 0
-    call_args: dict[str, tuple[str, dict[str, Any]]] = field(default_factory=dict)
+    me: str = SIMULATED_NAME  # the annotator whose hints count as posted
+    fold: ActionFold = field(default_factory=ActionFold)
+    fail_streak: Streak = field(default_factory=Streak)
+    poll_streak: Streak = field(default_factory=Streak)
+
+    def apply(self, ev: Event, texts: Mapping[str, str] | None = None) -> None:
+        """Apply one event; `texts` holds the replies of its actions (`action_texts`), which
+        say the commands of `run` calls."""
+        self.fold.apply(ev, texts)
+        if ev.kind == Kind.OBSERVATION and self.fold.actions:
+            # The fold adds each result to the latest action, whose calls it answers; read
+            # from there, the streaks need neither the fold's list of results nor its history.
+            action = self.fold.actions[-1]
+            self._feed(action, action.results[-1])
+
+    def _feed(self, action: Action, result: Result) -> None:
+        if result.tool == "run":
+            call = next((c for c in action.calls if c.result is result), None)
+            command = str(((call.args if call else None) or {}).get("command", ""))
+            self.fail_streak.push(command if result.error else None, result.step)
+        polled = result.tool in POLL_TOOLS and not result.meta.get("new_bytes")
+        self.poll_streak.push("poll" if polled else None, result.step)
+
+    @property
+    def step(self) -> int:
+        """The latest step the agent acted at."""
+        return self.fold.last_step
 
     @property
     def finished(self) -> bool:
-        return self.outcome is not None
+        """Whether the run has ended (and was not resumed since)."""
+        return self.fold.outcome is not None
 
-    def apply(self, ev: Event, me: str, store: Store) -> None:
-        p = ev.payload
-        if ev.kind == Kind.MODEL_CALL and p.get("purpose") == "act":
-            self.step = max(self.step, ev.step or 0)
-            if not any(c["name"] == "run" for c in p.get("calls", [])):
-                return
-            for call in call_output(store, p).get("tool_calls") or []:
-                try:
-                    args = json.loads(call["function"]["arguments"] or "{}")
-                except ValueError:
-                    args = {}
-                self.call_args[call["id"]] = (call["function"]["name"], args)
-        elif ev.kind == Kind.OBSERVATION:
-            self._observe(p)
-        elif ev.kind == Kind.GUIDANCE and ev.actor == me and p.get("hint_id"):
-            self.posted.add(p["hint_id"])
-        elif ev.kind == Kind.SUBMISSION and not p.get("final") and p.get("score") is not None:
-            self.scores.append(float(p["score"]))
-        elif ev.kind in (Kind.RUN_FINISHED, Kind.RUN_RESUMED):
-            self.outcome = fold_outcome(self.outcome, ev)
+    @property
+    def posted(self) -> set[str]:
+        """The hints this annotator has posted into the run."""
+        return {g.hint_id for g in self.fold.guidance.values() if g.author == self.me and g.hint_id}
 
-    def _observe(self, p: dict[str, Any]) -> None:
-        tool, args = self.call_args.pop(p.get("tool_call_id") or "", (p.get("tool"), {}))
-        meta = p.get("meta") or {}
-        if tool == "session_kill" and meta.get("was_running"):
-            self.killed_early = True
-        if tool == "run":
-            command = str(args.get("command", ""))
-            if p.get("error"):
-                same = command == self.last_failed_command
-                self.fail_streak = self.fail_streak + 1 if same else 1
-                self.last_failed_command = command
-            else:
-                self.fail_streak, self.last_failed_command = 0, None
-        if tool in _POLL_TOOLS and not meta.get("new_bytes"):
-            self.poll_streak += 1
-        else:
-            self.poll_streak = 0
+    @property
+    def scores(self) -> list[float]:
+        """The scores of the run's submissions so far (not the final one)."""
+        return [
+            float(s["score"])
+            for s in self.fold.submissions
+            if not s["final"] and s["score"] is not None
+        ]
+
+    @property
+    def killed_early(self) -> bool:
+        """Whether the agent has killed a session that was still running."""
+        return self.fold.killed is not None
 
 
 def hint_matches(hint: Hint, facts: RunFacts, workspace: Path) -> bool:
@@ -104,9 +100,9 @@ def hint_matches(hint: Hint, facts: RunFacts, workspace: Path) -> bool:
     if t.kind == "session_killed_early":
         return facts.killed_early
     if t.kind == "repeated_failure":
-        return facts.fail_streak >= (t.count or 1)
+        return facts.fail_streak.count >= (t.count or 1)
     if t.kind == "polling":
-        return facts.poll_streak >= (t.count or 1)
+        return facts.poll_streak.count >= (t.count or 1)
     return False
 
 
@@ -128,19 +124,23 @@ class SimulatedAnnotator:
         self.workspace = workspace
         self.name = ensure_identity(store, name)
         self.poll_interval_s = poll_interval_s
-        self.facts = RunFacts()
+        self.facts = RunFacts(me=self.name)
         self._seq = 0
 
     def check(self) -> list[Event]:
         """Read new events, post every hint whose trigger now holds; returns what it posted."""
-        for ev in self.store.events(self.run_id, after=self._seq):
-            self.facts.apply(ev, self.name, self.store)
+        events = self.store.events(self.run_id, after=self._seq)
+        texts = action_texts(self.store, events)
+        for ev in events:
+            self.facts.apply(ev, texts)
             self._seq = ev.seq
         posted: list[Event] = []
         if self.facts.finished:
             return posted
+        # The fold reads this check's hints back from the log at the next check.
+        done = self.facts.posted
         for hint in self.task.spec.hints:
-            if hint.id in self.facts.posted or not hint_matches(hint, self.facts, self.workspace):
+            if hint.id in done or not hint_matches(hint, self.facts, self.workspace):
                 continue
             posted.append(
                 post_guidance(
@@ -149,10 +149,10 @@ class SimulatedAnnotator:
                     author=self.name,
                     text=hint.text,
                     kind=hint.kind,
-                    extra={"hint_id": hint.id},
+                    hint_id=hint.id,
                 )
             )
-            self.facts.posted.add(hint.id)
+            done.add(hint.id)
         return posted
 
     async def follow(self) -> None:

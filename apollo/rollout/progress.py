@@ -10,6 +10,8 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from apollo.log import schema
+from apollo.log.actions import parse_arguments, strip_footer
 from apollo.log.calls import call_output
 from apollo.log.events import Event, Kind
 from apollo.log.store import Store
@@ -35,27 +37,26 @@ def duration(seconds: float) -> str:
     return f"{h}h{m:02d}m"
 
 
-def _retry(p: dict[str, Any]) -> str:
+def _retry(retry: schema.ModelRetry) -> str:
     """A model_retry line: how long the model has not answered and what happens next."""
-    attempt = int(p.get("attempt") or 0)
-    max_attempts = p.get("max_attempts")
+    max_attempts = retry["max_attempts"]
     of = (
-        f" of {int(max_attempts) - 1}"
+        f" of {max_attempts - 1}"
         if max_attempts
-        else f" (gives up after {duration(float(p.get('window_s') or 0))})"
+        else f" (gives up after {duration(retry['window_s'])})"
     )
-    what = "model" if p.get("purpose") == "act" else f"model ({p.get('purpose')})"
+    what = "model" if retry["purpose"] == "act" else f"model ({retry['purpose']})"
     return (
-        f"{what} not answering for {duration(float(p.get('since_s') or 0))}: "
-        f"retry {attempt}{of} in {duration(float(p.get('delay_s') or 0))} · "
-        f"{clip(str(p.get('error', '')), 70)}"
+        f"{what} not answering for {duration(retry['since_s'])}: "
+        f"retry {retry['attempt']}{of} in {duration(retry['delay_s'])} · "
+        f"{clip(retry['error'], 70)}"
     )
 
 
 def retry_summary(events: Iterable[Event]) -> str:
     """One line on what failed model attempts cost a run: retries and the time they took."""
-    retries = [ev.payload for ev in events if ev.kind == Kind.MODEL_RETRY]
-    spent = sum(float(p.get("waited_s") or 0) + float(p.get("delay_s") or 0) for p in retries)
+    retries = [r for r in map(schema.MODEL_RETRY.of, events) if r is not None]
+    spent = sum(r["waited_s"] + r["delay_s"] for r in retries)
     return f"model retries: {len(retries)} ({duration(spent)} spent on failed attempts and waits)"
 
 
@@ -91,68 +92,75 @@ def _call_summary(out: dict[str, Any]) -> str:
     parts = []
     for c in calls:
         fn = c["function"]
-        try:
-            args = json.loads(fn["arguments"] or "{}")
-            shown = ", ".join(f"{k}={clip(str(v), 60)}" for k, v in args.items())
-        except ValueError:
+        args = parse_arguments(fn["arguments"])
+        if args is None:
             shown = clip(fn["arguments"] or "", 60)
+        else:
+            shown = ", ".join(f"{k}={clip(str(v), 60)}" for k, v in args.items())
         parts.append(f"{fn['name']}({shown})")
     return "; ".join(parts)
 
 
 def describe(ev: Event, store: Store) -> str | None:
     """A line for an event, or None for events not worth a line."""
-    p = ev.payload
     k = ev.kind
     stamp = time.strftime("%H:%M:%S", time.localtime(ev.ts))
     step = f"step {ev.step:>4}" if ev.step else "         "
     if k == Kind.RUN_STARTED:
-        text = f"run started: task {p.get('task')} · model {p.get('model')}"
+        started = schema.RUN_STARTED.payload(ev)
+        text = f"run started: task {started['task']} · model {started['model']}"
     elif k == Kind.RUN_RESUMED:
-        text = f"run resumed · sessions reattached: {', '.join(p.get('sessions') or []) or 'none'}"
-        if p.get("rerun"):
-            text += f" · reads cut by the crash made again: {len(p['rerun'])}"
+        resumed = schema.RUN_RESUMED.payload(ev)
+        text = f"run resumed · sessions reattached: {', '.join(resumed['sessions']) or 'none'}"
+        if resumed["rerun"]:
+            text += f" · reads cut by the crash made again: {len(resumed['rerun'])}"
     elif k == Kind.MODEL_CALL:
-        if p.get("error"):
-            text = f"model call FAILED: {clip(p['error'], 90)}"
-        elif p.get("purpose") == "summarize":
+        call = schema.MODEL_CALL.payload(ev)
+        if call.get("error"):
+            text = f"model call FAILED: {clip(call['error'], 90)}"
+        elif call["purpose"] == "summarize":
             text = "summarizing the older half of the context"
         else:
-            text = f"→ {_call_summary(call_output(store, p))}"
+            text = f"→ {_call_summary(call_output(store, call))}"
     elif k == Kind.MODEL_RETRY:
-        text = _retry(p)
+        text = _retry(schema.MODEL_RETRY.payload(ev))
     elif k == Kind.OBSERVATION:
-        msg = json.loads(store.get_blob(p["message"]))
-        body = str(msg.get("content") or "").rsplit("\n\n[step ", 1)[0]
-        flag = "ERROR " if p.get("error") else ""
-        text = f"← {flag}{p.get('tool') or 'malformed call'}: {clip(body, 90)}"
+        obs = schema.OBSERVATION.payload(ev)
+        msg = json.loads(store.get_blob(obs["message"]))
+        body = strip_footer(str(msg.get("content") or ""))
+        flag = "ERROR " if obs["error"] else ""
+        text = f"← {flag}{obs['tool'] or 'malformed call'}: {clip(body, 90)}"
     elif k == Kind.GUIDANCE:
-        text = f"guidance queued from {ev.actor} [{p.get('kind')}]: {clip(p.get('text', ''), 80)}"
+        guidance = schema.GUIDANCE.payload(ev)
+        text = f"guidance queued from {ev.actor} [{guidance['kind']}]: {clip(guidance['text'], 80)}"
     elif k == Kind.GUIDANCE_DELIVERED:
-        text = f"guidance {p.get('guidance_id')} delivered at step {p.get('step')}"
+        delivered = schema.GUIDANCE_DELIVERED.payload(ev)
+        text = f"guidance {delivered['guidance_id']} delivered at step {delivered['step']}"
     elif k == Kind.SUMMARY:
-        first, last = p["covers"]
+        first, last = schema.SUMMARY.payload(ev)["covers"]
         text = f"context summarized (steps {first}-{last} condensed)"
     elif k == Kind.CONTROL:
-        text = f"control: {p.get('action')} by {ev.actor}"
+        text = f"control: {schema.CONTROL.payload(ev)['action']} by {ev.actor}"
     elif k == Kind.SUBMISSION:
-        score = p.get("score")
-        what = "final score" if p.get("final") else f"submission {p.get('n')}"
+        sub = schema.SUBMISSION.payload(ev)
+        score = sub["score"]
+        what = "final score" if sub["final"] else f"submission {sub['n']}"
         if score is not None:
             text = f"{what}: {score:g}"
-        elif p.get("status") == "evaluator_error":
-            text = f"{what}: none, the EVALUATOR FAILED: {clip(str(p.get('error')), 90)}"
+        elif sub["status"] == "evaluator_error":
+            text = f"{what}: none, the EVALUATOR FAILED: {clip(str(sub['error']), 90)}"
         else:
-            text = f"{what}: error: {clip(str(p.get('error')), 90)}"
+            text = f"{what}: error: {clip(str(sub['error']), 90)}"
     elif k == Kind.SESSIONS_CLOSED:
         closed = [
-            f"{c['id']} ({c['new_bytes']} bytes{', killed' if c.get('killed') else ''})"
-            for c in p["sessions"]
+            f"{c['id']} ({c['new_bytes']} bytes{', killed' if c['killed'] else ''})"
+            for c in schema.SESSIONS_CLOSED.payload(ev)["sessions"]
         ]
         text = f"unread session output recorded at run end: {', '.join(closed)}"
     elif k == Kind.RUN_FINISHED:
-        text = f"run {p.get('status')}: {clip(str(p.get('reason', '')), 90)}"
-        if p.get("resumable"):
+        finished = schema.RUN_FINISHED.payload(ev)
+        text = f"run {finished['status']}: {clip(finished['reason'], 90)}"
+        if finished["resumable"]:
             text += f" · resumable: `apollo resume {ev.run_id}`"
     else:
         return None

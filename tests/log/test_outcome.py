@@ -39,14 +39,14 @@ def test_the_outcome_is_the_last_run_finished_not_followed_by_a_resume(tmp_path:
     assert final_outcome(store.events(run_id)) == failed
     facts = RunFacts()
     for ev in store.events(run_id):
-        facts.apply(ev, "me", store)
+        facts.apply(ev)
     assert facts.finished
     assert load_trajectory(store, run_id).status == "failed"
 
     resumed = store.append_one(run_id, Kind.RUN_RESUMED, {"sessions": []})
     # Live again: neither the failure nor anything else is the outcome now.
     assert final_outcome(store.events(run_id)) is None
-    facts.apply(resumed, "me", store)
+    facts.apply(resumed)
     assert not facts.finished  # the simulated annotator follows the resumed run
     trajectory = load_trajectory(store, run_id)
     assert (trajectory.status, trajectory.finish_reason) == (None, None)
