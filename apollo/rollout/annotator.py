@@ -34,7 +34,8 @@ class RunFacts:
     results, the same failing `run` command in a row and polls that got no new output."""
 
     me: str = SIMULATED_NAME  # the annotator whose hints count as posted
-    fold: ActionFold = field(default_factory=ActionFold)
+    # The latest action is all the triggers read: constant memory however long the run.
+    fold: ActionFold = field(default_factory=lambda: ActionFold(history=False))
     fail_streak: Streak = field(default_factory=Streak)
     poll_streak: Streak = field(default_factory=Streak)
 
