@@ -4,6 +4,7 @@ against the pin; a changed package is an error, never served."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from pathlib import Path
 
@@ -136,3 +137,16 @@ def test_the_default_models_packages_give_the_pinned_gguf(tmp_path: Path) -> Non
     with open(path, "rb") as f:
         assert f.read(4) == b"GGUF"
     assert models.status(models.DEFAULT, tmp_path) == "ready"
+
+
+def test_listed_speeds_are_the_recorded_benchmark_figures() -> None:
+    recorded = json.loads(
+        (Path(__file__).parents[2] / "benchmarks/results/embedded_models.json").read_text()
+    )["models"]
+    for spec in models.MODELS.values():
+        assert spec.speed is not None, spec.name
+        row = recorded[spec.name][f"threads_{spec.speed.threads}"]
+        assert (spec.speed.prompt_tok_s, spec.speed.gen_tok_s) == (
+            row["prompt_tok_s"],
+            row["gen_tok_s"],
+        )
