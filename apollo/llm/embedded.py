@@ -3,8 +3,8 @@
 The GGUFs come from PyPI packages, checked against pinned hashes (apollo/llm/models.py). The
 server is a child process speaking the OpenAI API, so the agent uses the same HTTP client path
 as with a production endpoint. Its settings were measured here (docs/design.md "Embedded
-models"): `logits_all` off (on, llama.cpp keeps a vocabulary-sized row of logits for every
-position of the context), and as many threads as the load leaves cores idle: llama.cpp's
+models"): `logits_all` off (on, llama-cpp-python keeps a vocabulary-sized row of scores for
+every token it evaluates), and as many threads as the load leaves cores idle: llama.cpp's
 threads wait for each other at every layer, so one that is descheduled stalls them all.
 """
 
