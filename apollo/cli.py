@@ -12,7 +12,9 @@ from apollo.env.sandbox import SandboxUnavailable
 from apollo.env.task import TaskSpecError, builtin_tasks, resolve_task
 from apollo.export.cli import add_commands as add_export_commands
 from apollo.export.windows import ExportError
+from apollo.llm import models, sampling
 from apollo.llm.base import CallLimits, ModelError
+from apollo.llm.cli import add_commands as add_models_commands
 from apollo.llm.embedded import EmbeddedError
 from apollo.log import schema
 from apollo.log.events import Kind, Role, check_annotator_name
@@ -34,6 +36,10 @@ from apollo.supervise.cli import add_commands as add_supervise_commands
 from apollo.terminal import safe
 
 CLI_AUTHOR = "cli"
+MODEL_HELP = (
+    f"'embedded' (the default embedded model, {models.DEFAULT.name}), 'embedded:NAME' "
+    "(see `apollo models`) or an OpenAI-compatible base URL (…/v1)"
+)
 # `apollo run` flags that set the model's CallLimits (apollo/llm/base.py), by field name.
 LIMIT_FLAGS = {
     "connect_s": ("--connect-timeout", float, "seconds to open a connection"),
@@ -85,7 +91,7 @@ def cmd_run(args: argparse.Namespace, home: Home) -> int:
 
     task = resolve_task(args.task)
     options = RunOptions(
-        model=args.model,
+        model=models.canonical(args.model),
         model_name=args.model_name,
         api_key_env=args.api_key_env,
         annotator=args.annotator,
@@ -94,6 +100,7 @@ def cmd_run(args: argparse.Namespace, home: Home) -> int:
         constrain=args.constrain,
         max_steps=args.max_steps,
         min_steps=args.min_steps,
+        params=sampling.params(args),
         model_limits=_model_limits(args),
     )
     if args.queue:
@@ -101,7 +108,9 @@ def cmd_run(args: argparse.Namespace, home: Home) -> int:
         print(safe(f"run {run_id} queued: a running `apollo serve` on home {home.path} drives it"))
         return 0
     run_id = Runner(home).create(task, options)
-    print(safe(f"run {run_id}  task {task.id}  model {args.model}  home {home.path}"), flush=True)
+    print(
+        safe(f"run {run_id}  task {task.id}  model {options.model}  home {home.path}"), flush=True
+    )
     status = asyncio.run(_drive(home, run_id, args.quiet))
     return _ended(home, run_id, status)
 
@@ -126,9 +135,20 @@ def cmd_serve(args: argparse.Namespace, home: Home) -> int:
             limits=limits,
             login_limit=login_limit,
             on_event=printer_,
+            embedded=_embedded_choice(args.model),
         )
     )
     return 0
+
+
+def _embedded_choice(model: str) -> str:
+    """`model` as the embedded model console runs get; a ValueError for anything else."""
+    if models.parse(model) is None:
+        raise ValueError(
+            f"--model {model!r}: give 'embedded' or 'embedded:NAME' (see `apollo models`); "
+            "console runs use other models through `apollo endpoints add`"
+        )
+    return models.canonical(model)
 
 
 def cmd_demo(args: argparse.Namespace, home: Home) -> int:
@@ -137,7 +157,15 @@ def cmd_demo(args: argparse.Namespace, home: Home) -> int:
     store = home.open_store()
     printer_ = None if args.quiet else printer(store)
     asyncio.run(
-        demo(home, args.host, args.port, steps=args.steps, model=args.model, on_event=printer_)
+        demo(
+            home,
+            args.host,
+            args.port,
+            steps=args.steps,
+            model=models.canonical(args.model),
+            params=sampling.params(args),
+            on_event=printer_,
+        )
     )
     return 0
 
@@ -326,11 +354,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("run", cmd_run, "run a task end to end, with live progress")
     p.add_argument("task", help="a built-in task id (see `apollo tasks`) or a task folder")
-    p.add_argument(
-        "--model",
-        default="embedded",
-        help="'embedded' (packaged SmolLM2 on llama.cpp) or an OpenAI-compatible base URL",
-    )
+    p.add_argument("--model", default=models.EMBEDDED, help=MODEL_HELP)
     p.add_argument("--model-name", default="default", help="model name sent to the endpoint")
     p.add_argument("--api-key-env", help="environment variable that holds the endpoint's API key")
     p.add_argument(
@@ -352,6 +376,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--max-steps", type=int, help="stop after this many steps (below the task's)")
     p.add_argument("--min-steps", type=int, default=0, help="refuse `finish` before this step")
+    sampling.add_options(p)
     defaults = CallLimits()
     for dest, (flag, kind, help_) in LIMIT_FLAGS.items():
         default = getattr(defaults, dest)
@@ -363,6 +388,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     p = add("serve", cmd_serve, "serve the console and drive runs (loopback unless told)")
+    p.add_argument(
+        "--model",
+        default=models.EMBEDDED,
+        help="the embedded model runs started from the console on 'embedded' get: "
+        f"'embedded' ({models.DEFAULT.name}) or 'embedded:NAME' (see `apollo models`)",
+    )
     p.add_argument("--host", default=DEFAULT_HOST, help="interface to listen on")
     p.add_argument("--port", type=int, default=DEFAULT_PORT)
     p.add_argument(
@@ -402,7 +433,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default=DEFAULT_HOST, help="interface to listen on")
     p.add_argument("--port", type=int, default=DEFAULT_PORT)
     p.add_argument("--steps", type=int, default=DEMO_STEPS, help="steps each demo run takes")
-    p.add_argument("--model", default="embedded", help="'embedded' or an OpenAI-compatible URL")
+    p.add_argument("--model", default=models.EMBEDDED, help=MODEL_HELP)
+    sampling.add_options(p)
     p.add_argument("--quiet", action="store_true", help="no live progress in the terminal")
 
     p = add(
@@ -454,6 +486,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("tasks", cmd_tasks, "list built-in tasks (id first)")
     add_supervise_commands(sub, add)
     add_export_commands(sub, add)
+    add_models_commands(sub, add)
 
     p = add(
         "endpoints",

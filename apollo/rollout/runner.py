@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -16,23 +16,26 @@ from apollo.agent.loop import Agent, AgentConfig
 from apollo.env.sandbox import Sandbox
 from apollo.env.task import Task, load_task
 from apollo.env.workspace import Workspace
+from apollo.llm import models
 from apollo.llm.base import CallLimits, ChatModel
 from apollo.llm.embedded import LIMITS as EMBEDDED_LIMITS
-from apollo.llm.embedded import EmbeddedModel
+from apollo.llm.embedded import EmbeddedPool
 from apollo.llm.openai_client import OpenAIChatModel
 from apollo.log.events import Event
 from apollo.log.store import Store, StoreBusy, StoreError
 from apollo.rollout.annotator import SimulatedAnnotator
 from apollo.rollout.home import Home
 
-EMBEDDED = "embedded"
+EMBEDDED = models.EMBEDDED
 
 
 @dataclass
 class RunOptions:
     """How to run a task; stored with the run so resume uses the same settings."""
 
-    model: str = EMBEDDED  # "embedded" or an OpenAI-compatible base URL (…/v1)
+    # "embedded:NAME" (`embedded` alone: the default, apollo/llm/models.py) or an
+    # OpenAI-compatible base URL (…/v1)
+    model: str = EMBEDDED
     model_name: str = "default"
     api_key_env: str | None = None  # name of the environment variable holding the key
     annotator: str = "none"  # "simulated" or "none"
@@ -41,7 +44,7 @@ class RunOptions:
     constrain: str | None = None  # constrained decoding for endpoints that support it
     max_steps: int | None = None  # cap below the task's step budget
     min_steps: int = 0  # refuse `finish` before this step
-    params: dict[str, Any] = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)  # sampling: temperature, top_p, ...
     # Overrides of the model's CallLimits (timeouts, retry window), by field name.
     model_limits: dict[str, Any] = field(default_factory=dict)
 
@@ -80,6 +83,7 @@ def register_run(store: Store, home: Home, task: Task, options: RunOptions, **ex
     `extra` goes into the stored config too (the server marks runs `queued` and records who
     `started_by`). Raises SandboxUnavailable, before anything is written, when commands could
     not be sandboxed."""
+    models.parse(options.model)  # refuses an unknown embedded model before anything is written
     if options.annotator not in ("simulated", "none"):
         raise ValueError(f"unknown annotator {options.annotator!r}; use simulated or none")
     CallLimits().updated(options.model_limits)  # refuses unknown names and bad values
@@ -95,55 +99,53 @@ def register_run(store: Store, home: Home, task: Task, options: RunOptions, **ex
 
 
 class Runner:
-    """Creates runs and drives them; one embedded model server is shared by all runs.
+    """Creates runs and drives them; each run on an embedded model gets a server of its own
+    while it is driven (`EmbeddedPool`), endpoint models are shared.
 
-    `on_event` sees every event of every run this runner drives (live progress lines)."""
+    `on_event` sees every event of every run this runner drives (live progress lines);
+    `default_embedded` is the embedded model (`embedded:NAME`) runs started from the console
+    on `embedded` get."""
 
     def __init__(
         self,
         home: Home,
         store: Store | None = None,
         on_event: Callable[[Event], None] | None = None,
+        default_embedded: str = EMBEDDED,
     ) -> None:
         self.home = home
+        self.default_embedded = models.canonical(default_embedded)
         self.store = store or home.open_store()
         self.on_event = on_event
         self._models: dict[str, ChatModel] = {}
-        self._embedded: EmbeddedModel | None = None
-        # Runs started together ask for their model at once: one of them starts the embedded
-        # server while the others wait for it, rather than calling a server not up yet.
-        self._model_lock = asyncio.Lock()
+        self.embedded = EmbeddedPool(models.cache_dir(home.path))
 
     def create(self, task: Task, options: RunOptions, **extra: Any) -> str:
         """Register a new run of `task` (see `register_run`)."""
         return register_run(self.store, self.home, task, options, **extra)
 
-    async def model(self, options: RunOptions) -> ChatModel:
-        """The chat model for a run's options (started on first use, then shared)."""
-        async with self._model_lock:
-            return await self._model(options)
-
-    async def _model(self, options: RunOptions) -> ChatModel:
-        limits = sorted(options.model_limits.items())
-        key = f"{options.model}|{options.model_name}|{options.constrain}|{limits}"
-        if key in self._models:
-            return self._models[key]
-        model: ChatModel
-        if options.model == EMBEDDED:
-            if self._embedded is None:
-                self._embedded = EmbeddedModel()
-                await self._embedded.start()
-            model = self._embedded.chat_model(limits=EMBEDDED_LIMITS.updated(options.model_limits))
-        else:
-            model = OpenAIChatModel(
+    @contextlib.asynccontextmanager
+    async def model(self, options: RunOptions) -> AsyncIterator[ChatModel]:
+        """The chat model for one run's options, for the block: an embedded server leased
+        for the run alone, or an endpoint's client (made on first use, then shared)."""
+        spec = models.parse(options.model)
+        if spec is not None:
+            async with self.embedded.lease(spec) as server:
+                limits = EMBEDDED_LIMITS.updated(options.model_limits)
+                async with server.chat_model(limits=limits) as model:
+                    yield model
+            return
+        limits_key = sorted(options.model_limits.items())
+        key = f"{options.model}|{options.model_name}|{options.constrain}|{limits_key}"
+        if key not in self._models:
+            self._models[key] = OpenAIChatModel(
                 options.model,
                 model=options.model_name,
                 api_key_env=options.api_key_env,
                 constrain=options.constrain,
                 limits=CallLimits().updated(options.model_limits),
             )
-        self._models[key] = model
-        return model
+        yield self._models[key]
 
     async def drive(self, run_id: str, on_event: Callable[[Event], None] | None = None) -> str:
         """Run or resume `run_id` until it ends; returns its final status."""
@@ -154,6 +156,7 @@ class Runner:
         task = load_task(record.config["task_path"])
         lock = self.home.lock_run(run_id)
         annotator_task: asyncio.Task[None] | None = None
+        model_lease = contextlib.AsyncExitStack()
         try:
             run_dir = self.home.run_dir(run_id)
             opener = Workspace.open if (run_dir / "workspace").is_dir() else Workspace.create
@@ -165,7 +168,7 @@ class Runner:
             )
             if options.summary_threshold_tokens:
                 config.summary_threshold_tokens = options.summary_threshold_tokens
-            model = await self.model(options)
+            model = await model_lease.enter_async_context(self.model(options))
             events = on_event or self.on_event
             agent = Agent(self.store, run_id, task, workspace, model, config, events)
             if options.annotator == "simulated":
@@ -183,10 +186,10 @@ class Runner:
                 annotator_task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await annotator_task
+            await model_lease.aclose()
             lock.close()
 
     async def aclose(self) -> None:
         for model in self._models.values():
             await model.aclose()
-        if self._embedded is not None:
-            await self._embedded.stop()
+        await self.embedded.aclose()

@@ -178,7 +178,7 @@ async def start_run(body: StartRunRequest, who: CurrentPrincipal, state: AppStat
         raise HTTPException(422, f"task: unknown task {body.task!r}; use one of {known}")
     endpoint = _endpoint(state, body.model)
     options = RunOptions(
-        model=endpoint.url if endpoint else EMBEDDED,
+        model=endpoint.url if endpoint else scheduler.runner.default_embedded,
         model_name=endpoint.model_name if endpoint else "default",
         api_key_env=endpoint.api_key_env if endpoint else None,
         annotator=body.annotator,

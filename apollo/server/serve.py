@@ -30,6 +30,7 @@ from uvicorn.config import LOGGING_CONFIG
 from uvicorn.logging import AccessFormatter, DefaultFormatter
 
 from apollo.env.task import Task, resolve_task
+from apollo.llm import models
 from apollo.log.events import Event, Role
 from apollo.rollout.home import Home
 from apollo.rollout.runner import EMBEDDED, Runner, RunOptions
@@ -164,11 +165,13 @@ async def serve(
     on_event: Callable[[Event], None] | None = None,
     limits: RunLimits | None = None,
     login_limit: LoginLimit | None = None,
+    embedded: str = EMBEDDED,
 ) -> None:
     """Serve the console on host:port and drive runs in the same loop until interrupted.
     `on_event` sees every event of the runs this server drives (terminal progress);
-    `limits` caps the runs driven at once, `login_limit` failed logins."""
-    runner = Runner(home, on_event=on_event)
+    `limits` caps the runs driven at once, `login_limit` failed logins; `embedded` is the
+    embedded model console runs on `embedded` get (`embedded:NAME`)."""
+    runner = Runner(home, on_event=on_event, default_embedded=embedded)
     loop = asyncio.get_running_loop()
     # Signal handlers can only be set from the main thread (tests run servers in others).
     signals = (signal.SIGINT, signal.SIGTERM)
@@ -207,12 +210,15 @@ async def demo(
     tasks: Sequence[str] = DEMO_TASKS,
     steps: int = DEMO_STEPS,
     model: str = EMBEDDED,
+    params: dict[str, Any] | None = None,
     log_level: str = "warning",
     say: Callable[[str], None] = print,
     on_event: Callable[[Event], None] | None = None,
 ) -> None:
     """Serve the console with demo runs queued: the embedded model on built-in tasks, each
-    followed by the simulated annotator. Prints a one-time admin token to sign in with."""
+    followed by the simulated annotator. Prints a one-time admin token to sign in with.
+    `model` is what the demo runs use (console runs get it too when it is embedded), `params`
+    their sampling."""
     demo_tasks = [resolve_task(t) for t in tasks]
     store = home.open_store()
     try:
@@ -225,6 +231,7 @@ async def demo(
             summary_threshold_tokens=DEMO_SUMMARY_THRESHOLD,
             max_steps=steps,
             min_steps=steps,
+            params=dict(params or {}),
         )
         for task in demo_tasks:
             run_id = queue_run(store, home, task, options, started_by=name)
@@ -232,4 +239,7 @@ async def demo(
     finally:
         store.close()
     say(f"sign in at http://{host}:{port}/login as {name} with token {token}")
-    await serve(home, host, port, log_level=log_level, say=say, on_event=on_event)
+    embedded = model if models.parse(model) else EMBEDDED
+    await serve(
+        home, host, port, log_level=log_level, say=say, on_event=on_event, embedded=embedded
+    )

