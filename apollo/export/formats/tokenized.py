@@ -1,17 +1,26 @@
 """Tokenized samples for a given Hugging Face tokenizer and chat template: `input_ids` and
 `labels`, with -100 on every token not trained.
 
-The token ids are the tokenizer's `apply_chat_template` of the sample's exact messages, checked
-token for token on every sample. A kept assistant turn is trained from the end of its role
-header through its end-of-turn marker (the model must learn to stop); role headers, separators
-and every other message are not. Each turn's span is found by rendering the conversation up to
-it, which is only sound when every render is a prefix of the next: that is checked, and a
-template that rewrites earlier turns (some drop old reasoning after a new user turn) fails.
+The token ids are the tokenizer's `apply_chat_template` of the sample's exact messages: the
+text tokenized is checked, on every sample, to be that template's render of the whole
+conversation. A kept assistant turn is trained from the end of its role header through its
+end-of-turn marker (the model must learn to stop); role headers, separators and every other
+message are not.
+
+Turns are located by rendering incrementally: a window is cut into segments (each assistant
+turn alone, the messages between turns together) and each segment is rendered once, after the
+window's opening (the messages before its first turn), so a render costs the segment, not the
+conversation before it. The pieces must join to exactly the full render; a template whose
+pieces do not (one that numbers turns, or looks further back than the opening) is located the
+exact slow way instead, by rendering the conversation up to each turn. That is only sound when
+every render is a prefix of the next: it is checked, and a template that rewrites earlier turns
+(some drop old reasoning after a new user turn) fails.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -109,12 +118,9 @@ class Tokenized:
 
     name = "tokenized"
 
-    def __init__(
-        self, tokenizer: Any = None, chat_template: str = AUTO, verify: bool = True
-    ) -> None:
+    def __init__(self, tokenizer: Any = None, chat_template: str = AUTO) -> None:
         self.tokenizer = tokenizer if tokenizer is not None else load_tokenizer()
         self.template, self.template_name = resolve_template(self.tokenizer, chat_template)
-        self.verify = verify
         name = getattr(self.tokenizer, "name_or_path", "") or type(self.tokenizer).__name__
         self.token_source = f"tokenizer {name}, chat template {self.template_name}"
         self._last: tuple[int, int] = (0, 0)
@@ -131,10 +137,66 @@ class Tokenized:
         )
         return text
 
+    def pieces(self, sample: Sample) -> list[Piece] | None:
+        """The sample's render cut into pieces, each rendered once after the window's opening;
+        None when the template's output for a segment depends on more than the opening (the
+        caller then locates turns the exact slow way). The pieces' texts are not yet checked
+        against the full render: `encode` does that."""
+        msgs, tools, weights = sample.messages, sample.tools, sample.weights
+        turns = [i for i, w in enumerate(weights) if w is not None]
+        if not turns or turns[0] == 0:
+            return None  # no opening to render segments after
+        opening = msgs[: turns[0]]
+        try:
+            base = self.render(opening, tools)
+            prompted = self.render(opening, tools, prompt=True)
+        except Exception:  # a template that refuses the opening alone: use the exact way
+            return None
+        if not prompted.startswith(base):
+            return None
+        header = len(prompted) - len(base)  # the generation prompt, the role header of a turn
+        out = [Piece(base, None, 0)]
+        bounds = [*turns, len(msgs)]
+        for turn, end in zip(turns, bounds[1:], strict=True):
+            segments = [(turn, turn + 1, weights[turn])]
+            if end > turn + 1:
+                segments.append((turn + 1, end, None))
+            for a, b, weight in segments:
+                try:
+                    text = self.render([*opening, *msgs[a:b]], tools)
+                except Exception:
+                    return None
+                if not text.startswith(base):
+                    return None
+                piece = Piece(text[len(base) :], weight, header if weight is not None else 0)
+                if weight is not None and not piece.text.startswith(prompted[len(base) :]):
+                    return None
+                out.append(piece)
+        return out
+
     def spans(
         self, sample: Sample, full: str
     ) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
-        """Character spans of trained turns and of masked assistant turns in `full`."""
+        """Character spans of trained turns and of masked assistant turns in `full`, the
+        sample's full render: from its pieces, or by rendering up to each turn when the
+        pieces do not join to `full`."""
+        pieces = self.pieces(sample)
+        if pieces is None or "".join(p.text for p in pieces) != full:
+            return self._prefix_spans(sample, full)
+        trained: list[tuple[int, int]] = []
+        masked: list[tuple[int, int]] = []
+        pos = 0
+        for p in pieces:
+            if p.weight is not None:
+                # Whitespace the template puts after the end-of-turn marker is not the model's.
+                span = (pos + p.header, _rstrip_end(full, pos + len(p.text)))
+                (trained if p.weight else masked).append(span)
+            pos += len(p.text)
+        return trained, masked
+
+    def _prefix_spans(
+        self, sample: Sample, full: str
+    ) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
         trained: list[tuple[int, int]] = []
         masked: list[tuple[int, int]] = []
         msgs, tools = sample.messages, sample.tools
@@ -149,37 +211,35 @@ class Tokenized:
                     f"message {i} differently once later messages follow, so the turn cannot "
                     "be located exactly; use a template that keeps earlier turns as they were"
                 )
-            # Whitespace the template puts after the end-of-turn marker is not the model's.
-            span = (len(head), len(upto.rstrip()))
+            span = (len(head), _rstrip_end(full, len(upto)))
             (trained if w else masked).append(span)
         return trained, masked
 
     def encode(self, sample: Sample) -> dict[str, Any]:
+        # The full render is apply_chat_template's text; its tokens are apply_chat_template's
+        # tokens, since that tokenizes its render exactly so (no special tokens added).
         full = self.render(sample.messages, sample.tools)
         trained, masked = self.spans(sample, full)
         enc = self.tokenizer(full, add_special_tokens=False, return_offsets_mapping=True)
         ids: list[int] = list(enc["input_ids"])
-        if self.verify:
-            reference = self.tokenizer.apply_chat_template(
-                sample.messages,
-                tools=sample.tools or None,
-                chat_template=self.template,
-                tokenize=True,
-                return_dict=False,
-            )
-            if list(reference) != ids:
-                raise ExportError(
-                    f"run {sample.run_id} window {sample.index}: tokenizing the rendered text "
-                    "does not give apply_chat_template's tokens"
-                )
         labels = [IGNORE] * len(ids)
-        n_masked = 0
+        # Spans are disjoint and in order, as are the tokens: one pass labels them all.
+        marks = sorted([(a, b, True) for a, b in trained] + [(a, b, False) for a, b in masked])
+        n_trained = n_masked = 0
+        j = 0
         for k, (start, _) in enumerate(enc["offset_mapping"]):
-            if any(a <= start < b for a, b in trained):
-                labels[k] = ids[k]
-            elif any(a <= start < b for a, b in masked):
-                n_masked += 1
-        self._last = (sum(1 for x in labels if x != IGNORE), n_masked)
+            while j < len(marks) and marks[j][1] <= start:
+                j += 1
+            if j == len(marks):
+                break
+            a, _, train = marks[j]
+            if a <= start:
+                if train:
+                    labels[k] = ids[k]
+                    n_trained += 1
+                else:
+                    n_masked += 1
+        self._last = (n_trained, n_masked)
         return {"input_ids": ids, "labels": labels}
 
     def encode_line(self, sample: Sample) -> tuple[str, dict[str, Any] | None]:
@@ -188,3 +248,20 @@ class Tokenized:
 
     def tokens(self, sample: Sample, record: dict[str, Any] | None) -> tuple[int, int]:
         return self._last
+
+
+@dataclass(frozen=True, slots=True)
+class Piece:
+    """A segment's render: `weight` is the turn's (None for the messages between turns) and
+    `header` the length of the role header that opens a turn (never trained)."""
+
+    text: str
+    weight: int | None
+    header: int
+
+
+def _rstrip_end(text: str, end: int) -> int:
+    """Where `text[:end].rstrip()` ends, without copying the text."""
+    while end > 0 and text[end - 1].isspace():
+        end -= 1
+    return end
