@@ -91,7 +91,8 @@ def reference(fmt: Tokenized, sample: Sample) -> dict[str, Any]:
         return text
 
     full = render(msgs)
-    trained, masked = [], []
+    trained: list[tuple[int, int]] = []
+    masked: list[tuple[int, int]] = []
     for i, w in enumerate(sample.weights):
         if w is None:
             continue
