@@ -57,6 +57,15 @@ GROUPING = """\
 {%- if add_generation_prompt %}<|im_start|>assistant
 {% endif %}"""
 
+# Plain-text role markers: the tokenizer has no token to cut at between turns.
+PLAIN = """\
+{%- for message in messages %}### {{ message.role }}
+{{ message.content or '' }}\
+{% for tc in message.tool_calls or [] %} CALL {{ tc.function.arguments }}{% endfor %}
+{% endfor %}
+{%- if add_generation_prompt %}### assistant
+{% endif %}"""
+
 # Counts the turns: prefix-consistent, but a turn's render depends on every earlier message.
 NUMBERED = """\
 {%- for message in messages %}<|im_start|>{{ message.role }} {{ loop.index }}
@@ -112,7 +121,7 @@ def reference(fmt: Tokenized, sample: Sample) -> dict[str, Any]:
     return {"input_ids": ids, "labels": labels, "tokens": (n_trained, n_masked)}
 
 
-def check(fmt: Tokenized, sample: Sample) -> None:
+def check(fmt: Tokenized, sample: Sample, cuts: bool = True) -> None:
     """The incremental record is the reference record, and its pieces join to the tokenizer's
     own render of the whole conversation."""
     pieces = fmt.pieces(sample)
@@ -124,6 +133,8 @@ def check(fmt: Tokenized, sample: Sample) -> None:
         tokenize=False,
     )
     assert "".join(p.text for p in pieces) == full
+    spans = fmt.locate(sample, full)[1]
+    assert fmt._cuts_are_exact(pieces, spans, full) == cuts  # tokenized piece by piece or whole
     ref = reference(fmt, sample)
     rec = fmt.encode(sample)
     assert (
@@ -214,31 +225,35 @@ def test_every_window_of_a_real_run_matches_the_whole_render(
         check(fmt, s)
 
 
-@pytest.mark.parametrize("template", ["apollo", "grouping"])
+@pytest.mark.parametrize("template", ["apollo", "grouping", "plain"])
 def test_awkward_turns_match_the_whole_render(
     tokenizer: Any, tmp_path: Path, template: str
 ) -> None:
-    if template == "grouping":
-        (tmp_path / "grouping.jinja").write_text(GROUPING)
-        template = str(tmp_path / "grouping.jinja")
+    cuts = template != "plain"
+    if template != "apollo":
+        (tmp_path / "t.jinja").write_text(GROUPING if template == "grouping" else PLAIN)
+        template = str(tmp_path / "t.jinja")
     fmt = Tokenized(tokenizer, template)
-    check(fmt, sample(AWKWARD))
-    check(fmt, sample(AWKWARD, tools=[]))
-    check(fmt, sample(AWKWARD[1:]))  # no system message
+    check(fmt, sample(AWKWARD), cuts)
+    check(fmt, sample(AWKWARD, tools=[]), cuts)
+    check(fmt, sample(AWKWARD[1:]), cuts)  # no system message
 
 
-def test_each_message_is_rendered_once_beyond_the_whole_render(tokenizer: Any) -> None:
+def test_each_message_is_rendered_once_beyond_the_whole_render(
+    tokenizer: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     fmt = Tokenized(tokenizer)
     s = sample(AWKWARD)
     seen: dict[int, int] = {}
-    plain = fmt.render
+    plain = tokenizer.apply_chat_template
 
-    def counting(messages: list[dict[str, Any]], tools: Any, prompt: bool = False) -> str:
-        for m in messages:
+    def counting(conversation: list[Any], *args: Any, **kwargs: Any) -> Any:
+        batch = conversation if isinstance(conversation[0], list) else [conversation]
+        for m in (m for conv in batch for m in conv):
             seen[id(m)] = seen.get(id(m), 0) + 1
-        return plain(messages, tools, prompt)
+        return plain(conversation, *args, **kwargs)
 
-    fmt.render = counting  # type: ignore[method-assign]
+    monkeypatch.setattr(tokenizer, "apply_chat_template", counting)
     fmt.encode(s)
     opening = 2  # system and task, rendered before every segment
     counts = [seen.get(id(m), 0) for m in s.messages]
