@@ -15,6 +15,11 @@ pieces do not (one that numbers turns, or looks further back than the opening) i
 exact slow way instead, by rendering the conversation up to each turn. That is only sound when
 every render is a prefix of the next: it is checked, and a template that rewrites earlier turns
 (some drop old reasoning after a new user turn) fails.
+
+Where every piece starts with an added token (ChatML's `<|im_start|>`), at which the tokenizer
+cuts its input and tokenizes each side alone, the pieces are tokenized one by one, which gives
+the same tokens; only turns need token offsets, to find where their role header ends.
+Otherwise the full render is tokenized at once.
 """
 
 from __future__ import annotations
