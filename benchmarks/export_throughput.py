@@ -5,8 +5,8 @@ The store is written straight through the Store API with events and blobs shaped
 the agent writes them (run_started, guidance, guidance_delivered, model_call act with a delta
 input, observation, summarize call + summary every `--window` steps, labels), in a child
 process, so the parent's peak RSS is the export's alone. `openai` exports the whole store;
-`tokenized` (jinja renders and a tokenizer per turn, far slower) exports the first
-`--tokenized-runs` runs and reports its own rate.
+`tokenized` (a chat-template render per segment and a tokenizer, slower) exports the first
+`--tokenized-runs` runs and reports its own rate (`tokenized_steps_per_s`).
 
     python benchmarks/export_throughput.py [--runs 1000] [--steps 1000]
 """

@@ -1,17 +1,31 @@
 """Tokenized samples for a given Hugging Face tokenizer and chat template: `input_ids` and
 `labels`, with -100 on every token not trained.
 
-The token ids are the tokenizer's `apply_chat_template` of the sample's exact messages, checked
-token for token on every sample. A kept assistant turn is trained from the end of its role
-header through its end-of-turn marker (the model must learn to stop); role headers, separators
-and every other message are not. Each turn's span is found by rendering the conversation up to
-it, which is only sound when every render is a prefix of the next: that is checked, and a
-template that rewrites earlier turns (some drop old reasoning after a new user turn) fails.
+The token ids are the tokenizer's `apply_chat_template` of the sample's exact messages: the
+text tokenized is checked, on every sample, to be that template's render of the whole
+conversation. A kept assistant turn is trained from the end of its role header through its
+end-of-turn marker (the model must learn to stop); role headers, separators and every other
+message are not.
+
+Turns are located by rendering incrementally: a window is cut into segments (each assistant
+turn alone, the messages between turns together) and each segment is rendered once, after the
+window's opening (the messages before its first turn), so a render costs the segment, not the
+conversation before it. The pieces must join to exactly the full render; a template whose
+pieces do not (one that numbers turns, or looks further back than the opening) is located the
+exact slow way instead, by rendering the conversation up to each turn. That is only sound when
+every render is a prefix of the next: it is checked, and a template that rewrites earlier turns
+(some drop old reasoning after a new user turn) fails.
+
+Where every piece starts with an added token (ChatML's `<|im_start|>`), at which the tokenizer
+cuts its input and tokenizes each side alone, the pieces are tokenized one by one, which gives
+the same tokens; only turns need token offsets, to find where their role header ends.
+Otherwise the full render is tokenized at once.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -109,14 +123,12 @@ class Tokenized:
 
     name = "tokenized"
 
-    def __init__(
-        self, tokenizer: Any = None, chat_template: str = AUTO, verify: bool = True
-    ) -> None:
+    def __init__(self, tokenizer: Any = None, chat_template: str = AUTO) -> None:
         self.tokenizer = tokenizer if tokenizer is not None else load_tokenizer()
         self.template, self.template_name = resolve_template(self.tokenizer, chat_template)
-        self.verify = verify
         name = getattr(self.tokenizer, "name_or_path", "") or type(self.tokenizer).__name__
         self.token_source = f"tokenizer {name}, chat template {self.template_name}"
+        self._added = _cutting_tokens(self.tokenizer)
         self._last: tuple[int, int] = (0, 0)
 
     def render(
@@ -131,12 +143,73 @@ class Tokenized:
         )
         return text
 
-    def spans(
-        self, sample: Sample, full: str
-    ) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
-        """Character spans of trained turns and of masked assistant turns in `full`."""
-        trained: list[tuple[int, int]] = []
-        masked: list[tuple[int, int]] = []
+    def render_batch(
+        self, conversations: list[list[dict[str, Any]]], tools: list[dict[str, Any]]
+    ) -> list[str]:
+        """`render` of each conversation, in one call (the template's setup is paid once)."""
+        texts: list[str] = self.tokenizer.apply_chat_template(
+            conversations, tools=tools or None, chat_template=self.template, tokenize=False
+        )
+        return texts
+
+    def pieces(self, sample: Sample) -> list[Piece] | None:
+        """The sample's render cut into pieces, each segment rendered once after the window's
+        opening (all in one batch); None when there is no opening or the template's output
+        for a segment is not the opening's followed by more (the caller then locates turns
+        the exact slow way). Whether the pieces join to the full render is for the caller to
+        check."""
+        msgs, tools, weights = sample.messages, sample.tools, sample.weights
+        turns = [i for i, w in enumerate(weights) if w is not None]
+        if not turns or turns[0] == 0:
+            return None
+        opening = msgs[: turns[0]]
+        segments: list[tuple[int, int, int | None]] = []
+        for turn, end in zip(turns, [*turns[1:], len(msgs)], strict=True):
+            segments.append((turn, turn + 1, weights[turn]))
+            if end > turn + 1:
+                segments.append((turn + 1, end, None))
+        try:
+            prompted = self.render(opening, tools, prompt=True)
+            base, *texts = self.render_batch(
+                [opening, *([*opening, *msgs[a:b]] for a, b, _ in segments)], tools
+            )
+        except Exception:  # a template that refuses a conversation cut so: use the exact way
+            return None
+        if not prompted.startswith(base):
+            return None
+        header = prompted[len(base) :]  # the generation prompt: the role header of a turn
+        out = [Piece(base, None, 0)]
+        for (_, _, weight), text in zip(segments, texts, strict=True):
+            if not text.startswith(base):
+                return None
+            piece = text[len(base) :]
+            if weight is None:
+                out.append(Piece(piece, None, 0))
+            elif piece.startswith(header):
+                out.append(Piece(piece, weight, len(header)))
+            else:
+                return None
+        return out
+
+    def locate(self, sample: Sample, full: str) -> tuple[list[Piece] | None, list[Span]]:
+        """The turns' character spans in `full`, the sample's full render, in order: from its
+        pieces (returned too), or by rendering up to each turn when the pieces do not join
+        to `full` (then no pieces)."""
+        pieces = self.pieces(sample)
+        if pieces is None or "".join(p.text for p in pieces) != full:
+            return None, self._prefix_spans(sample, full)
+        spans: list[Span] = []
+        pos = 0
+        for p in pieces:
+            if p.weight is not None:
+                # Whitespace the template puts after the end-of-turn marker is not the model's.
+                end = _rstrip_end(full, pos + len(p.text))
+                spans.append(Span(pos + p.header, end, bool(p.weight)))
+            pos += len(p.text)
+        return pieces, spans
+
+    def _prefix_spans(self, sample: Sample, full: str) -> list[Span]:
+        spans: list[Span] = []
         msgs, tools = sample.messages, sample.tools
         for i, w in enumerate(sample.weights):
             if w is None:
@@ -149,38 +222,97 @@ class Tokenized:
                     f"message {i} differently once later messages follow, so the turn cannot "
                     "be located exactly; use a template that keeps earlier turns as they were"
                 )
-            # Whitespace the template puts after the end-of-turn marker is not the model's.
-            span = (len(head), len(upto.rstrip()))
-            (trained if w else masked).append(span)
-        return trained, masked
+            spans.append(Span(len(head), _rstrip_end(full, len(upto)), bool(w)))
+        return spans
 
     def encode(self, sample: Sample) -> dict[str, Any]:
+        # The full render is apply_chat_template's text; its tokens are apply_chat_template's
+        # tokens, since that tokenizes its render exactly so (no special tokens added).
         full = self.render(sample.messages, sample.tools)
-        trained, masked = self.spans(sample, full)
+        pieces, spans = self.locate(sample, full)
+        if pieces is not None and self._cuts_are_exact(pieces, spans, full):
+            ids, labels, n_masked = self._encode_pieces(pieces, spans)
+        else:
+            ids, labels, n_masked = self._encode_whole(full, spans)
+        self._last = (len(ids) - labels.count(IGNORE), n_masked)
+        return {"input_ids": ids, "labels": labels}
+
+    def _cuts_are_exact(self, pieces: list[Piece], spans: list[Span], full: str) -> bool:
+        """Whether the pieces, tokenized one by one, give the tokens of `full`: every piece
+        after the first starts with an added token that no other added token's occurrence
+        straddles (the tokenizer cuts there and tokenizes each side alone), and each turn's
+        span lies within its piece."""
+        if self._added is None:
+            return False
+        pos = len(pieces[0].text)
+        turns = iter(spans)
+        for p in pieces[1:]:
+            if p.text:
+                if not p.text.startswith(self._added):
+                    return False
+                for t in self._added:
+                    if full.find(t, max(0, pos - len(t) + 1), pos + len(t) - 1) != -1:
+                        return False
+            if p.weight is not None:
+                span = next(turns)
+                if not pos <= span.start <= span.end <= pos + len(p.text):
+                    return False
+            pos += len(p.text)
+        return True
+
+    def _encode_pieces(
+        self, pieces: list[Piece], spans: list[Span]
+    ) -> tuple[list[int], list[int], int]:
+        # Only a turn needs token offsets (to find the end of its role header); the rest,
+        # most of the text, is tokenized without them, at a third of the cost.
+        backend = self.tokenizer.backend_tokenizer
+        turns = [p.text for p in pieces if p.weight is not None]
+        rest = [p.text for p in pieces if p.weight is None]
+        turn_enc = iter(backend.encode_batch(turns, add_special_tokens=False))
+        rest_enc = iter(backend.encode_batch_fast(rest, add_special_tokens=False))
+        turn_spans = iter(spans)
+        ids: list[int] = []
+        labels: list[int] = []
+        n_masked = 0
+        pos = 0
+        for p in pieces:
+            if p.weight is None:
+                piece_ids = next(rest_enc).ids
+                ids += piece_ids
+                labels += [IGNORE] * len(piece_ids)
+            else:
+                enc, span = next(turn_enc), next(turn_spans)
+                a, b = span.start - pos, span.end - pos
+                for token, (start, _) in zip(enc.ids, enc.offsets, strict=True):
+                    ids.append(token)
+                    if not a <= start < b:
+                        labels.append(IGNORE)
+                    elif span.trained:
+                        labels.append(token)
+                    else:
+                        labels.append(IGNORE)
+                        n_masked += 1
+            pos += len(p.text)
+        return ids, labels, n_masked
+
+    def _encode_whole(self, full: str, spans: list[Span]) -> tuple[list[int], list[int], int]:
         enc = self.tokenizer(full, add_special_tokens=False, return_offsets_mapping=True)
         ids: list[int] = list(enc["input_ids"])
-        if self.verify:
-            reference = self.tokenizer.apply_chat_template(
-                sample.messages,
-                tools=sample.tools or None,
-                chat_template=self.template,
-                tokenize=True,
-                return_dict=False,
-            )
-            if list(reference) != ids:
-                raise ExportError(
-                    f"run {sample.run_id} window {sample.index}: tokenizing the rendered text "
-                    "does not give apply_chat_template's tokens"
-                )
         labels = [IGNORE] * len(ids)
         n_masked = 0
+        # Spans are disjoint and in order, as are the tokens: one pass labels them all.
+        j = 0
         for k, (start, _) in enumerate(enc["offset_mapping"]):
-            if any(a <= start < b for a, b in trained):
-                labels[k] = ids[k]
-            elif any(a <= start < b for a, b in masked):
-                n_masked += 1
-        self._last = (sum(1 for x in labels if x != IGNORE), n_masked)
-        return {"input_ids": ids, "labels": labels}
+            while j < len(spans) and spans[j].end <= start:
+                j += 1
+            if j == len(spans):
+                break
+            if spans[j].start <= start:
+                if spans[j].trained:
+                    labels[k] = ids[k]
+                else:
+                    n_masked += 1
+        return ids, labels, n_masked
 
     def encode_line(self, sample: Sample) -> tuple[str, dict[str, Any] | None]:
         record = self.encode(sample)
@@ -188,3 +320,48 @@ class Tokenized:
 
     def tokens(self, sample: Sample, record: dict[str, Any] | None) -> tuple[int, int]:
         return self._last
+
+
+@dataclass(frozen=True, slots=True)
+class Piece:
+    """A segment's render: `weight` is the turn's (None for the messages between turns) and
+    `header` the length of the role header that opens a turn (never trained)."""
+
+    text: str
+    weight: int | None
+    header: int
+
+
+@dataclass(frozen=True, slots=True)
+class Span:
+    """Where a turn lies in the full render, and whether it is trained."""
+
+    start: int
+    end: int
+    trained: bool
+
+
+def _rstrip_end(text: str, end: int) -> int:
+    """Where `text[:end].rstrip()` ends, without copying the text."""
+    while end > 0 and text[end - 1].isspace():
+        end -= 1
+    return end
+
+
+def _cutting_tokens(tokenizer: Any) -> tuple[str, ...] | None:
+    """The added tokens' texts when the tokenizer cuts its input at each of them, as written,
+    and tokenizes what lies between them independently (a fast tokenizer whose added tokens
+    strip nothing and match the raw text, nothing truncated or padded); else None."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    added = list(getattr(tokenizer, "added_tokens_decoder", {}).values())
+    if (
+        backend is None
+        or not added
+        or backend.truncation
+        or backend.padding
+        or backend.encode_special_tokens
+        or getattr(tokenizer, "split_special_tokens", False)
+        or any(t.lstrip or t.rstrip or t.single_word or t.normalized for t in added)
+    ):
+        return None
+    return tuple(t.content for t in added)
