@@ -76,9 +76,33 @@ def _no_sessions_left_under_tmp_path(request: pytest.FixtureRequest) -> Iterator
         pytest.fail(f"the test left session processes running: {_kill(left)}")
 
 
+# Marks the processes this session starts, so that another test session on the same machine
+# (another checkout's suite, say) is not mistaken for this one's leftovers: children inherit
+# the variable; session launchers, which get a clean environment, name this session's
+# temporary folder in their command line.
+_SESSION = f"{os.getpid()}-{time.time_ns()}"
+os.environ["APOLLO_TEST_SESSION"] = _SESSION
+
+
+def _started_here(pid: int, argv: list[bytes], basetemp: bytes) -> bool:
+    try:
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    except OSError:
+        environ = []
+    mark = f"APOLLO_TEST_SESSION={_SESSION}".encode()
+    return mark in environ or any(basetemp in arg for arg in argv)
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    left = _left_over(set(_apollo_processes()) - _at_start)
+    factory = session.config._tmp_path_factory  # type: ignore[attr-defined]
+    basetemp = f"{factory.getbasetemp()}/".encode()
+    started = {
+        pid
+        for pid, argv in _apollo_processes().items()
+        if pid not in _at_start and _started_here(pid, argv, basetemp)
+    }
+    left = _left_over(started)
     if left:
         print(f"\nprocesses left running by the suite (now killed): {_kill(left)}")
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
