@@ -101,67 +101,103 @@ def _call_summary(out: dict[str, Any]) -> str:
     return "; ".join(parts)
 
 
+def _started(ev: Event, store: Store) -> str:
+    started = schema.RUN_STARTED.payload(ev)
+    return f"run started: task {started['task']} · model {started['model']}"
+
+
+def _resumed(ev: Event, store: Store) -> str:
+    resumed = schema.RUN_RESUMED.payload(ev)
+    text = f"run resumed · sessions reattached: {', '.join(resumed['sessions']) or 'none'}"
+    if resumed["rerun"]:
+        text += f" · reads cut by the crash made again: {len(resumed['rerun'])}"
+    return text
+
+
+def _model_call(ev: Event, store: Store) -> str:
+    call = schema.MODEL_CALL.payload(ev)
+    if call.get("error"):
+        return f"model call FAILED: {clip(call['error'], 90)}"
+    if call["purpose"] == "summarize":
+        return "summarizing the older half of the context"
+    return f"→ {_call_summary(call_output(store, call))}"
+
+
+def _observation(ev: Event, store: Store) -> str:
+    obs = schema.OBSERVATION.payload(ev)
+    msg = json.loads(store.get_blob(obs["message"]))
+    body = strip_footer(str(msg.get("content") or ""))
+    flag = "ERROR " if obs["error"] else ""
+    return f"← {flag}{obs['tool'] or 'malformed call'}: {clip(body, 90)}"
+
+
+def _guidance(ev: Event, store: Store) -> str:
+    guidance = schema.GUIDANCE.payload(ev)
+    return f"guidance queued from {ev.actor} [{guidance['kind']}]: {clip(guidance['text'], 80)}"
+
+
+def _delivered(ev: Event, store: Store) -> str:
+    delivered = schema.GUIDANCE_DELIVERED.payload(ev)
+    return f"guidance {delivered['guidance_id']} delivered at step {delivered['step']}"
+
+
+def _summary(ev: Event, store: Store) -> str:
+    first, last = schema.SUMMARY.payload(ev)["covers"]
+    return f"context summarized (steps {first}-{last} condensed)"
+
+
+def _control(ev: Event, store: Store) -> str:
+    return f"control: {schema.CONTROL.payload(ev)['action']} by {ev.actor}"
+
+
+def _submission(ev: Event, store: Store) -> str:
+    sub = schema.SUBMISSION.payload(ev)
+    what = "final score" if sub["final"] else f"submission {sub['n']}"
+    if sub["score"] is not None:
+        return f"{what}: {sub['score']:g}"
+    if sub["status"] == "evaluator_error":
+        return f"{what}: none, the EVALUATOR FAILED: {clip(str(sub['error']), 90)}"
+    return f"{what}: error: {clip(str(sub['error']), 90)}"
+
+
+def _sessions_closed(ev: Event, store: Store) -> str:
+    closed = [
+        f"{c['id']} ({c['new_bytes']} bytes{', killed' if c['killed'] else ''})"
+        for c in schema.SESSIONS_CLOSED.payload(ev)["sessions"]
+    ]
+    return f"unread session output recorded at run end: {', '.join(closed)}"
+
+
+def _finished(ev: Event, store: Store) -> str:
+    finished = schema.RUN_FINISHED.payload(ev)
+    text = f"run {finished['status']}: {clip(finished['reason'], 90)}"
+    if finished["resumable"]:
+        text += f" · resumable: `apollo resume {ev.run_id}`"
+    return text
+
+
+# The kinds worth a line, and how each reads.
+_LINES: dict[str, Callable[[Event, Store], str]] = {
+    Kind.RUN_STARTED: _started,
+    Kind.RUN_RESUMED: _resumed,
+    Kind.MODEL_CALL: _model_call,
+    Kind.MODEL_RETRY: lambda ev, store: _retry(schema.MODEL_RETRY.payload(ev)),
+    Kind.OBSERVATION: _observation,
+    Kind.GUIDANCE: _guidance,
+    Kind.GUIDANCE_DELIVERED: _delivered,
+    Kind.SUMMARY: _summary,
+    Kind.CONTROL: _control,
+    Kind.SUBMISSION: _submission,
+    Kind.SESSIONS_CLOSED: _sessions_closed,
+    Kind.RUN_FINISHED: _finished,
+}
+
+
 def describe(ev: Event, store: Store) -> str | None:
     """A line for an event, or None for events not worth a line."""
-    k = ev.kind
+    line = _LINES.get(ev.kind)
+    if line is None:
+        return None
     stamp = time.strftime("%H:%M:%S", time.localtime(ev.ts))
     step = f"step {ev.step:>4}" if ev.step else "         "
-    if k == Kind.RUN_STARTED:
-        started = schema.RUN_STARTED.payload(ev)
-        text = f"run started: task {started['task']} · model {started['model']}"
-    elif k == Kind.RUN_RESUMED:
-        resumed = schema.RUN_RESUMED.payload(ev)
-        text = f"run resumed · sessions reattached: {', '.join(resumed['sessions']) or 'none'}"
-        if resumed["rerun"]:
-            text += f" · reads cut by the crash made again: {len(resumed['rerun'])}"
-    elif k == Kind.MODEL_CALL:
-        call = schema.MODEL_CALL.payload(ev)
-        if call.get("error"):
-            text = f"model call FAILED: {clip(call['error'], 90)}"
-        elif call["purpose"] == "summarize":
-            text = "summarizing the older half of the context"
-        else:
-            text = f"→ {_call_summary(call_output(store, call))}"
-    elif k == Kind.MODEL_RETRY:
-        text = _retry(schema.MODEL_RETRY.payload(ev))
-    elif k == Kind.OBSERVATION:
-        obs = schema.OBSERVATION.payload(ev)
-        msg = json.loads(store.get_blob(obs["message"]))
-        body = strip_footer(str(msg.get("content") or ""))
-        flag = "ERROR " if obs["error"] else ""
-        text = f"← {flag}{obs['tool'] or 'malformed call'}: {clip(body, 90)}"
-    elif k == Kind.GUIDANCE:
-        guidance = schema.GUIDANCE.payload(ev)
-        text = f"guidance queued from {ev.actor} [{guidance['kind']}]: {clip(guidance['text'], 80)}"
-    elif k == Kind.GUIDANCE_DELIVERED:
-        delivered = schema.GUIDANCE_DELIVERED.payload(ev)
-        text = f"guidance {delivered['guidance_id']} delivered at step {delivered['step']}"
-    elif k == Kind.SUMMARY:
-        first, last = schema.SUMMARY.payload(ev)["covers"]
-        text = f"context summarized (steps {first}-{last} condensed)"
-    elif k == Kind.CONTROL:
-        text = f"control: {schema.CONTROL.payload(ev)['action']} by {ev.actor}"
-    elif k == Kind.SUBMISSION:
-        sub = schema.SUBMISSION.payload(ev)
-        score = sub["score"]
-        what = "final score" if sub["final"] else f"submission {sub['n']}"
-        if score is not None:
-            text = f"{what}: {score:g}"
-        elif sub["status"] == "evaluator_error":
-            text = f"{what}: none, the EVALUATOR FAILED: {clip(str(sub['error']), 90)}"
-        else:
-            text = f"{what}: error: {clip(str(sub['error']), 90)}"
-    elif k == Kind.SESSIONS_CLOSED:
-        closed = [
-            f"{c['id']} ({c['new_bytes']} bytes{', killed' if c['killed'] else ''})"
-            for c in schema.SESSIONS_CLOSED.payload(ev)["sessions"]
-        ]
-        text = f"unread session output recorded at run end: {', '.join(closed)}"
-    elif k == Kind.RUN_FINISHED:
-        finished = schema.RUN_FINISHED.payload(ev)
-        text = f"run {finished['status']}: {clip(finished['reason'], 90)}"
-        if finished["resumable"]:
-            text += f" · resumable: `apollo resume {ev.run_id}`"
-    else:
-        return None
-    return safe(f"{stamp} {step}  {text}")
+    return safe(f"{stamp} {step}  {line(ev, store)}")
