@@ -27,6 +27,7 @@ from apollo.env.family import Family, builtin_families, resolve_family
 from apollo.env.task import Task, builtin_tasks
 from apollo.env.tools.registry import ToolBox
 from apollo.env.workspace import Workspace
+from tests.agent.harness import Outcome, act, observation_texts, run_agent
 
 FAMILIES = ["bug-patch", "noise-filter", "slow-training"]
 SECTIONS = ["Motivation", "Task", "Data", "Constraints", "Evaluation", "Environment"]
@@ -293,3 +294,85 @@ def test_no_hint_contains_a_hidden_value(name: str, tmp_path: Path) -> None:
     for hint in family.task.spec.hints:
         leaked = sorted(v for v in hidden if v in hint.text)
         assert not leaked, (hint.id, leaked[:5])
+
+
+# --- through the agent, in the real sandbox -------------------------------------------------
+
+
+def scripted_run(tmp_path: Path, task: Task, script: list[dict[str, Any]]) -> Outcome:
+    outcome = run_agent(tmp_path, script, task=task)
+    assert outcome.status == "finished"
+    return outcome
+
+
+def final_score(outcome: Outcome) -> float:
+    record = outcome.store.get_run(outcome.run_id)
+    assert record is not None and record.last_score is not None
+    return record.last_score
+
+
+def answer_of(task: Task) -> dict[str, Any]:
+    return dict(json.loads((task.eval_dir / "truth" / "answer.json").read_text()))
+
+
+def test_noise_filter_commands_of_the_description_work_in_the_sandbox(tmp_path: Path) -> None:
+    task = resolve_family("noise-filter").materialize(5003, tmp_path / "instances")
+    name = answer_of(task)["filter"]
+    outcome = scripted_run(
+        tmp_path,
+        task,
+        [
+            act("run", command="python3 filters.py list"),
+            act("run", command=f"python3 filters.py try {name}"),
+            act("run", command=f"python3 filters.py apply {name}"),
+            act("submit", note="the filter with the best dev accuracy"),
+            act("finish", summary="done"),
+        ],
+    )
+    seen = observation_texts(outcome)
+    assert name in seen[0] and "dev accuracy" in seen[1] and "output/clean.jsonl" in seen[2]
+    assert final_score(outcome) >= 80
+
+
+def test_bug_patch_commands_of_the_description_work_in_the_sandbox(tmp_path: Path) -> None:
+    task = resolve_family("bug-patch").materialize(5003, tmp_path / "instances")
+    name = answer_of(task)["patch"]
+    outcome = scripted_run(
+        tmp_path,
+        task,
+        [
+            act("run", command="python3 check.py"),
+            act("run", command=f"python3 check.py patches/{name}.py"),
+            act("run", command=f"cp patches/{name}.py kit.py"),
+            act("submit", note="the fix that passes the visible tests"),
+            act("finish", summary="done"),
+        ],
+    )
+    seen = observation_texts(outcome)
+    assert "FAIL" in seen[0] and "visible tests pass" in seen[1] and "FAIL" not in seen[1]
+    assert final_score(outcome) == 100
+
+
+@pytest.mark.slow
+def test_slow_training_finishes_only_in_a_session(tmp_path: Path) -> None:
+    """A bounded run of train.py is stopped at the command limit; one in a session, waited
+    for, finishes and scores."""
+    task = resolve_family("slow-training").materialize(5003, tmp_path / "instances")
+    lr = answer_of(task)["lr"]
+    outcome = scripted_run(
+        tmp_path,
+        task,
+        [
+            act("run", command="python3 trial.py"),
+            act("run", command=f"python3 train.py --lr {lr}"),
+            act("session_start", command=f"python3 train.py --lr {lr}", name="train"),
+            act("session_output", id="train", wait=300),
+            act("submit", note="the finished run"),
+            act("finish", summary="done"),
+        ],
+    )
+    seen = observation_texts(outcome)
+    assert "holdout loss after 1 epoch" in seen[0]
+    assert "timed out" in seen[1].lower() and "done" not in seen[1]
+    assert "done: output/model.json is complete" in seen[3]
+    assert final_score(outcome) >= 80
