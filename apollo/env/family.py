@@ -119,6 +119,7 @@ class Family:
             return load_task(target)
         target.parent.mkdir(parents=True, exist_ok=True)
         build = Path(tempfile.mkdtemp(prefix=f".{seed}-", dir=target.parent))
+        build.chmod(0o755)  # an ordinary folder once in place (mkdtemp makes it private)
         try:
             self._build(seed, build)
             try:

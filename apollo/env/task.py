@@ -426,7 +426,7 @@ def load_task(path: str | Path) -> Task:
         problems = []
         for err in exc.errors():
             field = _field_path(err["loc"])
-            msg = err["msg"]
+            msg = err["msg"].removeprefix("Value error, ")
             if err["type"] == "extra_forbidden":
                 msg = "unknown field; remove it or check its spelling"
             elif err["type"] == "missing":

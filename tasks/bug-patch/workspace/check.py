@@ -37,7 +37,7 @@ def main(argv: list[str]) -> int:
             got = f"raised {type(exc).__name__}: {exc}"
         if got != case["expected"]:
             failed.append((case, got))
-    name = path.relative_to(HERE)
+    name = argv[0] if argv else "kit.py"
     print(f"{name}: {len(tests['cases']) - len(failed)} of {len(tests['cases'])} visible tests pass")
     for case, got in failed[:3]:
         args = ", ".join(json.dumps(a) for a in case["args"])
