@@ -12,6 +12,7 @@ import asyncio
 import csv
 import hashlib
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -117,6 +118,9 @@ def test_spec_is_complete(name: str) -> None:
     assert spec.limits.command_timeout <= 30
     assert 3 <= len(spec.hints) <= 4
     assert {h.kind for h in spec.hints} <= {"knowledge", "strategy", "correction"}
+    # No number but the interpreter's name, so no instance's value in any spelling (0.01,
+    # 1e-2, fix-482).
+    assert not [h.id for h in spec.hints if re.search(r"\d", h.text.replace("python3", ""))]
     headings = [
         line[3:].strip() for line in family.task.description.splitlines() if line.startswith("## ")
     ]

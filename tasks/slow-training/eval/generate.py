@@ -64,6 +64,7 @@ def main() -> None:
         write(workspace / "data" / "train.csv", rows(rng, ROWS, scales, true_w))
         test = rows(rng, TEST_ROWS, scales, true_w)
         tx, ty = [r[:-1] for r in test], [r[-1] for r in test]
+        hx, hy = model.holdout()
         # Each learning rate's one-epoch holdout loss (what trial.py prints) and its test loss
         # after the full run, computed when a triple of candidates needs it.
         trial: dict[float, float] = {}
@@ -71,9 +72,9 @@ def main() -> None:
 
         def measure(lr: float) -> None:
             if lr not in trial:
-                seen: list[float] = []
-                w, b = model.train(lr, train.EPOCHS, lambda n, w, b, h: seen.append(h))
-                trial[lr], final[lr] = seen[0], model.loss(w, b, tx, ty)
+                first: list[tuple[list[float], float]] = []
+                w, b = model.train(lr, train.EPOCHS, lambda n, w, b: first.append((w, b)))
+                trial[lr], final[lr] = model.loss(*first[0], hx, hy), model.loss(w, b, tx, ty)
 
         triples = [GRID[i : i + 5 : 2] for i in range(len(GRID) - 4)]  # a factor of 10 apart
         rng.shuffle(triples)

@@ -37,8 +37,8 @@ def epoch(w: list[float], b: float, xs: list[list[float]], ys: list[int], lr: fl
     for i in order:
         x = xs[i]
         g = sigmoid(sum(wj * xj for wj, xj in zip(w, x)) + b) - ys[i]
-        w = [max(-1e6, min(1e6, wj - lr * g * xj)) for wj, xj in zip(w, x)]
-        b = max(-1e6, min(1e6, b - lr * g))
+        w = [wj - lr * g * xj for wj, xj in zip(w, x)]
+        b -= lr * g
     return w, b
 
 
@@ -55,14 +55,19 @@ def accuracy(w: list[float], b: float, xs: list[list[float]], ys: list[int]) -> 
     return right / len(xs)
 
 
+def holdout() -> tuple[list[list[float]], list[int]]:
+    xs, ys = load(DATA)
+    return xs[-HOLDOUT:], ys[-HOLDOUT:]
+
+
 def train(lr: float, epochs: int, on_epoch=None) -> tuple[list[float], float]:
     """Train from zero weights with a fixed shuffling seed, so a learning rate always gives
-    the same model; `on_epoch(n, w, b, holdout_loss)` is called after each epoch."""
+    the same model; `on_epoch(n, w, b)` is called after each epoch."""
     xs, ys = load(DATA)
-    tx, ty, hx, hy = xs[:-HOLDOUT], ys[:-HOLDOUT], xs[-HOLDOUT:], ys[-HOLDOUT:]
+    tx, ty = xs[:-HOLDOUT], ys[:-HOLDOUT]
     rng, w, b = random.Random(0), [0.0] * len(xs[0]), 0.0
     for n in range(1, epochs + 1):
         w, b = epoch(w, b, tx, ty, lr, rng)
         if on_epoch:
-            on_epoch(n, w, b, loss(w, b, hx, hy))
+            on_epoch(n, w, b)
     return w, b

@@ -25,9 +25,10 @@ def main() -> None:
         parser.error(f"--lr {lr:g} is not a candidate of config.json: {model.candidates()}")
     out = model.HERE / "output" / "model.json"
     out.parent.mkdir(exist_ok=True)
+    hx, hy = model.holdout()
     started = time.time()
 
-    def checkpoint(n: int, w: list[float], b: float, holdout: float) -> None:
+    def checkpoint(n: int, w: list[float], b: float) -> None:
         # Training is paced like a real job: each epoch ends on its five-second mark.
         time.sleep(max(0.0, started + n * EPOCH_SECONDS - time.time()))
         state = {
@@ -37,7 +38,7 @@ def main() -> None:
         tmp = out.with_suffix(".tmp")
         tmp.write_text(json.dumps(state))
         tmp.replace(out)
-        print(f"epoch {n}/{EPOCHS}  holdout loss {holdout:.4f}", flush=True)
+        print(f"epoch {n}/{EPOCHS}  holdout loss {model.loss(w, b, hx, hy):.4f}", flush=True)
 
     print(f"training with lr {lr:g} for {EPOCHS} epochs (about {EPOCHS * EPOCH_SECONDS:g} s)",
           flush=True)

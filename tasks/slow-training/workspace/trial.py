@@ -16,8 +16,7 @@ def main(argv: list[str]) -> int:
     if argv:
         print(__doc__.strip())
         return 2
-    xs, ys = model.load(model.DATA)
-    hx, hy = xs[-model.HOLDOUT:], ys[-model.HOLDOUT:]
+    hx, hy = model.holdout()
     print("lr        holdout loss after 1 epoch")
     for lr in model.candidates():
         w, b = model.train(lr, 1)
