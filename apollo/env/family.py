@@ -124,9 +124,12 @@ class Family:
             self._build(seed, build)
             try:
                 build.rename(target)
-            except OSError:
+            except OSError as exc:
                 if not (target / "task.yaml").is_file():
-                    raise
+                    raise TaskSpecError(
+                        f"{target}: cannot put instance {seed} of family {self.id} there "
+                        f"({exc}); remove that folder and try again"
+                    ) from exc
                 # Another process made the same instance first; its bytes are the same.
         finally:
             if build.exists():

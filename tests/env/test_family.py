@@ -214,3 +214,12 @@ def test_a_run_records_family_split_and_seed_and_a_family_is_not_run(tmp_path: P
     }
     assert record.config["queued"] is True
     assert load_task(record.config["task_path"]).id == "toy-family@502"
+
+
+def test_a_broken_leftover_in_the_instances_place_is_a_clear_error(tmp_path: Path) -> None:
+    family = load_family(make_family_dir(tmp_path))
+    place = family.instance_dir(106, (tmp_path / "instances").resolve())
+    place.mkdir(parents=True)
+    (place / "stray.txt").write_text("not an instance\n")
+    with pytest.raises(TaskSpecError, match="remove that folder and try again"):
+        family.materialize(106, tmp_path / "instances")
