@@ -8,8 +8,9 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 
+from apollo.env.family import builtin_families, resolve
 from apollo.env.sandbox import SandboxUnavailable
-from apollo.env.task import TaskSpecError, builtin_tasks, resolve_task
+from apollo.env.task import TaskSpecError, builtin_tasks
 from apollo.export.cli import add_commands as add_export_commands
 from apollo.export.windows import ExportError
 from apollo.llm import models, sampling
@@ -89,7 +90,7 @@ def _ended(home: Home, run_id: str, status: str) -> int:
 def cmd_run(args: argparse.Namespace, home: Home) -> int:
     from apollo.rollout.runner import Runner, RunOptions
 
-    task = resolve_task(args.task)
+    task = resolve(args.task, home.instances_dir)
     options = RunOptions(
         model=models.canonical(args.model),
         model_name=args.model_name,
@@ -298,6 +299,16 @@ def cmd_tasks(args: argparse.Namespace, home: Home) -> int:
                 f"{budget.working_time / 60:g} min\t{len(task.spec.hints)} hints"
             )
         )
+    for family in builtin_families():
+        budget = family.task.spec.budget
+        splits = ", ".join(f"{name} {n}" for name, n in family.splits.items())
+        print(
+            safe(
+                f"{family.id}\t{family.title}\t{budget.steps} steps\t"
+                f"{budget.working_time / 60:g} min\t{len(family.task.spec.hints)} hints\t"
+                f"family ({family.id}@SEED): {splits} seeds"
+            )
+        )
     return 0
 
 
@@ -353,7 +364,11 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     p = add("run", cmd_run, "run a task end to end, with live progress")
-    p.add_argument("task", help="a built-in task id (see `apollo tasks`) or a task folder")
+    p.add_argument(
+        "task",
+        help="a built-in task id (see `apollo tasks`), FAMILY@SEED for an instance of a family, "
+        "or a task folder",
+    )
     p.add_argument("--model", default=models.EMBEDDED, help=MODEL_HELP)
     p.add_argument("--model-name", default="default", help="model name sent to the endpoint")
     p.add_argument("--api-key-env", help="environment variable that holds the endpoint's API key")
@@ -483,7 +498,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dest", metavar="DEST", help="path of the copy (a new file)")
     p.add_argument("--force", action="store_true", help="replace DEST if it is an existing file")
 
-    add("tasks", cmd_tasks, "list built-in tasks (id first)")
+    add("tasks", cmd_tasks, "list built-in tasks, then families with their splits (id first)")
     add_supervise_commands(sub, add)
     add_export_commands(sub, add)
     add_models_commands(sub, add)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -13,9 +14,11 @@ from typing import Any
 import pytest
 
 from apollo.cli import build_parser
+from apollo.env.family import builtin_families
 from apollo.env.task import builtin_tasks
 from apollo.llm.scripted import ScriptedServer
 from tests.agent.harness import act, make_task
+from tests.env.conftest import make_family_dir
 
 
 def apollo(
@@ -44,8 +47,54 @@ def test_every_command_has_help(tmp_path: Path) -> None:
 def test_tasks_lists_ids_first(tmp_path: Path) -> None:
     done = apollo("tasks", home=tmp_path)
     ids = [line.split("\t")[0] for line in done.stdout.splitlines()]
-    assert ids == [t.id for t in builtin_tasks()]
+    assert ids == [t.id for t in builtin_tasks()] + [f.id for f in builtin_families()]
     assert {"filter-noisy-labels", "interval-set", "patient-training"} <= set(ids)
+    family_line = done.stdout.splitlines()[ids.index("noise-filter")]
+    assert family_line.endswith("family (noise-filter@SEED): train 300, test 200 seeds")
+
+
+def test_run_an_instance_of_a_family_and_its_config_records_it(tmp_path: Path) -> None:
+    from apollo.env.family import load_family
+    from apollo.log.sqlite import SQLiteStore
+    from apollo.rollout.home import Home
+
+    folder = make_family_dir(tmp_path)
+    home = tmp_path / "home"
+    made = load_family(folder).materialize(102, Home(home).instances_dir)
+    answer = json.loads((made.eval_dir / "truth" / "answer.json").read_text())["answer"]
+    script = [
+        act("write_file", path="answer.txt", content=f"{answer}\n"),
+        act("submit", note="the number"),
+        act("finish", summary="done"),
+    ]
+    with ScriptedServer(script) as server:
+        done = apollo("run", f"{folder}@102", "--model", server.base_url, home=home)
+    assert done.returncode == 0, done.stderr
+    assert " task toy-family@102 " in done.stdout.splitlines()[0]
+    run_id = done.stdout.split()[1]
+    record = SQLiteStore(home / "apollo.db").get_run(run_id)
+    assert record is not None and record.task == "toy-family@102"
+    assert (record.config["family"], record.config["split"], record.config["seed"]) == (
+        "toy-family",
+        "train",
+        102,
+    )
+    assert record.config["task_path"] == str(made.path)
+    assert record.last_score == 100
+
+
+def test_a_family_is_run_one_instance_at_a_time(tmp_path: Path) -> None:
+    from apollo.log.sqlite import SQLiteStore
+
+    folder = make_family_dir(tmp_path)
+    home = tmp_path / "home"
+    done = apollo("run", str(folder), "--queue", home=home)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "task toy-family is a family of instances" in done.stderr
+    assert "run an instance of it as toy-family@SEED (seeds: " in done.stderr
+    bad = apollo("run", "noise-filter@ten", "--queue", home=home)
+    assert bad.returncode == 2 and "whole-number seed" in bad.stderr
+    assert SQLiteStore(home / "apollo.db").list_runs() == []
 
 
 def test_run_show_runs_and_guide_from_another_terminal(tmp_path: Path) -> None:

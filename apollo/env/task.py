@@ -5,6 +5,7 @@ Every invalid spec fails with a TaskSpecError naming the file, the field and the
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import shlex
@@ -154,6 +155,122 @@ class Hint(_Strict):
     text: str = Field(min_length=1, max_length=4000)
 
 
+_SEEDS = re.compile(r"^\s*(\d+)\s*(?:-\s*(\d+)\s*)?$")
+# More seeds than anyone runs; a typo of one digit too many would otherwise go unnoticed.
+MAX_SPLIT_SEEDS = 1_000_000
+
+
+def parse_seeds(value: Any) -> tuple[tuple[int, int], ...]:
+    """Inclusive seed ranges from a seed (`7`), a range (`'1000-1299'`) or a list of them."""
+    items = value if isinstance(value, list) else [value]
+    if not items:
+        raise ValueError("a split needs seeds; write e.g. '1000-1299' or a list of such ranges")
+    ranges = []
+    for item in items:
+        m = None if isinstance(item, bool) else _SEEDS.match(str(item))
+        if m is None:
+            raise ValueError(
+                f"{item!r} is not a seed range; write e.g. '1000-1299', a seed like 7, "
+                "or a list of those"
+            )
+        low = int(m.group(1))
+        high = int(m.group(2)) if m.group(2) else low
+        if high < low:
+            raise ValueError(f"{item!r} runs backwards; write it low-high, e.g. '{high}-{low}'")
+        ranges.append((low, high))
+    ranges.sort()
+    for (_, a_high), (b_low, _) in itertools.pairwise(ranges):
+        if b_low <= a_high:
+            raise ValueError(f"its ranges overlap at seed {b_low}; list each seed once")
+    if sum(high - low + 1 for low, high in ranges) > MAX_SPLIT_SEEDS:
+        raise ValueError(f"more than {MAX_SPLIT_SEEDS:,} seeds; check the range's digits")
+    return tuple(ranges)
+
+
+SeedRanges = Annotated[
+    tuple[tuple[int, int], ...],
+    Field(description="inclusive seed ranges: '1000-1299', a seed, or a list of them"),
+]
+
+
+class FamilySpec(_Strict):
+    """A task family: the instance generator and the named splits of its seeds.
+
+    `generator` is a command run from eval/ with `{seed}`, `{workspace}` and `{truth}`
+    replaced: it writes one instance's workspace files (beside the family's workspace/
+    template) and its hidden truth, which the evaluator reads from eval/truth/. The same seed
+    must give the same bytes."""
+
+    generator: str
+    timeout: Duration = 60.0
+    splits: dict[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]*$")], SeedRanges]
+
+    @field_validator("timeout", mode="before")
+    @classmethod
+    def _duration(cls, v: Any) -> float:
+        return parse_duration(v)
+
+    @field_validator("splits", mode="before")
+    @classmethod
+    def _seeds(cls, v: Any) -> Any:
+        if not isinstance(v, dict) or not v:
+            raise ValueError("give named splits of seeds, e.g. {train: 1000-1299, test: 5000-5199}")
+        return {name: parse_seeds(seeds) for name, seeds in v.items()}
+
+    @field_validator("generator")
+    @classmethod
+    def _placeholders(cls, v: str) -> str:
+        missing = [p for p in ("{seed}", "{workspace}", "{truth}") if p not in v]
+        if missing:
+            raise ValueError(
+                f"the generator command lacks {', '.join(missing)}; it is run as e.g. "
+                "'python3 generate.py {seed} {workspace} {truth}'"
+            )
+        return v
+
+    @model_validator(mode="after")
+    def _disjoint(self) -> FamilySpec:
+        named = sorted((r, name) for name, ranges in self.splits.items() for r in ranges)
+        for ((_, a_high), a), ((b_low, _), b) in itertools.pairwise(named):
+            if b_low <= a_high:
+                raise ValueError(
+                    f"splits {a!r} and {b!r} share seed {b_low}; splits must be disjoint, so "
+                    "move one of the ranges"
+                )
+        return self
+
+    def seeds(self, split: str) -> list[int]:
+        """The seeds of a split, in order; ValueError names the splits there are."""
+        if split not in self.splits:
+            known = ", ".join(sorted(self.splits))
+            raise ValueError(f"no split {split!r}; this family has {known}")
+        return [s for low, high in self.splits[split] for s in range(low, high + 1)]
+
+    def split_of(self, seed: int) -> str | None:
+        """The split a seed belongs to (splits are disjoint), or None."""
+        for name, ranges in self.splits.items():
+            if any(low <= seed <= high for low, high in ranges):
+                return name
+        return None
+
+    def describe_splits(self) -> str:
+        """'train 1000-1299 (300), test 5000-5199 (200)'."""
+        parts = []
+        for name, ranges in self.splits.items():
+            text = ",".join(f"{lo}-{hi}" if hi > lo else str(lo) for lo, hi in ranges)
+            parts.append(f"{name} {text} ({len(self.seeds(name))})")
+        return ", ".join(parts)
+
+
+class InstanceSpec(_Strict):
+    """Which instance of which family a materialized task folder is."""
+
+    family: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    seed: int = Field(ge=0)
+    split: str | None = None
+    digest: str = Field(pattern=r"^[0-9a-f]{64}$", description="sha256 of the family folder")
+
+
 class TaskSpec(_Strict):
     """The contents of task.yaml."""
 
@@ -165,10 +282,35 @@ class TaskSpec(_Strict):
     network: bool = False
     evaluator: Evaluator
     hints: list[Hint] = []
+    # A family generates its instances; an instance records where it came from. A score at or
+    # above `success_score` counts as a success (collect and eval report the rate).
+    family: FamilySpec | None = None
+    instance: InstanceSpec | None = None
+    success_score: float | None = None
+
+    @model_validator(mode="after")
+    def _family_or_instance(self) -> TaskSpec:
+        if self.family is not None and self.instance is not None:
+            raise ValueError(
+                "a task.yaml is a family (field 'family') or an instance of one (field "
+                "'instance', written when an instance is made), not both; remove 'instance'"
+            )
+        lo, hi = self.evaluator.score_range
+        if self.success_score is not None and not lo <= self.success_score <= hi:
+            raise ValueError(
+                f"success_score {self.success_score:g} is outside the evaluator's score_range "
+                f"[{lo:g}, {hi:g}]; give a score within it"
+            )
+        return self
+
+
+# The folder of an instance's eval/ that its generator writes the hidden truth to.
+TRUTH_DIR = "truth"
 
 
 class Task:
-    """A loaded, validated task folder."""
+    """A loaded, validated task folder: a single task, a family (`spec.family`, which is not
+    run itself: see apollo.env.family) or an instance of one (`spec.instance`)."""
 
     def __init__(self, path: Path, spec: TaskSpec, description: str) -> None:
         self.path = path
@@ -177,7 +319,18 @@ class Task:
 
     @property
     def id(self) -> str:
+        """The task's id; an instance of a family is `FAMILY@SEED`."""
+        if self.spec.instance is not None:
+            return f"{self.spec.id}@{self.spec.instance.seed}"
         return self.spec.id
+
+    def instance_fields(self) -> dict[str, Any]:
+        """For an instance: its family, split and seed, which a run records in its config so
+        runs can be selected by them; empty for other tasks."""
+        inst = self.spec.instance
+        if inst is None:
+            return {}
+        return {"family": inst.family, "split": inst.split, "seed": inst.seed}
 
     @property
     def workspace_template(self) -> Path:
@@ -218,9 +371,10 @@ def evaluator_script(command: str) -> tuple[str, bool] | None:
     return None
 
 
-def _check_evaluator(folder: Path, spec_file: Path, command: str) -> None:
-    """A task whose evaluator script is missing would run for hours and then fail to score."""
-    where = f"{spec_file}: field 'evaluator.command'"
+def _check_script(folder: Path, spec_file: Path, command: str, field: str) -> None:
+    """A task whose evaluator script is missing would run for hours and then fail to score;
+    a family whose generator is missing could make no instance."""
+    where = f"{spec_file}: field '{field}'"
     try:
         found = evaluator_script(command)
     except ValueError as exc:
@@ -232,8 +386,9 @@ def _check_evaluator(folder: Path, spec_file: Path, command: str) -> None:
     path = (eval_dir / script).resolve()
     if not path.is_relative_to(eval_dir):
         raise TaskSpecError(
-            f"{where}: script {script!r} is outside eval/, and the evaluator sees only eval/ "
-            "and the workspace; move it into eval/ and name it from there"
+            f"{where}: script {script!r} is outside eval/, which is all a task keeps hidden "
+            "(the evaluator sees only eval/ and the workspace); move it into eval/ and name it "
+            "from there"
         )
     if not path.is_file():
         raise TaskSpecError(
@@ -271,7 +426,7 @@ def load_task(path: str | Path) -> Task:
         problems = []
         for err in exc.errors():
             field = _field_path(err["loc"])
-            msg = err["msg"]
+            msg = err["msg"].removeprefix("Value error, ")
             if err["type"] == "extra_forbidden":
                 msg = "unknown field; remove it or check its spelling"
             elif err["type"] == "missing":
@@ -287,18 +442,35 @@ def load_task(path: str | Path) -> Task:
     for sub, why in (("workspace", "copied into each run"), ("eval", "holds the hidden evaluator")):
         if not (folder / sub).is_dir():
             raise TaskSpecError(f"{folder}: missing folder '{sub}/' ({why}); create it")
-    _check_evaluator(folder, spec_file, spec.evaluator.command)
+    _check_script(folder, spec_file, spec.evaluator.command, "evaluator.command")
+    if spec.family is not None:
+        _check_script(folder, spec_file, spec.family.generator, "family.generator")
+        if (folder / "eval" / TRUTH_DIR).exists():
+            raise TaskSpecError(
+                f"{folder / 'eval' / TRUTH_DIR}: each instance's generator writes its hidden "
+                f"truth to eval/{TRUTH_DIR}/, so a family's own eval/ must not have one; "
+                "rename it"
+            )
     return Task(folder, spec, desc_file.read_text(encoding="utf-8"))
 
 
-def builtin_tasks() -> list[Task]:
-    """The tasks shipped under tasks/, sorted by id."""
+def _builtin() -> list[Task]:
     if not TASKS_DIR.is_dir():
         return []
     return sorted(
         (load_task(p) for p in TASKS_DIR.iterdir() if (p / "task.yaml").is_file()),
         key=lambda t: t.id,
     )
+
+
+def builtin_tasks() -> list[Task]:
+    """The single tasks shipped under tasks/ (not the families), sorted by id."""
+    return [t for t in _builtin() if t.spec.family is None]
+
+
+def builtin_family_tasks() -> list[Task]:
+    """The task families shipped under tasks/, sorted by id (see apollo.env.family)."""
+    return [t for t in _builtin() if t.spec.family is not None]
 
 
 def resolve_task(name_or_path: str) -> Task:
@@ -310,6 +482,9 @@ def resolve_task(name_or_path: str) -> Task:
     if (builtin / "task.yaml").is_file():
         return load_task(builtin)
     known = ", ".join(t.id for t in builtin_tasks()) or "none"
+    families = ", ".join(f"{t.id}@SEED" for t in builtin_family_tasks())
+    also = f", an instance of a family ({families})" if families else ""
     raise TaskSpecError(
-        f"{name_or_path!r}: no such task; use a built-in id ({known}) or a path to a task folder"
+        f"{name_or_path!r}: no such task; use a built-in id ({known}){also} or a path to a "
+        "task folder"
     )

@@ -18,7 +18,8 @@ class RunLocked(RuntimeError):
 
 
 class Home:
-    """A data directory: `apollo.db` plus `runs/<run id>/` (workspace, sessions, lock)."""
+    """A data directory: `apollo.db`, `runs/<run id>/` (workspace, sessions, lock) and
+    `instances/` (materialized instances of task families)."""
 
     def __init__(self, path: str | Path | None = None) -> None:
         self.path = Path(path or os.environ.get("APOLLO_HOME") or DEFAULT_HOME).resolve()
@@ -30,6 +31,11 @@ class Home:
 
     def open_store(self) -> SQLiteStore:
         return SQLiteStore(self.db_path)
+
+    @property
+    def instances_dir(self) -> Path:
+        """Where instances of task families are materialized (apollo.env.family)."""
+        return self.path / "instances"
 
     def run_dir(self, run_id: str) -> Path:
         return self.path / "runs" / run_id

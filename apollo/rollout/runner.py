@@ -84,6 +84,11 @@ def register_run(store: Store, home: Home, task: Task, options: RunOptions, **ex
     `started_by`). Raises SandboxUnavailable, before anything is written, when commands could
     not be sandboxed."""
     models.parse(options.model)  # refuses an unknown embedded model before anything is written
+    if task.spec.family is not None:
+        raise ValueError(
+            f"task {task.id} is a family of instances, not one task; run an instance of it as "
+            f"{task.id}@SEED (seeds: {task.spec.family.describe_splits()})"
+        )
     if options.annotator not in ("simulated", "none"):
         raise ValueError(f"unknown annotator {options.annotator!r}; use simulated or none")
     CallLimits().updated(options.model_limits)  # refuses unknown names and bad values
@@ -94,7 +99,12 @@ def register_run(store: Store, home: Home, task: Task, options: RunOptions, **ex
         network=task.spec.network,
         allow_unsandboxed=options.unsafe_no_sandbox,
     )
-    config = {"task_path": str(task.path), "options": asdict(options), **extra}
+    config = {
+        "task_path": str(task.path),
+        "options": asdict(options),
+        **task.instance_fields(),  # family, split, seed: what batch commands select by
+        **extra,
+    }
     return store.create_run(task.id, config).id
 
 

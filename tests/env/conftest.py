@@ -107,3 +107,48 @@ def mechanism(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -
     if request.param == "walk":
         monkeypatch.setattr(beneath, "openat2", None)
     return str(request.param)
+
+
+GENERATE_PY = """\
+import json, pathlib, random, sys
+seed, workspace, truth = int(sys.argv[1]), pathlib.Path(sys.argv[2]), pathlib.Path(sys.argv[3])
+rng = random.Random(seed)
+secret = rng.randrange(10**6, 10**7)
+(workspace / "puzzle.txt").write_text(f"find the number behind {secret * 7}\\n")
+(truth / "answer.json").write_text(json.dumps({"answer": secret}))
+"""
+
+FAMILY_SCORE_PY = """\
+import json, pathlib, sys
+answer = pathlib.Path(sys.argv[1]) / "answer.txt"
+want = json.loads(pathlib.Path("truth/answer.json").read_text())["answer"]
+got = answer.read_text().strip() if answer.exists() else ""
+print(json.dumps({"score": 100 if got == str(want) else 0}))
+"""
+
+
+def make_family_dir(root: Path, *, family: dict[str, Any] | None = None) -> Path:
+    """Write a small task family under root: its generator hides a number in puzzle.txt and
+    its evaluator checks answer.txt against the instance's truth."""
+    folder = root / "toy-family"
+    (folder / "workspace").mkdir(parents=True)
+    (folder / "eval").mkdir()
+    spec = {
+        "id": "toy-family",
+        "title": "A toy family for the tests",
+        "budget": {"working_time": 600, "steps": 20, "submissions": 2},
+        "limits": {"memory_mb": 512, "processes": 64, "command_timeout": 20},
+        "evaluator": {"command": "python3 score.py {workspace}", "timeout": 20},
+        "success_score": 50,
+        "family": {
+            "generator": "python3 generate.py {seed} {workspace} {truth}",
+            "splits": {"train": "100-119", "test": ["500-504", 900]},
+            **(family or {}),
+        },
+    }
+    (folder / "task.yaml").write_text(yaml.safe_dump(spec))
+    (folder / "description.md").write_text("# Toy\nDivide the number in puzzle.txt by 7.\n")
+    (folder / "workspace" / "README.txt").write_text("write your answer to answer.txt\n")
+    (folder / "eval" / "generate.py").write_text(GENERATE_PY)
+    (folder / "eval" / "score.py").write_text(FAMILY_SCORE_PY)
+    return folder

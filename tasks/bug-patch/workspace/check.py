@@ -1,0 +1,50 @@
+"""Run the visible tests (tests.json) against kit.py, or against a candidate file.
+
+usage:
+  python3 check.py                      test kit.py
+  python3 check.py patches/NAME.py      test a candidate fix without applying it
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) > 1 or (argv and argv[0] in ("-h", "--help")):
+        print(__doc__.strip())
+        return 2
+    path = HERE / (argv[0] if argv else "kit.py")
+    if not path.is_file():
+        print(f"{argv[0]}: no such file; the candidates are in patches/", file=sys.stderr)
+        return 2
+    tests = json.loads((HERE / "tests.json").read_text())
+    spec = importlib.util.spec_from_file_location("candidate", path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    fn = getattr(module, tests["function"])
+    failed = []
+    for case in tests["cases"]:
+        try:
+            got = json.loads(json.dumps(fn(*case["args"])))
+        except Exception as exc:
+            got = f"raised {type(exc).__name__}: {exc}"
+        if got != case["expected"]:
+            failed.append((case, got))
+    name = argv[0] if argv else "kit.py"
+    print(f"{name}: {len(tests['cases']) - len(failed)} of {len(tests['cases'])} visible tests pass")
+    for case, got in failed[:3]:
+        args = ", ".join(json.dumps(a) for a in case["args"])
+        print(f"  FAIL {tests['function']}({args}) returned {json.dumps(got)}, "
+              f"expected {json.dumps(case['expected'])}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

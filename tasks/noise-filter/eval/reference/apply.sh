@@ -1,0 +1,10 @@
+#!/bin/sh
+# The reference solution: sh apply.sh WORKSPACE
+# Try every candidate filter, apply the one with the best dev accuracy.
+set -e
+cd "$1"
+best=$(for f in $(python3 filters.py list | awk '{print $1}'); do
+         python3 filters.py try "$f"
+       done | tee /dev/stderr | sed 's/:.*dev accuracy / /; s/ (.*//' | sort -k2 -nr | head -1 | cut -d' ' -f1)
+echo "chosen filter: $best"
+python3 filters.py apply "$best"
