@@ -100,9 +100,9 @@ def test_every_command_explains_a_damaged_store(
     }
     parser = build_parser()
     known = set(parser._subparsers._group_actions[0].choices)  # type: ignore[union-attr]
-    # A new command that opens the store belongs in the table above (`tasks` and `endpoints`
-    # read only the built-in tasks and the home's endpoints file).
-    assert known - {"tasks", "endpoints"} == set(commands)
+    # A new command that opens the store belongs in the table above (`tasks`, `endpoints` and
+    # `models` read only the built-in tasks, the home's endpoints file and its model cache).
+    assert known - {"tasks", "endpoints", "models"} == set(commands)
     for name, argv in commands.items():
         code = main([*argv, "--home", str(home)])
         err = capsys.readouterr().err
