@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from apollo.log import schema
 from apollo.log.events import Event, Kind
@@ -103,10 +103,7 @@ class ToolCall:
     arguments: str | None = None  # the raw JSON text; None when the reply was not read
     result: Result | None = None
     # The parsed arguments (None when they are not a JSON object, or were not read).
-    args: dict[str, Any] | None = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.args = parse_arguments(self.arguments) if self.arguments is not None else None
+    args: dict[str, Any] | None = None
 
 
 @dataclass(slots=True)
@@ -240,9 +237,10 @@ class Killed:
 class ActionFold:
     """Everything a run's log says about its actions, advanced one event at a time.
 
-    With `history` off, only the latest action is kept (with no reply text) and results are
-    not listed: what a reader following many runs needs (the console), in constant memory
-    per run; streaks, sessions, guidance, labels and submissions are the same."""
+    With `history` off, only the latest two actions are kept (without their reply's text)
+    and results are not listed: what a reader that follows a run needs (the agent, the
+    console, the simulated annotator), in constant memory however long the run; streaks,
+    sessions, guidance, labels and submissions are the same."""
 
     history: bool = True
 
@@ -268,81 +266,94 @@ class ActionFold:
     killed: Killed | None = None  # the latest session killed while running
     error_streak: Streak = field(default_factory=Streak)  # failing results in a row
     repeat_streak: Streak = field(default_factory=Streak)  # same tool calls in a row
-    _calls: dict[str, ToolCall] = field(default_factory=dict)  # id -> call, for pairing
     _labels: dict[int, list[Label]] = field(default_factory=dict)  # labels before their action
 
     def apply(self, ev: Event, texts: Mapping[str, str] | None = None) -> None:
         """Apply one event; `texts` may hold the text of blobs it refers to."""
-        work_s = ev.payload.get("work_s")  # the kinds the agent writes carry it
-        if isinstance(work_s, int | float):
-            self.work_s = max(self.work_s, float(work_s))
-        kind = ev.kind
-        if kind == Kind.MODEL_CALL:
-            call = schema.MODEL_CALL.payload(ev)
-            if schema.is_action(call):
-                self._act(ev, call, texts)
-        elif kind == Kind.OBSERVATION:
-            self._observe(ev, schema.OBSERVATION.payload(ev), texts)
-        elif kind == Kind.GUIDANCE:
-            g = schema.GUIDANCE.payload(ev)
-            self.guidance[g["id"]] = GuidanceNote(
-                id=g["id"],
-                seq=ev.seq,
-                author=ev.actor,
-                kind=g["kind"],
-                text=g["text"],
-                urgent=bool(g["urgent"]),
-                drift_from_step=g["drift_from_step"],
-                hint_id=g.get("hint_id"),
-            )
-        elif kind == Kind.GUIDANCE_DELIVERED:
-            d = schema.GUIDANCE_DELIVERED.payload(ev)
-            note = self.guidance.get(d["guidance_id"])
-            if note is not None:
-                note.delivered_step, note.message = d["step"], d["message"]
-                if self.actions:
-                    self.actions[-1].guidance.append(note)
-        elif kind == Kind.GUIDANCE_CANCELLED:
-            note = self.guidance.get(schema.GUIDANCE_CANCELLED.payload(ev)["guidance_id"])
-            if note is not None:
-                note.cancelled = True
-        elif kind == Kind.LABEL:
-            self._label(Label.of(ev))
-        elif kind == Kind.SUBMISSION:
-            self.submissions.append(schema.SUBMISSION.payload(ev))
-            self.submission_steps.append(ev.step)
-        elif kind == Kind.SESSIONS_CLOSED:
-            for closed in schema.SESSIONS_CLOSED.payload(ev)["sessions"]:
-                self.session_cursors[closed["id"]] = closed["cursor"]
-        elif kind == Kind.RUN_STARTED:
-            self.started = schema.RUN_STARTED.payload(ev)
-        elif kind in (Kind.RUN_FINISHED, Kind.RUN_RESUMED):
-            self.outcome = fold_outcome(self.outcome, ev)
+        work_s = ev.payload.get("work_s")  # a float in the kinds the agent writes
+        if type(work_s) is float and work_s > self.work_s:
+            self.work_s = work_s
+        # One table lookup per event: this runs for every event of every log read.
+        handle = _HANDLERS.get(ev.kind)
+        if handle is not None:
+            handle(self, ev, texts)
+
+    # The handlers of the two kinds of every step: the table has checked the kind.
+    def _model_call(self, ev: Event, texts: Mapping[str, str] | None) -> None:
+        call = cast(schema.ModelCall, ev.payload)
+        if schema.is_action(call):
+            self._act(ev, call, texts)
+
+    def _observation(self, ev: Event, texts: Mapping[str, str] | None) -> None:
+        self._observe(ev, cast(schema.Observation, ev.payload), texts)
+
+    def _guidance(self, ev: Event, texts: Mapping[str, str] | None) -> None:
+        g = schema.GUIDANCE.payload(ev)
+        self.guidance[g["id"]] = GuidanceNote(
+            id=g["id"],
+            seq=ev.seq,
+            author=ev.actor,
+            kind=g["kind"],
+            text=g["text"],
+            urgent=bool(g["urgent"]),
+            drift_from_step=g["drift_from_step"],
+            hint_id=g.get("hint_id"),
+        )
+
+    def _delivered(self, ev: Event, texts: Mapping[str, str] | None) -> None:
+        d = schema.GUIDANCE_DELIVERED.payload(ev)
+        note = self.guidance.get(d["guidance_id"])
+        if note is not None:
+            note.delivered_step, note.message = d["step"], d["message"]
+            if self.actions:
+                self.actions[-1].guidance.append(note)
+
+    def _cancelled(self, ev: Event, texts: Mapping[str, str] | None) -> None:
+        note = self.guidance.get(schema.GUIDANCE_CANCELLED.payload(ev)["guidance_id"])
+        if note is not None:
+            note.cancelled = True
+
+    def _submission(self, ev: Event, texts: Mapping[str, str] | None) -> None:
+        self.submissions.append(schema.SUBMISSION.payload(ev))
+        self.submission_steps.append(ev.step)
+
+    def _sessions_closed(self, ev: Event, texts: Mapping[str, str] | None) -> None:
+        for closed in schema.SESSIONS_CLOSED.payload(ev)["sessions"]:
+            self.session_cursors[closed["id"]] = closed["cursor"]
+
+    def _started(self, ev: Event, texts: Mapping[str, str] | None) -> None:
+        self.started = schema.RUN_STARTED.payload(ev)
+
+    def _ended_or_resumed(self, ev: Event, texts: Mapping[str, str] | None) -> None:
+        self.outcome = fold_outcome(self.outcome, ev)
 
     def _act(self, ev: Event, p: schema.ModelCall, texts: Mapping[str, str] | None) -> None:
         step = ev.step or 0
         text = texts.get(p["output"]) if texts else None
-        message: dict[str, Any] | None = json.loads(text) if text is not None else None
-        arguments = call_arguments(message)
-        calls = [ToolCall(c["id"], c["name"], arguments.get(c["id"])) for c in p.get("calls", [])]
+        if text is None:
+            message, chars = None, 0
+            calls = [ToolCall(c["id"], c["name"]) for c in p.get("calls", ())]
+        else:
+            message, chars = json.loads(text), len(text)
+            arguments = call_arguments(message)
+            calls = [_call(c["id"], c["name"], arguments.get(c["id"])) for c in p["calls"]]
         action = Action(
-            step=step,
-            seq=ev.seq,
-            output=p["output"],
-            calls=calls,
-            usage=p.get("usage") or {},
-            parse_error=p.get("parse_error"),
-            message=message,
-            chars=len(text) if text is not None else 0,
-            labels=self._labels.pop(step, []),
+            step,
+            ev.seq,
+            p["output"],
+            calls,
+            p.get("usage") or {},
+            p.get("parse_error"),
+            message,
+            chars,
+            labels=self._labels.pop(step) if step in self._labels else [],
         )
         if self.history:
             self.actions.append(action)
         else:
-            self.actions = [action]
+            self.actions = [*self.actions[-1:], action]
         self.last_step = max(self.last_step, step)
         self.pending = {c.id: c for c in calls}
-        self._calls.update(self.pending)
         self.uncorrected = None if calls else (p.get("parse_error") or "")
         if calls and message is not None:
             # Same tools with the same arguments, ignoring call ids and the model's prose.
@@ -372,10 +383,11 @@ class ActionFold:
             self.actions[-1].results.append(result)
         self.uncorrected = None
         self.error_streak.push("error" if result.error else None, result.step)
-        call = self._calls.pop(p["tool_call_id"] or "", None)
+        # A result answers a call of the latest action (a crash's cut calls are answered
+        # before the next model call), so pairing needs only the calls still pending.
+        call = self.pending.pop(p["tool_call_id"] or "", None)
         if call is not None:
             call.result = result
-            self.pending.pop(call.id, None)
         if result.interrupted:
             self.interrupted_steps.add(result.step)
         if "finish" in meta:
@@ -383,9 +395,10 @@ class ActionFold:
         sid = meta.get("session")
         if sid is not None and "cursor" in meta:
             self.session_cursors[sid] = meta["cursor"]
-        self._track_session(result, call, sid)
+        if sid is not None:
+            self._track_session(result, call, sid)
 
-    def _track_session(self, result: Result, call: ToolCall | None, sid: str | None) -> None:
+    def _track_session(self, result: Result, call: ToolCall | None, sid: str) -> None:
         meta, tool = result.meta, result.tool
         if tool == "session_start" and sid and not result.error:
             args = (call.args if call else None) or {}
@@ -401,7 +414,8 @@ class ActionFold:
             for s in self.sessions.values():
                 s.running = s.id in meta["running"]
 
-    def _label(self, label: Label) -> None:
+    def _label(self, ev: Event, texts: Mapping[str, str] | None) -> None:
+        label = Label.of(ev)
         for action in reversed(self.actions):
             if action.step == label.step:
                 action.labels.append(label)
@@ -441,6 +455,28 @@ class ActionFold:
     def steps(self) -> list[int]:
         """Steps that hold an action, in order."""
         return [a.step for a in self.actions]
+
+
+# What each kind of event does to the fold (kinds not listed say nothing about actions).
+_HANDLERS: dict[str, Callable[[ActionFold, Event, Mapping[str, str] | None], None]] = {
+    Kind.MODEL_CALL: ActionFold._model_call,
+    Kind.OBSERVATION: ActionFold._observation,
+    Kind.GUIDANCE: ActionFold._guidance,
+    Kind.GUIDANCE_DELIVERED: ActionFold._delivered,
+    Kind.GUIDANCE_CANCELLED: ActionFold._cancelled,
+    Kind.LABEL: ActionFold._label,
+    Kind.SUBMISSION: ActionFold._submission,
+    Kind.SESSIONS_CLOSED: ActionFold._sessions_closed,
+    Kind.RUN_STARTED: ActionFold._started,
+    Kind.RUN_FINISHED: ActionFold._ended_or_resumed,
+    Kind.RUN_RESUMED: ActionFold._ended_or_resumed,
+}
+
+
+def _call(call_id: str, name: str, arguments: str | None) -> ToolCall:
+    """A tool call of a reply that was read, its arguments parsed once."""
+    args = parse_arguments(arguments) if arguments is not None else None
+    return ToolCall(call_id, name, arguments, args=args)
 
 
 def call_arguments(message: Mapping[str, Any] | None) -> dict[str, str]:

@@ -150,7 +150,8 @@ class Store(ABC):
     ) -> list[Event]:
         """Events of a run with seq > after, in order, optionally only of some kinds; a log
         written by an older version is read as this version writes it (schema.upgrade)."""
-        return schema.upgrade(self._events(run_id, after, kinds, limit), self._log_version(run_id))
+        events = self._events(run_id, after, kinds, limit)
+        return schema.upgrade(events, self._log_version(run_id, events))
 
     @abstractmethod
     def _events(
@@ -158,11 +159,15 @@ class Store(ABC):
     ) -> list[Event]:
         """Events as stored: seq > after, in order, optionally only of some kinds."""
 
-    def _log_version(self, run_id: str) -> int:
-        """The schema version of a run's log, read once per run from its run_started."""
+    def _log_version(self, run_id: str, read: list[Event]) -> int:
+        """The schema version of a run's log, known once per run from its run_started: the
+        first of the events just `read`, or else looked up."""
         version = self._log_versions.get(run_id)
         if version is None:
-            first = self._events(run_id, 0, [Kind.RUN_STARTED], 1)
+            if read and read[0].seq == 1 and read[0].kind == Kind.RUN_STARTED:
+                first = read[:1]  # a read from the start (a replay): no second query
+            else:
+                first = self._events(run_id, 0, [Kind.RUN_STARTED], 1)
             if not first:  # not started: what it holds was written by this version
                 return schema.SCHEMA_VERSION
             version = self._log_versions[run_id] = schema.log_version(first[0].payload)

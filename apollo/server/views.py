@@ -41,7 +41,7 @@ class RunFold:
     """The console's facts about one run, advanced event by event: its actions as the one
     fold of them reads them, plus what only the console counts."""
 
-    # The console follows every run: only the latest action is kept (constant memory).
+    # The console follows every run: only the latest actions are kept (constant memory).
     actions: ActionFold = field(default_factory=lambda: ActionFold(history=False))
     last_seq: int = 0
     # The agent's own first and last events: wall time and idleness are the agent's, so

@@ -61,8 +61,10 @@ def test_a_resumed_agent_compares_new_calls_with_the_last_replies(tmp_path: Path
     ]
     out = run_agent(tmp_path, script)
     view = replay(out.store, out.run_id)
-    actions = view.actions.actions
-    assert [a.calls[0].arguments is not None for a in actions] == [False, False, True, True]
-    assert json.loads(actions[2].calls[0].arguments or "") == {"command": "exit 3"}
+    # The agent keeps its latest two actions, and the replay read both replies.
+    before, last = view.actions.actions
+    assert (before.step, last.step) == (3, 4)
+    assert json.loads(before.calls[0].arguments or "") == {"command": "exit 3"}
+    assert json.loads(last.calls[0].arguments or "") == {"summary": "done"}
     # The run call at step 3 repeats step 1's, but a step lies between: it was made.
     assert "exactly the call" not in observation_texts(out)[2]
