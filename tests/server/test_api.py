@@ -3,7 +3,6 @@ presence, controls, tasks; limits, malformed input and hostile text."""
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import json
 import time
@@ -429,7 +428,7 @@ def test_ended_runs_need_no_attention_and_live_runs_rank_first(
 
 
 def _retimed(events: list[Event], times: list[float]) -> list[Event]:
-    return [dataclasses.replace(ev, ts=t) for ev, t in zip(events, times, strict=True)]
+    return [ev._replace(ts=t) for ev, t in zip(events, times, strict=True)]
 
 
 def test_annotator_and_wall_time_are_measured_not_reported(
