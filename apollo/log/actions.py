@@ -266,6 +266,8 @@ class ActionFold:
     killed: Killed | None = None  # the latest session killed while running
     error_streak: Streak = field(default_factory=Streak)  # failing results in a row
     repeat_streak: Streak = field(default_factory=Streak)  # same tool calls in a row
+    # Every label, in log order (an action dropped without history takes none with it).
+    _all_labels: list[Label] = field(default_factory=list)
     _labels: dict[int, list[Label]] = field(default_factory=dict)  # labels before their action
 
     def apply(self, ev: Event, texts: Mapping[str, str] | None = None) -> None:
@@ -416,6 +418,7 @@ class ActionFold:
 
     def _label(self, ev: Event, texts: Mapping[str, str] | None) -> None:
         label = Label.of(ev)
+        self._all_labels.append(label)
         for action in reversed(self.actions):
             if action.step == label.step:
                 action.labels.append(label)
@@ -435,9 +438,7 @@ class ActionFold:
 
     def labels(self) -> list[Label]:
         """Every label on the run's actions, oldest first."""
-        out = [lb for a in self.actions for lb in a.labels]
-        out += [lb for pending in self._labels.values() for lb in pending]
-        return sorted(out, key=lambda lb: lb.seq)
+        return list(self._all_labels)
 
     def failed_before(self, name: str, arguments: str) -> Result | None:
         """The failed result of this same call (tool and arguments) in the action before the

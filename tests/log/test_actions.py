@@ -216,3 +216,16 @@ def test_without_history_the_fold_keeps_the_same_facts_in_constant_memory(
         assert (fold.error_streak.count, fold.repeat_streak.count) == (3, 3)
         assert fold.repeat_streak.label == "run" and fold.last_step == 3
         assert [(lb.step, lb.verdict) for lb in fold.labels()] == [(1, "mask")]
+
+
+def test_without_history_a_label_outlives_its_action(tmp_path: Path) -> None:
+    log = Log(tmp_path)
+    light = ActionFold(history=False)
+    for step in (1, 2, 3, 4):
+        log.act(step, ("think", '{"thought": "x"}'))
+        if step == 2:
+            post_label(log.store, log.run_id, 2, "mask", "wrong turn", author="ann")
+    for ev in log.store.events(log.run_id):
+        light.apply(ev)
+    assert [a.step for a in light.actions] == [3, 4]
+    assert [(lb.step, lb.verdict) for lb in light.labels()] == [(2, "mask")]
