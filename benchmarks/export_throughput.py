@@ -6,7 +6,9 @@ the agent writes them (run_started, guidance, guidance_delivered, model_call act
 input, observation, summarize call + summary every `--window` steps, labels), in a child
 process, so the parent's peak RSS is the export's alone. `openai` exports the whole store;
 `tokenized` (a chat-template render per segment and a tokenizer, slower) exports the first
-`--tokenized-runs` runs and reports its own rate (`tokenized_steps_per_s`).
+`--tokenized-runs` runs and reports its own rate (`tokenized_steps_per_s`), next to the rate
+of the tokenizer alone on the same samples' texts (`tokenizer_floor_steps_per_s`): a bound no
+tokenized export with that tokenizer can pass.
 
     python benchmarks/export_throughput.py [--runs 1000] [--steps 1000]
 """
@@ -14,6 +16,7 @@ process, so the parent's peak RSS is the export's alone. `openai` exports the wh
 from __future__ import annotations
 
 import argparse
+import json
 import multiprocessing
 import random
 import resource
@@ -248,6 +251,21 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def tokenizer_floor(fmt: Tokenized, exported: Path) -> tuple[float, int]:
+    """Seconds the tokenizer alone takes for the exported samples' texts (best of three; one
+    batch call on the whole samples, the fastest way it has), and their token count: the
+    rate no tokenized export with this tokenizer can beat, measured in the same run."""
+    ids = [json.loads(line)["input_ids"] for line in exported.open(encoding="utf-8")]
+    texts = [fmt.tokenizer.decode(row) for row in ids]
+    backend = fmt.tokenizer.backend_tokenizer
+    best = float("inf")
+    for _ in range(3):
+        started = time.perf_counter()
+        backend.encode_batch_fast(texts, add_special_tokens=False)
+        best = min(best, time.perf_counter() - started)
+    return best, sum(map(len, ids))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=1000)
@@ -299,6 +317,7 @@ def main() -> None:
         )
         tokenized_s = time.perf_counter() - started
         tokenized_steps = tok.stats.turns_trained + tok.stats.turns_masked
+        floor_s, n_tokens = tokenizer_floor(fmt, root / "tokenized.jsonl")
         report(
             "export_throughput",
             {
@@ -315,6 +334,8 @@ def main() -> None:
                 "tokenized_steps": tokenized_steps,
                 "tokenized_s": round(tokenized_s, 1),
                 "tokenized_steps_per_s": round(tokenized_steps / tokenized_s),
+                "tokens_per_step": round(n_tokens / tokenized_steps),
+                "tokenizer_floor_steps_per_s": round(tokenized_steps / floor_s),
                 "peak_rss_mb": round(peak_rss_mb(), 1),
             },
         )
