@@ -322,10 +322,11 @@ class Batch:
                 continue
             if batch.get("kind") != self.plan.kind:
                 raise ValueError(
-                    f"tag {self.plan.tag!r} names an {batch.get('kind')} batch; give this "
-                    f"{self.plan.kind} another tag"
+                    f"tag {self.plan.tag!r} names a batch of `apollo {batch.get('kind')}`; "
+                    f"give this {self.plan.kind} another tag"
                 )
-            stored = record.config.get("options", {})
+            # Read as a resume would: a setting an older run lacks has its default.
+            stored = _plain(asdict(RunOptions.from_config(record.config)))
             differs = sorted(k for k in wanted if stored.get(k) != wanted[k])
             if differs:
                 was = ", ".join(f"{k} {stored.get(k)!r}" for k in differs)

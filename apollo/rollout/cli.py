@@ -114,10 +114,11 @@ def open_line(result: BatchResult) -> str | None:
 
 def cmd_collect(args: argparse.Namespace, home: Home) -> int:
     """Collect runs of a family's split, guided or not, tagged for export."""
+    from apollo.env.family import resolve_family
     from apollo.rollout.batch import Batch, BatchPlan, Summary
 
-    tag = args.tag or f"collect-{args.family.rstrip('/').rsplit('/', 1)[-1]}-{args.split}"
-    tag += "" if args.tag else f"-{args.annotator}"
+    family = resolve_family(args.family)
+    tag = args.tag or f"collect-{family.id}-{args.split}-{args.annotator}"
     plan = BatchPlan(
         kind="collect",
         tag=tag,

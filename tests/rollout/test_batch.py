@@ -16,7 +16,7 @@ import pytest
 from apollo.cli import main
 from apollo.log.events import Kind
 from apollo.log.sqlite import SQLiteStore
-from apollo.rollout.batch import Batch, BatchPlan, read_episode
+from apollo.rollout.batch import Batch, BatchPlan, lock_batch, read_episode
 from apollo.rollout.home import Home
 from apollo.rollout.runner import RunOptions
 from tests.rollout.policies import GatedServer, first_option_wins
@@ -254,8 +254,26 @@ def test_a_tag_continues_only_with_the_settings_it_began_with(
         err = capsys.readouterr().err
         assert "batch 'same' was started with other settings (max_steps None)" in err
         assert "give a new --tag" in err
-        assert (
-            main(["eval", server.base_url, "--family", FAMILY, "--home", str(home), "--n", "1"])
-            == 0
-        )
+        # An evaluation beside it has a tag of its own; an eval cannot take a collect's tag.
+        evaluation = ["eval", server.base_url, "--family", FAMILY, "--home", str(home)]
+        assert main([*evaluation, "--n", "1"]) == 0
+        options = RunOptions(model=server.base_url, annotator="none")
+        plan = BatchPlan("eval", "same", (FAMILY,), "train", 1, 1, options)
+        with pytest.raises(ValueError, match="names a batch of `apollo collect`"):
+            Batch(Home(home), plan).slots(Home(home).open_store())
     assert len(batch_runs(home, "same")) == 1
+
+
+def test_one_batch_is_driven_by_one_process_at_a_time(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    home = tmp_path / "home"
+    held = lock_batch(Home(home), "busy")  # as a live `apollo collect --tag busy` holds it
+    try:
+        args = ["collect", FAMILY, "--n", "1", "--tag", "busy", "--home", str(home)]
+        assert main([*args, "--model", "http://127.0.0.1:9/v1"]) == 2
+    finally:
+        held.close()
+    err = capsys.readouterr().err
+    assert "batch 'busy' is being driven by another live process" in err
+    assert batch_runs(home, "busy") == []
