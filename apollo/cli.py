@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from apollo.env.family import builtin_families, resolve
 from apollo.env.sandbox import SandboxUnavailable
 from apollo.env.task import TaskSpecError, builtin_tasks
+from apollo.eval.cli import add_commands as add_eval_commands
 from apollo.export.cli import add_commands as add_export_commands
 from apollo.export.windows import ExportError
 from apollo.llm import models, sampling
@@ -21,6 +22,7 @@ from apollo.log import schema
 from apollo.log.events import Kind, Role, check_annotator_name
 from apollo.log.store import StoreError
 from apollo.log.writes import GUIDANCE_KINDS, post_control, post_guidance
+from apollo.rollout.cli import add_commands as add_collect_commands
 from apollo.rollout.home import Home, RunLocked
 from apollo.rollout.progress import clip, printer, retry_summary
 from apollo.server.defaults import (
@@ -502,6 +504,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_supervise_commands(sub, add)
     add_export_commands(sub, add)
     add_models_commands(sub, add)
+    add_collect_commands(sub, add)
+    add_eval_commands(sub, add)
 
     p = add(
         "endpoints",

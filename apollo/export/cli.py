@@ -49,6 +49,7 @@ def _filter(args: argparse.Namespace) -> RunFilter:
         annotator=args.annotator,
         since=args.since,
         until=args.until,
+        tags=tuple(args.tag or ()),
     )
 
 
@@ -122,6 +123,9 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser], add: 
     )
     p.add_argument("--run", action="append", metavar="RUN", help="only these runs (repeatable)")
     p.add_argument("--task", action="append", help="only runs of this task (repeatable)")
+    p.add_argument(
+        "--tag", action="append", help="only runs of this batch (`apollo collect`; repeatable)"
+    )
     p.add_argument("--status", action="append", help="only runs with this status (repeatable)")
     p.add_argument("--min-score", type=float, help="only runs whose last score is at least this")
     p.add_argument("--max-score", type=float, help="only runs whose last score is at most this")

@@ -31,6 +31,7 @@ class RunFilter:
     annotator: str | None = None  # runs where this person gave guidance or labels
     since: float | None = None  # created at or after (epoch seconds)
     until: float | None = None  # created before
+    tags: tuple[str, ...] = ()  # runs of these batches (`apollo collect --tag`)
 
     def to_json(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if v not in (None, ())}
@@ -49,6 +50,8 @@ def select_runs(store: Store, flt: RunFilter) -> list[RunRecord]:
         if flt.tasks and run.task not in flt.tasks:
             continue
         if flt.statuses and run.status not in flt.statuses:
+            continue
+        if flt.tags and (run.config.get("batch") or {}).get("tag") not in flt.tags:
             continue
         if flt.min_score is not None and (run.last_score is None or run.last_score < flt.min_score):
             continue

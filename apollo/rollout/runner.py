@@ -77,18 +77,11 @@ def check_steps(task: Task, options: RunOptions) -> None:
         )
 
 
-def register_run(store: Store, home: Home, task: Task, options: RunOptions, **extra: Any) -> str:
-    """Validate a run's settings and create it; nothing runs until a runner drives it.
-
-    `extra` goes into the stored config too (the server marks runs `queued` and records who
-    `started_by`). Raises SandboxUnavailable, before anything is written, when commands could
-    not be sandboxed."""
+def check_settings(home: Home, task: Task, options: RunOptions) -> None:
+    """Refuse run settings no run of `task` can use (the model, the annotator, model limits,
+    steps), and commands that could not be sandboxed (SandboxUnavailable). A family's own
+    task stands for its instances here (batch commands check once, before any run)."""
     models.parse(options.model)  # refuses an unknown embedded model before anything is written
-    if task.spec.family is not None:
-        raise ValueError(
-            f"task {task.id} is a family of instances, not one task; run an instance of it as "
-            f"{task.id}@SEED (seeds: {task.spec.family.describe_splits()})"
-        )
     if options.annotator not in ("simulated", "none"):
         raise ValueError(f"unknown annotator {options.annotator!r}; use simulated or none")
     CallLimits().updated(options.model_limits)  # refuses unknown names and bad values
@@ -99,6 +92,20 @@ def register_run(store: Store, home: Home, task: Task, options: RunOptions, **ex
         network=task.spec.network,
         allow_unsandboxed=options.unsafe_no_sandbox,
     )
+
+
+def register_run(store: Store, home: Home, task: Task, options: RunOptions, **extra: Any) -> str:
+    """Validate a run's settings and create it; nothing runs until a runner drives it.
+
+    `extra` goes into the stored config too (the server marks runs `queued` and records who
+    `started_by`; batch commands their `batch`). Raises SandboxUnavailable, before anything is
+    written, when commands could not be sandboxed."""
+    if task.spec.family is not None:
+        raise ValueError(
+            f"task {task.id} is a family of instances, not one task; run an instance of it as "
+            f"{task.id}@SEED (seeds: {task.spec.family.describe_splits()})"
+        )
+    check_settings(home, task, options)
     config = {
         "task_path": str(task.path),
         "options": asdict(options),

@@ -1,0 +1,99 @@
+"""The statistics of evaluation reports: pure functions of numbers, no I/O.
+
+Confidence intervals are percentile bootstraps of a mean: `RESAMPLES` resamples with
+replacement, drawn from a generator seeded with `SEED`, so a report made twice from the same
+episodes gives the same intervals. Reports resample instances, not episodes (an instance's
+repeats are not independent draws), and `paired_difference` resamples the instances two
+evaluations share, keeping each instance's pair together.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from math import comb
+
+import numpy as np
+
+RESAMPLES = 10_000
+CONFIDENCE = 0.95
+SEED = 0
+_CHUNK = 1000  # resamples drawn at once (memory: chunk x n indices)
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A mean and its bootstrap confidence interval, over `n` values."""
+
+    value: float
+    lo: float
+    hi: float
+    n: int
+
+    def to_json(self) -> dict[str, float | int]:
+        return {"value": self.value, "lo": self.lo, "hi": self.hi, "n": self.n}
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """The unbiased estimate of pass@k from n attempts of which c succeeded:
+    1 - C(n-c, k) / C(n, k), the chance that k attempts drawn without replacement hold a
+    success."""
+    if not 0 <= c <= n or not 1 <= k <= n:
+        raise ValueError(f"pass@k needs 0 <= c <= n and 1 <= k <= n; got n={n}, c={c}, k={k}")
+    if n - c < k:
+        return 1.0
+    return 1.0 - comb(n - c, k) / comb(n, k)
+
+
+def mean_ci(
+    values: Sequence[float],
+    resamples: int = RESAMPLES,
+    confidence: float = CONFIDENCE,
+    seed: int = SEED,
+) -> Interval:
+    """The mean of `values` with its percentile-bootstrap confidence interval."""
+    data = np.asarray(values, dtype=float)
+    if data.size == 0:
+        raise ValueError("a confidence interval needs at least one value")
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be between 0 and 1, got {confidence}")
+    rng = np.random.default_rng(seed)
+    means = np.empty(resamples)
+    for start in range(0, resamples, _CHUNK):
+        size = min(_CHUNK, resamples - start)
+        picks = rng.integers(0, data.size, size=(size, data.size))
+        means[start : start + size] = data[picks].mean(axis=1)
+    tail = (1 - confidence) / 2
+    lo, hi = np.quantile(means, [tail, 1 - tail])
+    return Interval(float(data.mean()), float(lo), float(hi), int(data.size))
+
+
+def paired_difference(
+    a: Sequence[float],
+    b: Sequence[float],
+    resamples: int = RESAMPLES,
+    confidence: float = CONFIDENCE,
+    seed: int = SEED,
+) -> Interval:
+    """The mean of b - a over paired values (the same instances, in the same order), with
+    its bootstrap interval: the pairs are resampled together."""
+    if len(a) != len(b):
+        raise ValueError(f"paired values differ in number ({len(a)} and {len(b)})")
+    diff = np.asarray(b, dtype=float) - np.asarray(a, dtype=float)
+    return mean_ci(diff.tolist(), resamples, confidence, seed)
+
+
+def best_so_far(
+    points: Sequence[tuple[float, float]], grid: Sequence[float], floor: float
+) -> list[float]:
+    """At each time of `grid`, the best score among `points` (time, score) reached by then;
+    `floor` before the first."""
+    ordered = sorted(points)
+    out: list[float] = []
+    best, i = floor, 0
+    for t in sorted(grid):
+        while i < len(ordered) and ordered[i][0] <= t:
+            best = max(best, ordered[i][1])
+            i += 1
+        out.append(best)
+    return out
