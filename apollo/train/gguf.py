@@ -218,6 +218,11 @@ def merge(path: Path, quant: str = DEFAULT_QUANT, *, cache: Path) -> Path:
     trained = read(path)
     spec = models.find(trained.base)
     _check_base(trained, spec)
+    if trained.method == "lora":
+        _require(trained.adapter, ("adapter_config.json", "adapter_model.safetensors"))
+    else:
+        _require(trained.path / MODEL, ("config.json",))
+    _require(trained.path / BASE, ("config.json",))
     ftype = quant_ftype(quant)
     name = f"merged-{quant.lower()}.gguf"
     out = trained.path / name
@@ -429,7 +434,6 @@ def _model_with_tokenizer(trained: Trained, out: Path) -> Path:
     """DIR/model with the base's tokenizer files beside it (the converter reads both from one
     folder), as links."""
     model = trained.path / MODEL
-    _require(model, ("config.json",))
     out.mkdir(parents=True)
     for folder in (trained.path / BASE, model):  # the model's own config wins
         for item in folder.iterdir():

@@ -250,3 +250,31 @@ def test_the_pool_never_hands_a_run_the_server_of_another_adapter(
             assert len(pool.servers) == 2
 
     asyncio.run(go())
+
+
+@pytest.mark.slow
+def test_a_top_layers_dir_is_refused_until_merged_then_served_merged(
+    trained: Path, tmp_path: Path, cache: Path
+) -> None:
+    out = tmp_path / "top"
+    (out / gguf.BASE).mkdir(parents=True)
+    for item in (trained / gguf.BASE).iterdir():
+        shutil.copy(item, out / gguf.BASE)
+    # The whole fine-tuned model, as a top_layers run saves it: here the LoRA merged in.
+    lora = gguf.read(trained)
+    gguf._merge_lora(lora, models.part_files(models.SMOLLM2)[0], out / gguf.MODEL)
+    meta = json.loads((trained / gguf.TRAIN_JSON).read_text())
+    (out / gguf.TRAIN_JSON).write_text(json.dumps({**meta, "method": "top_layers"}))
+    with pytest.raises(EmbeddedError, match=r"serve only as one GGUF: run `apollo models merge"):
+        models.parse(f"embedded:{SMOL}+{out}")
+    path = gguf.merge(out, "Q8_0", cache=cache)
+    assert path.name == "merged-q8_0.gguf"
+    spec = models.parse(f"embedded:{SMOL}+{out}")
+    assert spec is not None and gguf.served(spec, cache) == (path, None)
+
+    async def go() -> str:
+        async with EmbeddedModel(spec, cache=cache, n_threads=1) as server:
+            return await complete(server)
+
+    after = asyncio.run(go())
+    assert after.strip().startswith(WORD), after
