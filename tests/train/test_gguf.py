@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from apollo.cli import main
 from apollo.llm import models
 from apollo.llm.embedded import EmbeddedModel, EmbeddedPool
 from apollo.llm.models import EmbeddedError
@@ -209,10 +210,14 @@ def test_a_failed_conversion_reports_the_converters_last_lines(copy: Path) -> No
 
 @pytest.mark.slow
 def test_the_merged_q4_gguf_is_served_alone_and_writes_what_it_was_trained_on(
-    copy: Path, cache: Path
+    copy: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    path = gguf.merge(copy, "Q4_K_M", cache=cache)
-    assert path == copy / "merged-q4_k_m.gguf"
+    home = tmp_path / "home"
+    cache = models.cache_dir(home)
+    assert main(["models", "merge", str(copy), "--quant", "Q4_K_M", "--home", str(home)]) == 0
+    path = copy / "merged-q4_k_m.gguf"
+    said = capsys.readouterr().out
+    assert f"merged {path} (" in said and f"`--model embedded:{SMOL}+{copy}` serves it" in said
     record = json.loads((copy / gguf.MERGED_RECORD).read_text())
     assert record["quant"] == "Q4_K_M"
     assert set(record["seconds"]) == {"merge", "convert_f16", "quantize"}
