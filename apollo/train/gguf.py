@@ -342,6 +342,7 @@ def _unpack(sdist: Path, root: Path, version: str) -> None:
     prefix = f"llama_cpp_python-{version}/vendor/llama.cpp/"
     root.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=root.parent, prefix=f".{root.name}."))
+    tmp.chmod(0o755)  # like the cache's other folders (mkdtemp makes it 0700)
     try:
         with tarfile.open(sdist) as tar:
             for member in tar:
@@ -412,9 +413,14 @@ def _quantize(source: Path, out: Path, ftype: int, quant: str) -> None:
 
 def _merge_lora(trained: Trained, gguf: Path, out: Path) -> Path:
     """The base loaded from its GGUF with the adapter merged in, saved as an HF model."""
-    import torch
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    try:
+        import torch
+        from peft import PeftModel
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+    except ImportError as exc:
+        raise EmbeddedError(
+            f"merging a LoRA adapter needs the training stack ({exc}); run `{SETUP_COMMAND}`"
+        ) from None
 
     model = AutoModelForCausalLM.from_pretrained(
         gguf.parent, gguf_file=gguf.name, dtype=torch.float32
