@@ -2,8 +2,9 @@
 # Sets up everything Apollo needs in .venv/ at the repository root. Safe to run again.
 #   scripts/setup.sh          runtime: base + embedded models (llama-cpp-python, Qwen2.5-Coder-0.5B,
 #                             SmolLM2) + server
-#   scripts/setup.sh --dev    also the test tools (pytest, ruff, mypy, Playwright + chromium)
-#                             and the training stack (torch CPU, transformers, peft, trl)
+#   scripts/setup.sh --dev    also the test tools (pytest, ruff, mypy, Playwright + chromium),
+#                             the training stack (torch CPU, transformers, peft, trl) and
+#                             llama.cpp's GGUF converters (for serving a trained model)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -77,4 +78,21 @@ print(" ".join(r for m in models.MODELS.values() if m.setup for r in m.requireme
 .venv/bin/python -c "from apollo.llm import models
 for m in models.MODELS.values():
     assert not m.setup or models.part_files(m), m.name"  # fail loudly if one did not take
+# llama.cpp's GGUF converters (convert_lora_to_gguf.py, convert_hf_to_gguf.py, gguf-py) turn
+# what `apollo train` wrote into what the server loads (apollo/train/gguf.py). They import the
+# training stack, so they come with it: from the source distribution of the same llama-cpp-python
+# version, kept outside the repository beside the wheel, and only their files unpacked (2 MB).
+if [ "$dev" -eq 1 ]; then
+  sdist_dir="${XDG_CACHE_HOME:-$HOME/.cache}/apollo/sdist"
+  if [ ! -f "$sdist_dir/llama_cpp_python-$llama_version.tar.gz" ]; then
+    echo "setup: fetching the llama-cpp-python $llama_version source for llama.cpp's GGUF converters"
+    rm -rf "$sdist_dir.tmp"
+    .venv/bin/python -m pip download -q --no-deps --no-binary :all: "llama-cpp-python==$llama_version" \
+      -d "$sdist_dir.tmp" 2>&1 | grep -v '^WARNING: Location' || true
+    mkdir -p "$sdist_dir"
+    mv "$sdist_dir.tmp/llama_cpp_python-$llama_version.tar.gz" "$sdist_dir/" # fails loudly if missing
+    rm -rf "$sdist_dir.tmp"
+  fi
+  .venv/bin/python -c "from apollo.train import gguf; print('setup: GGUF converters in', gguf.converters())"
+fi
 echo "setup: done"

@@ -1,4 +1,4 @@
-"""`apollo models`: the embedded models, and installing one.
+"""`apollo models`: the embedded models, installing one, and merging a trained one.
 
 `add_commands(sub, add)` registers it; `add` is the helper of `apollo.cli.build_parser`.
 """
@@ -6,7 +6,9 @@
 from __future__ import annotations
 
 import argparse
+import json
 from collections.abc import Callable
+from pathlib import Path
 
 from apollo.llm import models
 from apollo.rollout.home import Home
@@ -16,8 +18,13 @@ AddFn = Callable[[str, Command, str], argparse.ArgumentParser]
 
 
 def cmd_models(args: argparse.Namespace, home: Home) -> int:
-    """List the embedded models, or install one (`install NAME`)."""
+    """List the embedded models, install one (`install NAME`), or merge a trained model
+    directory into one GGUF (`merge DIR`)."""
     cache = models.cache_dir(home.path)
+    if args.action == "merge":
+        if not args.name:
+            raise ValueError("models merge needs the DIR `apollo train --out` wrote")
+        return merge_command(Path(args.name), args.quant, cache)
     if args.action == "install":
         if not args.name:
             raise ValueError(f"models install needs a NAME: one of {', '.join(models.MODELS)}")
@@ -47,6 +54,20 @@ def cmd_models(args: argparse.Namespace, home: Home) -> int:
     return 0
 
 
+def merge_command(trained: Path, quant: str, cache: Path) -> int:
+    """`apollo models merge DIR` (and `apollo train --merge`): write DIR's merged GGUF and say
+    what it cost; 0."""
+    from apollo.train import gguf
+
+    path = gguf.merge(trained, quant, cache=cache)
+    record = gguf.read(trained).path / gguf.MERGED_RECORD
+    seconds = json.loads(record.read_text(encoding="utf-8")).get("seconds", {})
+    stages = ", ".join(f"{k} {v:g} s" for k, v in seconds.items())
+    print(f"merged {path} ({path.stat().st_size / 1e6:.1f} MB; {stages})")
+    print(f"`--model {gguf.model_ref(trained)}` serves it from now on")
+    return 0
+
+
 def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser], add: AddFn) -> None:
     """Register `models` (`add` is apollo.cli's helper)."""
     p = add(
@@ -54,5 +75,12 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser], add: 
         cmd_models,
         "list the embedded models (size, installed or not, speed measured here), or install one",
     )
-    p.add_argument("action", nargs="?", choices=["list", "install"], default="list")
-    p.add_argument("name", nargs="?", help="the model to install (install)")
+    p.add_argument("action", nargs="?", choices=["list", "install", "merge"], default="list")
+    p.add_argument(
+        "name", nargs="?", help="the model to install (install), the trained DIR (merge)"
+    )
+    p.add_argument(
+        "--quant",
+        default="Q4_K_M",
+        help="merge: llama.cpp quantization of the merged GGUF (default: Q4_K_M)",
+    )

@@ -117,16 +117,22 @@ class EmbeddedModel(AsyncClosing):
             raise EmbeddedError("the embedded model server is not started")
         return f"http://{self.host}:{self.port}/v1"
 
-    def gguf(self) -> Path:
-        """The GGUF to serve: `model_path`, or the spec's, checked (and assembled) first."""
+    def gguf(self) -> tuple[Path, Path | None]:
+        """The GGUF to serve and the LoRA adapter GGUF to apply to it (or None): `model_path`,
+        or the spec's, checked (and assembled) first; for a trained DIR (`spec.trained`) its
+        merged GGUF or the base with its adapter, converted when needed."""
         if self.model_path is not None:
-            return self.model_path
+            return self.model_path, None
         if self.cache is None:
             raise EmbeddedError(f"{self.spec.name}: no model cache given to check it in")
-        return models.ensure(self.spec, self.cache)
+        if self.spec.trained is not None:
+            from apollo.train import gguf
 
-    def command(self, model: Path, n_threads: int) -> list[str]:
-        """The server's command line for `model`."""
+            return gguf.served(self.spec, self.cache)
+        return models.ensure(self.spec, self.cache), None
+
+    def command(self, model: Path, n_threads: int, lora: Path | None = None) -> list[str]:
+        """The server's command line for `model`, with the LoRA adapter `lora` applied."""
         if importlib.util.find_spec("llama_cpp") is None:
             raise EmbeddedError(f"llama-cpp-python is not installed; {SETUP_HINT}")
         cmd = [
@@ -155,6 +161,9 @@ class EmbeddedModel(AsyncClosing):
             "--verbose",
             "False",
         ]
+        if lora is not None:
+            # llama.cpp applies it at load (and then reads the base without mmap).
+            cmd += ["--lora_path", str(lora)]
         return cmd + self.extra_args
 
     async def start(self) -> Self:
@@ -163,8 +172,9 @@ class EmbeddedModel(AsyncClosing):
             return self
         if self.port is None:
             self.port = free_port(self.host)
-        model = await asyncio.to_thread(self.gguf)  # a first check reads the whole file
-        cmd = self.command(model, self.n_threads or choose_threads())
+        # A first check reads the whole file; an adapter may be converted first.
+        model, lora = await asyncio.to_thread(self.gguf)
+        cmd = self.command(model, self.n_threads or choose_threads(), lora)
         fd, log = tempfile.mkstemp(prefix="apollo-llama-", suffix=".log")
         self._log = Path(log)
         with os.fdopen(fd, "wb") as out:
@@ -254,8 +264,9 @@ class EmbeddedPool(AsyncClosing):
     sharing a server would each recompute their whole prompt at every step (measured:
     benchmarks/embedded_models.py `shared_server`); and it answers one request at a time
     anyway. The weights are mmapped, so servers of one model share them in the page cache.
-    A run's server returns to the pool when the run ends and is reused by the next one;
-    `aclose` stops them all.
+    A run's server returns to the pool when the run ends and is reused by the next one of the
+    same model (`spec.ref`: a trained DIR is another model than its base); `aclose` stops
+    them all.
     """
 
     def __init__(self, cache: Path) -> None:
@@ -275,7 +286,7 @@ class EmbeddedPool(AsyncClosing):
         finally:
             self._busy.remove(server)
             if server.process is not None and server.process.poll() is None:
-                self._idle.setdefault(spec.name, []).append(server)
+                self._idle.setdefault(spec.ref, []).append(server)
             else:
                 await server.stop()
 
@@ -286,7 +297,7 @@ class EmbeddedPool(AsyncClosing):
 
     async def _take(self, spec: EmbeddedSpec) -> EmbeddedModel:
         async with self._starting:
-            idle = self._idle.get(spec.name)
+            idle = self._idle.get(spec.ref)
             if idle:
                 server = idle.pop()
             else:

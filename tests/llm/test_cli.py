@@ -40,6 +40,14 @@ def test_models_lists_every_model_with_its_state_and_measured_speed(tmp_path: Pa
         (["run", "interval-set", "--max-tokens", "0", "--queue"], "--max-tokens must be a whole"),
         (["serve", "--model", "http://127.0.0.1:9/v1"], "give 'embedded' or 'embedded:NAME'"),
         (["demo", "--model", "embedded:gpt-9"], "no embedded model 'gpt-9'"),
+        (["models", "merge"], "models merge needs the DIR `apollo train --out` wrote"),
+        (["models", "merge", "/nowhere"], "no trained model directory /nowhere"),
+        (
+            ["run", "interval-set", "--model", "embedded:smollm2-135m+/nowhere", "--queue"],
+            "no trained model directory /nowhere",
+        ),
+        (["serve", "--model", "embedded:smollm2-135m+/nowhere"], "no trained model directory"),
+        (["demo", "--model", "embedded:smollm2-135m+/nowhere"], "no trained model directory"),
     ],
 )
 def test_bad_model_and_sampling_settings_get_one_line(
@@ -93,3 +101,25 @@ def test_sampling_flags_reach_an_endpoint_model(tmp_path: Path) -> None:
     assert bodies, "the model was never called"
     for body in bodies:
         assert (body["temperature"], body["top_p"], body["max_tokens"]) == (0.3, 0.8, 50)
+
+
+def test_a_run_on_a_trained_model_stores_its_full_name_and_resumes_on_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from apollo.rollout.runner import RunOptions
+    from tests.train.tiny import fake_trained
+
+    fake_trained(tmp_path / "out")
+    monkeypatch.chdir(tmp_path)
+    model = f"embedded:{models.SMOLLM2.name}+out"
+    done = apollo("run", "interval-set", "--model", model, "--queue", home=tmp_path / "home")
+    assert done.returncode == 0, done.stderr
+    store = SQLiteStore(tmp_path / "home" / "apollo.db")
+    [record] = store.list_runs()
+    run = store.get_run(record.id)
+    assert run is not None
+    # Absolute, so a resume from another directory serves the same trained model.
+    full = f"embedded:{models.SMOLLM2.name}+{tmp_path / 'out'}"
+    assert run.config["options"]["model"] == full
+    spec = models.parse(RunOptions.from_config(run.config).model)
+    assert spec is not None and spec.trained == tmp_path / "out"

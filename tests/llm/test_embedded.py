@@ -60,6 +60,13 @@ def test_the_server_keeps_no_logits_per_position_and_uses_the_threads_given() ->
     assert flags["--model_alias"] == "smollm2-135m" and flags["--n_ctx"] == "8192"
 
 
+def test_a_lora_adapter_is_applied_only_when_given() -> None:
+    server = EmbeddedModel(models.SMOLLM2, port=1)
+    assert "--lora_path" not in server.command(Path("m.gguf"), 1)
+    cmd = server.command(Path("m.gguf"), 1, Path("a.gguf"))
+    assert cmd[cmd.index("--lora_path") + 1] == "a.gguf"
+
+
 @pytest.mark.parametrize(
     ("servers", "cpus", "load", "threads"),
     [
