@@ -35,6 +35,7 @@ from apollo.server.defaults import (
 )
 from apollo.supervise.cli import add_commands as add_supervise_commands
 from apollo.terminal import safe
+from apollo.train.cli import add_commands as add_train_commands
 
 CLI_AUTHOR = "cli"
 MODEL_HELP = (
@@ -502,6 +503,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_supervise_commands(sub, add)
     add_export_commands(sub, add)
     add_models_commands(sub, add)
+    add_train_commands(sub, add)
 
     p = add(
         "endpoints",
