@@ -43,6 +43,7 @@ def options_from(args: argparse.Namespace) -> TrainOptions:
         precision=args.precision,
         gradient_checkpointing=not args.no_gradient_checkpointing,
         device=args.device,
+        threads=args.threads,
     )
 
 
@@ -149,4 +150,11 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser], add: 
         choices=["auto", "cpu", "cuda"],
         default="auto",
         help="auto: a CUDA GPU when present, else the CPU",
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="CPU threads (default: the cores the load average leaves idle, at least 1; on "
+        "busy cores 2 threads ran 10x slower than 1)",
     )

@@ -12,8 +12,9 @@ LORA = "lora"
 TOP_LAYERS = "top_layers"
 ALL_LINEAR = "all-linear"  # peft: every linear layer of the blocks, not the output layer
 DEFAULT_LR = {LORA: 2e-4, TOP_LAYERS: 2e-5}
-# What may differ when a training is resumed: how long it runs and how often it saves.
-RESUMABLE_CHANGES = ("epochs", "max_steps", "save_steps")
+# What may differ when a training is resumed: how long it runs, how often it saves, and
+# what it runs on.
+RESUMABLE_CHANGES = ("epochs", "max_steps", "save_steps", "device", "threads")
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +41,7 @@ class TrainOptions:
     precision: str = "bf16"
     gradient_checkpointing: bool = True
     device: str = "auto"
+    threads: int = 0  # CPU threads; 0: the cores the load leaves idle (at least 1)
 
     @property
     def method(self) -> str:
@@ -69,6 +71,7 @@ class TrainOptions:
             (self.save_steps >= 1, "--save-steps must be 1 or more"),
             (self.precision in ("bf16", "fp32"), "--precision must be bf16 or fp32"),
             (self.device in ("auto", "cpu", "cuda"), "--device must be auto, cpu or cuda"),
+            (self.threads >= 0, "--threads must be 1 or more (or 0: from the load)"),
         ]
         for ok, message in rules:
             if not ok:
@@ -112,5 +115,5 @@ class TrainOptions:
         return [
             key
             for key, value in now.items()
-            if key not in RESUMABLE_CHANGES and key != "device" and saved.get(key) != value
+            if key not in RESUMABLE_CHANGES and saved.get(key) != value
         ]
