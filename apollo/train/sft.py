@@ -315,8 +315,7 @@ def train(
             trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
         finally:
             progress.close()
-    record = finish(options, data, base, trainer, trainable, total, device, command)
-    record["load_and_train_s"] = round(time.monotonic() - started, 1)
+    record = finish(options, data, base, trainer, trainable, total, device, command, started)
     (options.out / "train.json").write_text(json.dumps(record, indent=2), encoding="utf-8")
     return TrainResult(options.out, record)
 
@@ -330,6 +329,7 @@ def finish(
     total: int,
     device: str,
     command: str,
+    started: float,
 ) -> dict[str, Any]:
     """Save the weights, the base files, the loss curve and the model card; the record."""
     import peft
@@ -372,6 +372,7 @@ def finish(
             "peft": peft.__version__,
             "python": sys.version.split()[0],
         },
+        "load_and_train_s": round(time.monotonic() - started, 1),
         "command": command,
         "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
