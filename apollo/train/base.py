@@ -58,13 +58,16 @@ def unquantize(model: Any) -> None:
         model.config.architectures = [type(model).__name__]
 
 
-def load(spec: EmbeddedSpec, cache: Path) -> Base:
-    """Check (and assemble) `spec`'s GGUF, then load its model and tokenizer."""
+def load(spec: EmbeddedSpec, cache: Path, data: ExportData | None = None) -> Base:
+    """Check (and assemble) `spec`'s GGUF, then load its tokenizer and model; with `data`, the
+    export is checked against the tokenizer before the (slower) model is loaded."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     gguf = models.ensure(spec, cache)
     tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    if data is not None:
+        check_tokenizer(data, tokenizer, spec, gguf)
     model = AutoModelForCausalLM.from_pretrained(
         str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32
     )
@@ -72,10 +75,9 @@ def load(spec: EmbeddedSpec, cache: Path) -> Base:
     return Base(spec, gguf, model, tokenizer)
 
 
-def check_tokenizer(data: ExportData, base: Base) -> None:
-    """Refuse an export tokenized by another tokenizer than the base's: its first sample must
-    decode and encode back to the same ids with the base's tokenizer."""
-    tok = base.tokenizer
+def check_tokenizer(data: ExportData, tok: Any, spec: EmbeddedSpec, gguf: Path) -> None:
+    """Refuse an export tokenized by another tokenizer than `spec`'s (`tok`): its first sample
+    must decode and encode back to the same ids with it."""
     ids = list(data.first_ids)
     same = max(ids) < len(tok)
     if same:
@@ -83,9 +85,9 @@ def check_tokenizer(data: ExportData, base: Base) -> None:
         same = tok(text, add_special_tokens=False)["input_ids"] == ids
     if not same:
         raise TrainError(
-            f"{data.path} was tokenized by {data.tokenizer}, not by the tokenizer of {base.name}: "
-            f"export it again with `--format tokenized --tokenizer "
-            f"{tokenizer_flag(base.spec, base.gguf)}`"
+            f"{data.path} was tokenized by {data.tokenizer}, not by the tokenizer of "
+            f"{models.EMBEDDED}:{spec.name}: export it again with `--format tokenized "
+            f"--tokenizer {tokenizer_flag(spec, gguf)}`"
         )
 
 

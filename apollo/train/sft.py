@@ -62,8 +62,9 @@ def latest_checkpoint(out: Path) -> Path | None:
     return max(found, key=lambda p: int(p.name.split("-")[-1]), default=None)
 
 
-def prepare_out(options: TrainOptions, resume: bool, force: bool) -> Path | None:
-    """Check DIR against what was asked and make it ready; the checkpoint to resume from."""
+def prepare_out(options: TrainOptions, resume: bool, force: bool, data_sha256: str) -> Path | None:
+    """Check DIR against what was asked (and, on resume, the export against the one the
+    training started on) and make it ready; the checkpoint to resume from."""
     out = options.out
     if out.exists() and not out.is_dir():
         raise TrainError(f"--out {out} is a file; give a folder (new, or one to --resume)")
@@ -78,7 +79,13 @@ def prepare_out(options: TrainOptions, resume: bool, force: bool) -> Path | None
             said = ", ".join(f"{k}={saved.get(k)!r}" for k in conflicts)
             raise TrainError(
                 f"{out} was started with {said}; resume with the same settings (only "
-                "--epochs, --max-steps and --save-steps may change), or --force to start over"
+                "--epochs, --max-steps, --save-steps, --device and --threads may change), or "
+                "--force to start over"
+            )
+        if saved.get("data_sha256") != data_sha256:
+            raise TrainError(
+                f"{options.data} changed since the training in {out} started (its sha256 "
+                "differs); resume on the same export, or --force to start over"
             )
         (out / "train.json").unlink(missing_ok=True)  # unfinished again until it ends
         return checkpoint
@@ -102,7 +109,8 @@ def prepare_out(options: TrainOptions, resume: bool, force: bool) -> Path | None
             elif path.exists():
                 path.unlink()
     (out / "checkpoints").mkdir(parents=True, exist_ok=True)
-    saved_path.write_text(json.dumps(options.to_json(), indent=2), encoding="utf-8")
+    saved = {**options.to_json(), "data_sha256": data_sha256}
+    saved_path.write_text(json.dumps(saved, indent=2), encoding="utf-8")
     return None
 
 
@@ -286,7 +294,7 @@ def train(
     spec = base_mod.resolve(options.base)
     data = read_export(options.data, options.max_length)
     device = pick_device(options.device)
-    checkpoint = prepare_out(options, resume, force)
+    checkpoint = prepare_out(options, resume, force, data.data_sha256)
     quiet_libraries()
     import torch
 
@@ -294,10 +302,11 @@ def train(
     torch.set_num_threads(threads)
     started = time.monotonic()
     if base is None:
-        base = base_mod.load(spec, cache)
+        base = base_mod.load(spec, cache, data)
     elif base.spec.name != spec.name:
         raise TrainError(f"the loaded base is {base.name}, not {options.base}")
-    base_mod.check_tokenizer(data, base)
+    else:
+        base_mod.check_tokenizer(data, base.tokenizer, base.spec, base.gguf)
     # The base's files first: the adapter's config then names DIR/base as its base, a folder
     # with the config.json that peft and the adapter converter look for.
     base_mod.save_files(base, options.out / "base")

@@ -110,25 +110,29 @@ def options(tmp_path: Path, **kw: object) -> TrainOptions:
 
 def test_out_dir_states(tmp_path: Path) -> None:
     opts = options(tmp_path)
-    assert prepare_out(opts, resume=False, force=False) is None
+    assert prepare_out(opts, resume=False, force=False, data_sha256="d1") is None
     saved = json.loads((opts.out / "checkpoints" / OPTIONS_FILE).read_text())
     assert saved["lr"] is None and saved["out"] == str(opts.out.resolve())
+    assert saved["data_sha256"] == "d1"
     with pytest.raises(TrainError, match=r"nothing to resume .* drop --resume"):
-        prepare_out(opts, resume=True, force=False)
+        prepare_out(opts, resume=True, force=False, data_sha256="d1")
     (opts.out / "checkpoints" / "checkpoint-3").mkdir()
     (opts.out / "checkpoints" / "checkpoint-12").mkdir()
     with pytest.raises(TrainError, match=r"unfinished training; pass --resume .* or --force"):
-        prepare_out(opts, resume=False, force=False)
-    assert prepare_out(opts, resume=True, force=False) == opts.out / "checkpoints/checkpoint-12"
+        prepare_out(opts, resume=False, force=False, data_sha256="d1")
+    latest = prepare_out(opts, resume=True, force=False, data_sha256="d1")
+    assert latest == opts.out / "checkpoints" / "checkpoint-12"
     longer = options(tmp_path, epochs=9.0, max_steps=100)  # how long it runs may change
-    assert prepare_out(longer, resume=True, force=False) is not None
+    assert prepare_out(longer, resume=True, force=False, data_sha256="d1") is not None
+    with pytest.raises(TrainError, match=r"changed since the training .* started"):
+        prepare_out(opts, resume=True, force=False, data_sha256="d2")
     with pytest.raises(TrainError, match="started with lora_r=16; resume with the same"):
-        prepare_out(options(tmp_path, lora_r=8), resume=True, force=False)
+        prepare_out(options(tmp_path, lora_r=8), resume=True, force=False, data_sha256="d1")
     (opts.out / "train.json").write_text("{}")
     (opts.out / "mine.txt").write_text("kept")
     with pytest.raises(TrainError, match="holds a finished training; pass --force"):
-        prepare_out(opts, resume=False, force=False)
-    assert prepare_out(opts, resume=False, force=True) is None
+        prepare_out(opts, resume=False, force=False, data_sha256="d1")
+    assert prepare_out(opts, resume=False, force=True, data_sha256="d1") is None
     assert sorted(p.name for p in opts.out.iterdir()) == ["checkpoints", "mine.txt"]
     assert list((opts.out / "checkpoints").iterdir()) == [opts.out / "checkpoints" / OPTIONS_FILE]
 
@@ -138,8 +142,8 @@ def test_out_dir_not_ours(tmp_path: Path) -> None:
     opts.out.mkdir()
     (opts.out / "something").write_text("x")
     with pytest.raises(TrainError, match="is not empty; choose a new --out"):
-        prepare_out(opts, resume=False, force=False)
+        prepare_out(opts, resume=False, force=False, data_sha256="d1")
     file_out = options(tmp_path, out=tmp_path / "file")
     (tmp_path / "file").write_text("x")
     with pytest.raises(TrainError, match="is a file"):
-        prepare_out(file_out, resume=False, force=False)
+        prepare_out(file_out, resume=False, force=False, data_sha256="d1")
