@@ -37,6 +37,7 @@ from apollo.server.defaults import (
 )
 from apollo.supervise.cli import add_commands as add_supervise_commands
 from apollo.terminal import safe
+from apollo.train.cli import add_commands as add_train_commands
 
 CLI_AUTHOR = "cli"
 MODEL_HELP = (
@@ -506,6 +507,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_models_commands(sub, add)
     add_collect_commands(sub, add)
     add_eval_commands(sub, add)
+    add_train_commands(sub, add)
 
     p = add(
         "endpoints",
