@@ -91,9 +91,12 @@ def check_tokenizer(data: ExportData, tok: Any, spec: EmbeddedSpec, gguf: Path) 
         )
 
 
-def save_files(base: Base, dest: Path) -> None:
+def save_files(model: Any, tokenizer: Any, dest: Path) -> None:
     """The base's config.json and tokenizer files into `dest`: what a converter of the adapter
-    (llama.cpp's convert_lora_to_gguf.py `--base`) needs besides the adapter."""
+    (llama.cpp's convert_lora_to_gguf.py `--base`) needs besides the adapter. `model` is a
+    transformers model loaded from an embedded GGUF; its config gets what `unquantize` gives
+    (the `architectures` the converter detects the model by, no quantizer)."""
+    unquantize(model)
     dest.mkdir(parents=True, exist_ok=True)
-    base.model.config.save_pretrained(str(dest))
-    base.tokenizer.save_pretrained(str(dest))
+    model.config.save_pretrained(str(dest))
+    tokenizer.save_pretrained(str(dest))

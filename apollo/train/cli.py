@@ -14,6 +14,7 @@ from pathlib import Path
 from apollo.llm import models
 from apollo.rollout.home import Home
 from apollo.terminal import safe
+from apollo.train.gguf import DEFAULT_QUANT, quant_ftype
 from apollo.train.options import ALL_LINEAR, DEFAULT_LR, TrainOptions
 
 Command = Callable[[argparse.Namespace, Home], int]
@@ -52,6 +53,8 @@ def cmd_train(args: argparse.Namespace, home: Home) -> int:
     from apollo.train.sft import train  # torch and transformers only for this command
 
     options = options_from(args)
+    if args.merge:
+        quant_ftype(args.quant)  # an unknown quantization is refused before hours of training
     command = "apollo " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     try:
         result = train(
@@ -76,6 +79,10 @@ def cmd_train(args: argparse.Namespace, home: Home) -> int:
             f"peak RSS {r['peak_rss_mb']:,.0f} MB; model card: {result.out / 'README.md'}"
         )
     )
+    if args.merge:
+        from apollo.llm.cli import merge_command
+
+        return merge_command(result.out, args.quant, models.cache_dir(home.path))
     return 0
 
 
@@ -157,4 +164,15 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser], add: 
         default=0,
         help="CPU threads (default: the cores the load average leaves idle, at least 1; on "
         "busy cores 2 threads ran 10x slower than 1)",
+    )
+    p.add_argument(
+        "--merge",
+        action="store_true",
+        help="also write a merged, re-quantized GGUF into DIR (what `apollo models merge DIR` "
+        "does; needed to serve --full-top-layers)",
+    )
+    p.add_argument(
+        "--quant",
+        default=DEFAULT_QUANT,
+        help=f"--merge: llama.cpp quantization of the merged GGUF (default: {DEFAULT_QUANT})",
     )

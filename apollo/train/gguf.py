@@ -283,21 +283,6 @@ def quant_ftype(quant: str) -> int:
     return ftype
 
 
-def save_base(model: Any, tokenizer: Any, out: Path) -> None:
-    """Write DIR/base as the converters need it: the config (with its `architectures`, which
-    a config loaded from a GGUF lacks and convert_lora_to_gguf.py detects the model by) and
-    the tokenizer files. `model` is a transformers model loaded from the embedded GGUF."""
-    base = out / BASE
-    base.mkdir(parents=True, exist_ok=True)
-    config = model.config
-    config.architectures = [type(model).__name__]
-    # save_pretrained refuses the config of a GGUF-loaded model while it names a quantizer.
-    with contextlib.suppress(AttributeError):
-        del config.quantization_config
-    config.save_pretrained(base)
-    tokenizer.save_pretrained(base)
-
-
 def converters() -> Path:
     """The folder of llama.cpp's converters for the installed llama-cpp-python, unpacked from
     its source distribution in Apollo's cache on first use; EmbeddedError naming the setup
@@ -421,16 +406,13 @@ def _merge_lora(trained: Trained, gguf: Path, out: Path) -> Path:
         raise EmbeddedError(
             f"merging a LoRA adapter needs the training stack ({exc}); run `{SETUP_COMMAND}`"
         ) from None
+    from apollo.train.base import unquantize
 
     model = AutoModelForCausalLM.from_pretrained(
         gguf.parent, gguf_file=gguf.name, dtype=torch.float32
     )
+    unquantize(model)  # save_pretrained refuses a GGUF-loaded model while it names a quantizer
     merged = PeftModel.from_pretrained(model, trained.adapter).merge_and_unload()
-    # save_pretrained refuses a GGUF-loaded model while it names its quantizer.
-    with contextlib.suppress(AttributeError):
-        del merged.hf_quantizer
-    with contextlib.suppress(AttributeError):
-        del merged.config.quantization_config
     merged.save_pretrained(out)
     AutoTokenizer.from_pretrained(trained.path / BASE).save_pretrained(out)
     return out
@@ -475,7 +457,7 @@ def _check_architectures(base: Path) -> None:
         raise EmbeddedError(
             f"{base / 'config.json'} names no architectures, which the converter detects the "
             "model by (a config loaded from a GGUF lacks them): write DIR/base with "
-            "apollo.train.gguf.save_base, or set config.architectures before saving"
+            "apollo.train.base.save_files, or set config.architectures before saving"
         )
 
 

@@ -309,7 +309,7 @@ def train(
         base_mod.check_tokenizer(data, base.tokenizer, base.spec, base.gguf)
     # The base's files first: the adapter's config then names DIR/base as its base, a folder
     # with the config.json that peft and the adapter converter look for.
-    base_mod.save_files(base, options.out / "base")
+    base_mod.save_files(base.model, base.tokenizer, options.out / "base")
     base.model.name_or_path = str((options.out / "base").resolve())
     model = prepare_model(base, options)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)

@@ -96,7 +96,7 @@ def test_unknown_quantizations_are_refused_with_the_known_ones() -> None:
 def test_a_config_without_architectures_is_refused_before_converting(tmp_path: Path) -> None:
     out = fake_trained(tmp_path / "out")
     (out / gguf.BASE / "config.json").write_text('{"model_type": "llama"}')
-    with pytest.raises(EmbeddedError, match=r"names no architectures.*save_base"):
+    with pytest.raises(EmbeddedError, match=r"names no architectures.*save_files"):
         gguf.adapter_gguf(out)
 
 

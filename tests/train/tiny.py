@@ -9,6 +9,7 @@ from typing import Any
 
 from apollo.llm import models
 from apollo.train import gguf
+from apollo.train.base import save_files
 
 PROMPT = "The secret word is"
 TARGET = " pomegranate pomegranate pomegranate."
@@ -50,7 +51,7 @@ def train_lora(out: Path, steps: int = 8, lr: float = 4e-3) -> Path:
     model = AutoModelForCausalLM.from_pretrained(
         path.parent, gguf_file=path.name, dtype=torch.float32
     )
-    gguf.save_base(model, tokenizer, out)
+    save_files(model, tokenizer, out / gguf.BASE)
     projections = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
     config = LoraConfig(r=8, lora_alpha=16, target_modules=projections, task_type="CAUSAL_LM")
     peft_model = get_peft_model(model, config)
