@@ -251,10 +251,12 @@ class EmbeddedModel(AsyncClosing):
 
 
 def _die_with_parent() -> None:
-    """In the child before exec: get SIGTERM when the parent dies (Linux only)."""
+    """In the child before exec: get SIGKILL when the parent dies (Linux only). Not SIGTERM:
+    uvicorn takes that as a graceful shutdown and first finishes the generation in flight,
+    which kept orphaned servers busy for minutes; the server holds nothing worth saving."""
     if sys.platform.startswith("linux"):
         pr_set_pdeathsig = 1
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
 
 
 class EmbeddedPool(AsyncClosing):

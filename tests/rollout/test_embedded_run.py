@@ -18,8 +18,11 @@ from apollo.log.events import Kind
 from apollo.log.sqlite import SQLiteStore
 
 
-def no_model_server_left() -> bool:
-    found = subprocess.run(["pgrep", "-f", "llama_cpp.server"], capture_output=True, text=True)
+def no_model_server_left(home: Path) -> bool:
+    """Whether no model server of `home` runs (its model file lies in the home's cache, so
+    servers of other homes, another test session's, do not count)."""
+    pattern = f"llama_cpp.server --model {home.resolve()}/"
+    found = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True)
     return found.stdout.strip() == ""
 
 
@@ -60,7 +63,7 @@ def test_a_builtin_task_runs_end_to_end_on_the_embedded_model(tmp_path: Path) ->
     assert not any(o.payload.get("malformed") for o in observations)
     assert events[-1].kind == Kind.RUN_FINISHED
     assert any(e.kind == Kind.SUBMISSION and e.payload["final"] for e in events)
-    assert no_model_server_left()
+    assert no_model_server_left(tmp_path)
 
 
 def free_port() -> int:
@@ -137,4 +140,4 @@ def test_demo_serves_the_console_with_two_runs_and_an_admin_login(tmp_path: Path
     assert {task for _, task in demo_runs} == {"patient-training", "filter-noisy-labels"}
     for short, task in demo_runs:
         assert any(line.startswith(f"{short} {task}  ") for line in out.splitlines()), out
-    assert no_model_server_left()
+    assert no_model_server_left(tmp_path)
