@@ -70,6 +70,9 @@ def block(episodes: Sequence[Episode]) -> dict[str, Any]:
         "instances": len(groups),
         "repeats": repeats,
         "success_rate": stats.mean_ci([v[0] for v in values.values()]).to_json(),
+        "success_rate_wilson": stats.wilson(
+            sum(e.success for e in episodes), len(episodes)
+        ).to_json(),
         "mean_score": stats.mean_ci([v[1] for v in values.values()]).to_json(),
         "pass_at_k": pass_k,
         "no_final_score": sum(e.score is None for e in episodes),
@@ -120,7 +123,8 @@ def markdown(report: dict[str, Any]) -> str:
         f"percentile bootstrap, {boot['resamples']} resamples of instances (seed "
         f"{boot['seed']}).",
         "",
-        f"- success rate: {_ci(overall['success_rate'], True)}",
+        f"- success rate: {_ci(overall['success_rate'], True)} (Wilson interval over the "
+        f"episodes: {_ci(overall['success_rate_wilson'], True)})",
         f"- mean score: {_ci(overall['mean_score'], False)}",
     ]
     for k, value in overall["pass_at_k"].items():

@@ -5,13 +5,18 @@ replacement, drawn from a generator seeded with `SEED`, so a report made twice f
 episodes gives the same intervals. Reports resample instances, not episodes (an instance's
 repeats are not independent draws), and `paired_difference` resamples the instances two
 evaluations share, keeping each instance's pair together.
+
+A percentile bootstrap of a success rate collapses to a point when every instance agrees
+(0 of 5 gives [0%, 0%]), so success rates also get `wilson`'s score interval, which says what
+0 of n can still mean.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from math import comb
+from math import comb, sqrt
+from statistics import NormalDist
 
 import numpy as np
 
@@ -43,6 +48,20 @@ def pass_at_k(n: int, c: int, k: int) -> float:
     if n - c < k:
         return 1.0
     return 1.0 - comb(n - c, k) / comb(n, k)
+
+
+def wilson(successes: int, n: int, confidence: float = CONFIDENCE) -> Interval:
+    """The success rate `successes / n` with its Wilson score interval."""
+    if not 0 <= successes <= n or n < 1:
+        raise ValueError(
+            f"a Wilson interval needs 0 <= successes <= n and n >= 1; got {successes}/{n}"
+        )
+    z = NormalDist().inv_cdf(1 - (1 - confidence) / 2)
+    p = successes / n
+    scale = 1 + z * z / n
+    center = (p + z * z / (2 * n)) / scale
+    half = z * sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / scale
+    return Interval(p, max(0.0, center - half), min(1.0, center + half), n)
 
 
 def mean_ci(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from apollo.eval.stats import best_so_far, mean_ci, paired_difference, pass_at_k
+from apollo.eval.stats import best_so_far, mean_ci, paired_difference, pass_at_k, wilson
 
 
 @pytest.mark.parametrize(
@@ -75,3 +75,24 @@ def test_best_so_far_is_a_running_maximum_from_the_floor() -> None:
     grid = [0.0, 10.0, 20.0, 30.0, 60.0]
     assert best_so_far(points, grid, floor=0.0) == [0.0, 20.0, 20.0, 40.0, 40.0]
     assert best_so_far([], grid, floor=-1.0) == [-1.0] * 5
+
+
+@pytest.mark.parametrize(
+    ("successes", "n", "lo", "hi"),
+    # Hand-computed from the score interval's formula with z = 1.959964.
+    [(0, 5, 0.0, 0.4345), (5, 5, 0.5655, 1.0), (50, 100, 0.4038, 0.5962), (1, 10, 0.0179, 0.4042)],
+)
+def test_wilson_interval_matches_hand_computed_bounds(
+    successes: int, n: int, lo: float, hi: float
+) -> None:
+    interval = wilson(successes, n)
+    assert interval.value == successes / n
+    assert interval.lo == pytest.approx(lo, abs=1e-4)
+    assert interval.hi == pytest.approx(hi, abs=1e-4)
+
+
+def test_wilson_interval_is_not_a_point_where_the_bootstrap_is() -> None:
+    assert mean_ci([0.0] * 5).hi == 0.0
+    assert wilson(0, 5).hi > 0.4
+    with pytest.raises(ValueError, match="0 <= successes <= n"):
+        wilson(6, 5)
