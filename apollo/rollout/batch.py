@@ -16,7 +16,6 @@ time, tokens and interventions, read from its log.
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import json
 import re
 import time
@@ -29,7 +28,7 @@ from apollo.log import schema
 from apollo.log.actions import fold_actions
 from apollo.log.events import Event, Kind, RunRecord
 from apollo.log.store import FINAL_STATUSES, Store
-from apollo.rollout.home import Home, RunLocked
+from apollo.rollout.home import Home, RunLocked, try_lock
 from apollo.rollout.runner import Runner, RunOptions, check_settings
 
 KINDS = ("collect", "eval")
@@ -250,16 +249,11 @@ class BatchView(Protocol):
 
 def lock_batch(home: Home, tag: str) -> IO[str]:
     """Take the batch's lock for this process (the OS drops it when the process dies)."""
-    folder = home.path / "batches"
-    folder.mkdir(parents=True, exist_ok=True)
-    handle = open(folder / f"{tag}.lock", "a+")  # noqa: SIM115 - held while the batch runs
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError as exc:
-        handle.close()
+    handle = try_lock(home.path / "batches" / f"{tag}.lock")
+    if handle is None:
         raise BatchLocked(
             f"batch {tag!r} is being driven by another live process; wait for it or stop it"
-        ) from exc
+        )
     return handle
 
 

@@ -17,6 +17,20 @@ class RunLocked(RuntimeError):
     """Another live runner drives this run."""
 
 
+def try_lock(path: Path) -> IO[str] | None:
+    """An exclusive lock on `path` for this process, held while the handle is open (the OS
+    drops it when the process dies, so a `kill -9` never leaves it held); None when another
+    live process holds it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = open(path, "a+")  # noqa: SIM115 - the caller holds it for the lock's life
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        return None
+    return handle
+
+
 class Home:
     """A data directory: `apollo.db`, `runs/<run id>/` (workspace, sessions, lock) and
     `instances/` (materialized instances of task families)."""
@@ -62,14 +76,9 @@ class Home:
     def lock_run(self, run_id: str) -> IO[str]:
         """Take the run's lock for this process. The OS drops it when the process dies, so a
         `kill -9` never leaves a run locked, and two runners never drive one run."""
-        folder = self.run_dir(run_id)
-        folder.mkdir(parents=True, exist_ok=True)
-        handle = open(folder / "runner.lock", "a+")  # noqa: SIM115 - held for the run's life
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as exc:
-            handle.close()
+        handle = try_lock(self.run_dir(run_id) / "runner.lock")
+        if handle is None:
             raise RunLocked(
                 f"run {run_id} is being driven by another live runner; stop that one first"
-            ) from exc
+            )
         return handle
