@@ -19,6 +19,7 @@ from apollo.export.inspect import record_json, render_sample, render_tokens
 from apollo.export.output import check_target
 from apollo.export.pipeline import RunFilter, export, samples, select_runs
 from apollo.export.windows import WindowOptions
+from apollo.llm import models
 from apollo.rollout.home import Home
 from apollo.supervise.cli import add_policy_options
 from apollo.supervise.policy import Policy
@@ -53,10 +54,26 @@ def _filter(args: argparse.Namespace) -> RunFilter:
     )
 
 
-def _format(args: argparse.Namespace) -> Format:
+def _format(args: argparse.Namespace, home: Home) -> Format:
     if args.format == "tokenized":
-        return Tokenized(load_tokenizer(args.tokenizer), args.chat_template)
+        return Tokenized(
+            load_tokenizer(_tokenizer_source(args.tokenizer, home)), args.chat_template
+        )
     return get_format(args.format)
+
+
+def _tokenizer_source(choice: str, home: Home) -> str:
+    """`--tokenizer` as load_tokenizer takes it: an embedded model (`embedded:NAME`, the
+    tokenizer its training base has) becomes its checked GGUF in the home's model cache."""
+    spec = models.parse(choice) if choice.startswith(models.EMBEDDED) else None
+    if spec is None:
+        return choice
+    if spec.trained is not None:
+        raise ValueError(
+            f"--tokenizer {choice}: give the base, embedded:{spec.name}; a trained model "
+            "keeps its base's tokenizer"
+        )
+    return str(models.ensure(spec, models.cache_dir(home.path)))
 
 
 def cmd_export(args: argparse.Namespace, home: Home) -> int:
@@ -72,7 +89,7 @@ def cmd_export(args: argparse.Namespace, home: Home) -> int:
     command = "apollo " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     out = Path(args.out)
     check_target(out, args.force)  # before loading a tokenizer or reading any run
-    fmt = _format(args)
+    fmt = _format(args, home)
     result = export(store, out, fmt, policy, flt, options, command, force=args.force)
     s = result.stats
     print(
@@ -89,7 +106,7 @@ def _inspect(
 ) -> int:
     store = home.open_store()
     color = sys.stdout.isatty() and not args.no_color
-    fmt = _format(args)
+    fmt = _format(args, home)
     for n, sample in enumerate(samples(store, select_runs(store, flt), policy, options)):
         if n < args.sample:
             continue
@@ -136,7 +153,8 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser], add: 
     p.add_argument(
         "--tokenizer",
         default=PACKAGED,
-        help="tokenized format: 'smollm2' (packaged), a local folder or a .gguf file",
+        help="tokenized format: 'smollm2' (packaged), 'embedded:NAME' (an embedded model's, "
+        "what `apollo train --base embedded:NAME` needs), a local folder or a .gguf file",
     )
     p.add_argument(
         "--chat-template",

@@ -38,11 +38,9 @@ def resolve(value: str) -> EmbeddedSpec:
     return spec
 
 
-def tokenizer_flag(spec: EmbeddedSpec, gguf: Path) -> str:
+def tokenizer_flag(spec: EmbeddedSpec) -> str:
     """The `apollo export --tokenizer` value that tokenizes for `spec`."""
-    from apollo.export.formats.tokenized import PACKAGED
-
-    return PACKAGED if spec.name == models.SMOLLM2.name else str(gguf)
+    return f"{models.EMBEDDED}:{spec.name}"
 
 
 def unquantize(model: Any) -> None:
@@ -67,7 +65,7 @@ def load(spec: EmbeddedSpec, cache: Path, data: ExportData | None = None) -> Bas
     gguf = models.ensure(spec, cache)
     tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
     if data is not None:
-        check_tokenizer(data, tokenizer, spec, gguf)
+        check_tokenizer(data, tokenizer, spec)
     model = AutoModelForCausalLM.from_pretrained(
         str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32
     )
@@ -75,7 +73,7 @@ def load(spec: EmbeddedSpec, cache: Path, data: ExportData | None = None) -> Bas
     return Base(spec, gguf, model, tokenizer)
 
 
-def check_tokenizer(data: ExportData, tok: Any, spec: EmbeddedSpec, gguf: Path) -> None:
+def check_tokenizer(data: ExportData, tok: Any, spec: EmbeddedSpec) -> None:
     """Refuse an export tokenized by another tokenizer than `spec`'s (`tok`): its first sample
     must decode and encode back to the same ids with it."""
     ids = list(data.first_ids)
@@ -87,7 +85,7 @@ def check_tokenizer(data: ExportData, tok: Any, spec: EmbeddedSpec, gguf: Path) 
         raise TrainError(
             f"{data.path} was tokenized by {data.tokenizer}, not by the tokenizer of "
             f"{models.EMBEDDED}:{spec.name}: export it again with `--format tokenized "
-            f"--tokenizer {tokenizer_flag(spec, gguf)}`"
+            f"--tokenizer {tokenizer_flag(spec)}`"
         )
 
 

@@ -306,7 +306,7 @@ def train(
     elif base.spec.name != spec.name:
         raise TrainError(f"the loaded base is {base.name}, not {options.base}")
     else:
-        base_mod.check_tokenizer(data, base.tokenizer, base.spec, base.gguf)
+        base_mod.check_tokenizer(data, base.tokenizer, base.spec)
     # The base's files first: the adapter's config then names DIR/base as its base, a folder
     # with the config.json that peft and the adapter converter look for.
     base_mod.save_files(base.model, base.tokenizer, options.out / "base")

@@ -148,3 +148,19 @@ def test_a_bad_tokenizer_is_a_clear_error(
     assert code == 2 and f"tokenizer {str(empty)!r}: cannot load a tokenizer from it" in err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert not Path(dest).exists()
+
+
+def test_an_embedded_models_tokenizer_is_named_as_the_model(
+    home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # What `apollo train --base embedded:NAME` asks for: the same tokens as the model's GGUF.
+    packaged, named = tmp_path / "packaged.jsonl", tmp_path / "named.jsonl"
+    assert main(home, capsys, "--format", "tokenized", "--out", str(packaged))[0] == 0
+    flags = ["--format", "tokenized", "--tokenizer", "embedded:smollm2-135m"]
+    assert main(home, capsys, *flags, "--out", str(named))[0] == 0
+    assert named.read_text() == packaged.read_text() != ""
+    code, err = main(
+        home, capsys, "--format", "tokenized", "--tokenizer", "embedded:nope", "--out",
+        str(tmp_path / "x.jsonl"),
+    )  # fmt: skip
+    assert code == 2 and "nope" in err and "apollo models" in err and "Traceback" not in err

@@ -187,7 +187,7 @@ def test_refuses_an_export_of_another_tokenizer(tmp_path: Path, loaded_base: bas
         train(opts(tmp_path, data), tmp_path, base=loaded_base)
     message = str(err.value)
     assert "was tokenized by tokenizer /x/qwen" in message
-    assert "export it again with `--format tokenized --tokenizer smollm2`" in message
+    assert "export it again with `--format tokenized --tokenizer embedded:smollm2-135m`" in message
 
 
 def test_cli_end_to_end(tmp_path: Path, loaded_base: base_mod.Base, capsys: Any) -> None:

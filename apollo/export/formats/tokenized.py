@@ -61,7 +61,8 @@ def load_tokenizer(spec: str = PACKAGED) -> Any:
         return AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
     p = Path(spec)
     usage = (
-        f"give --tokenizer {PACKAGED} (packaged), a folder with tokenizer files "
+        f"give --tokenizer {PACKAGED} (packaged), embedded:NAME (an embedded model's, see "
+        "`apollo models`), a folder with tokenizer files "
         "(tokenizer.json, tokenizer_config.json) or a .gguf file"
     )
     if not p.exists():  # never a download: exports work offline and from local files only
