@@ -7,14 +7,16 @@ conversation. A kept assistant turn is trained from the end of its role header t
 end-of-turn marker (the model must learn to stop); role headers, separators and every other
 message are not.
 
-Turns are located by rendering incrementally: a window is cut into segments (each assistant
-turn alone, the messages between turns together) and each segment is rendered once, after the
-window's opening (the messages before its first turn), so a render costs the segment, not the
-conversation before it. The pieces must join to exactly the full render; a template whose
-pieces do not (one that numbers turns, or looks further back than the opening) is located the
-exact slow way instead, by rendering the conversation up to each turn. That is only sound when
-every render is a prefix of the next: it is checked, and a template that rewrites earlier turns
-(some drop old reasoning after a new user turn) fails.
+Turns are located by rendering incrementally: a window is cut into its opening (the messages
+before its first turn) and segments (each assistant turn alone, the messages between turns
+together), and each segment is rendered once, after a one-line stand-in system message (not
+after the real opening, whose system prompt and tools would cost every segment again), so a
+render costs the segment, not the conversation before it. The full render must end with the
+segments joined, the rest being the opening; a template whose segments do not (one that
+numbers turns, or looks further back) is located the exact slow way instead, by rendering the
+conversation up to each turn. That is only sound when every render is a prefix of the next: it
+is checked, and a template that rewrites earlier turns (some drop old reasoning after a new
+user turn) fails.
 
 Where every piece starts with an added token (ChatML's `<|im_start|>`), at which the tokenizer
 cuts its input and tokenizes each side alone, the pieces are tokenized one by one, which gives
@@ -37,6 +39,9 @@ PACKAGED = "smollm2"  # the tokenizer of the packaged embedded model (the llm-sm
 APOLLO_TEMPLATE = "apollo"  # apollo/export/templates/chatml_tools.jinja
 AUTO = "auto"
 IGNORE = -100
+# What segments are rendered after, to cut them from its render: short, so a segment's render
+# costs the segment alone.
+STAND_IN: list[dict[str, Any]] = [{"role": "system", "content": "."}]
 
 
 @cache
@@ -153,33 +158,33 @@ class Tokenized:
         )
         return texts
 
-    def pieces(self, sample: Sample) -> list[Piece] | None:
-        """The sample's render cut into pieces, each segment rendered once after the window's
-        opening (all in one batch); None when there is no opening or the template's output
-        for a segment is not the opening's followed by more (the caller then locates turns
-        the exact slow way). Whether the pieces join to the full render is for the caller to
-        check."""
-        msgs, tools, weights = sample.messages, sample.tools, sample.weights
+    def pieces(self, sample: Sample, full: str) -> list[Piece] | None:
+        """`full`, the sample's render, cut into pieces: the window's opening (the messages
+        before its first turn), then each segment rendered once after a one-line stand-in
+        opening (all in one batch; the real opening, tools and all, is not rendered again for
+        every segment). None when there is no opening, a segment's render does not follow the
+        stand-in's, or `full` does not end with the segments (a template that numbers turns or
+        looks back further): the caller then locates turns the exact slow way."""
+        msgs, weights = sample.messages, sample.weights
         turns = [i for i, w in enumerate(weights) if w is not None]
         if not turns or turns[0] == 0:
             return None
-        opening = msgs[: turns[0]]
         segments: list[tuple[int, int, int | None]] = []
         for turn, end in zip(turns, [*turns[1:], len(msgs)], strict=True):
             segments.append((turn, turn + 1, weights[turn]))
             if end > turn + 1:
                 segments.append((turn + 1, end, None))
         try:
-            prompted = self.render(opening, tools, prompt=True)
+            prompted = self.render(STAND_IN, [], prompt=True)
             base, *texts = self.render_batch(
-                [opening, *([*opening, *msgs[a:b]] for a, b, _ in segments)], tools
+                [STAND_IN, *([*STAND_IN, *msgs[a:b]] for a, b, _ in segments)], []
             )
         except Exception:  # a template that refuses a conversation cut so: use the exact way
             return None
         if not prompted.startswith(base):
             return None
         header = prompted[len(base) :]  # the generation prompt: the role header of a turn
-        out = [Piece(base, None, 0)]
+        out: list[Piece] = []
         for (_, _, weight), text in zip(segments, texts, strict=True):
             if not text.startswith(base):
                 return None
@@ -190,14 +195,17 @@ class Tokenized:
                 out.append(Piece(piece, weight, len(header)))
             else:
                 return None
-        return out
+        rest = sum(len(p.text) for p in out)
+        if not full.endswith("".join(p.text for p in out)) or rest >= len(full):
+            return None
+        return [Piece(full[: len(full) - rest], None, 0), *out]
 
     def locate(self, sample: Sample, full: str) -> tuple[list[Piece] | None, list[Span]]:
         """The turns' character spans in `full`, the sample's full render, in order: from its
         pieces (returned too), or by rendering up to each turn when the pieces do not join
         to `full` (then no pieces)."""
-        pieces = self.pieces(sample)
-        if pieces is None or "".join(p.text for p in pieces) != full:
+        pieces = self.pieces(sample, full)
+        if pieces is None:
             return None, self._prefix_spans(sample, full)
         spans: list[Span] = []
         pos = 0
