@@ -70,9 +70,13 @@ def block(episodes: Sequence[Episode]) -> dict[str, Any]:
         "instances": len(groups),
         "repeats": repeats,
         "success_rate": stats.mean_ci([v[0] for v in values.values()]).to_json(),
-        "success_rate_wilson": stats.wilson(
-            sum(e.success for e in episodes), len(episodes)
-        ).to_json(),
+        # Only where each instance is one episode: repeats of an instance are not
+        # independent draws, which the Wilson interval would count them as.
+        "success_rate_wilson": (
+            stats.wilson(sum(e.success for e in episodes), len(episodes)).to_json()
+            if len(episodes) == len(groups)
+            else None
+        ),
         "mean_score": stats.mean_ci([v[1] for v in values.values()]).to_json(),
         "pass_at_k": pass_k,
         "no_final_score": sum(e.score is None for e in episodes),
@@ -123,10 +127,19 @@ def markdown(report: dict[str, Any]) -> str:
         f"percentile bootstrap, {boot['resamples']} resamples of instances (seed "
         f"{boot['seed']}).",
         "",
-        f"- success rate: {_ci(overall['success_rate'], True)} (Wilson interval over the "
-        f"episodes: {_ci(overall['success_rate_wilson'], True)})",
+        f"- success rate: {_ci(overall['success_rate'], True)}"
+        + (
+            f" (Wilson interval: {_ci(overall['success_rate_wilson'], True)})"
+            if overall["success_rate_wilson"]
+            else ""
+        ),
         f"- mean score: {_ci(overall['mean_score'], False)}",
     ]
+    if report.get("open_slots"):
+        lines.append(
+            f"- {report['open_slots']} run(s) have not ended yet (stopped on an error, or "
+            "driven elsewhere) and are not in these figures; the same command resumes them"
+        )
     for k, value in overall["pass_at_k"].items():
         lines.append(f"- pass@{k}: {_ci(value, True)}")
     if overall["no_final_score"]:

@@ -24,11 +24,14 @@ from dataclasses import asdict, dataclass, field
 from typing import IO, Any, Protocol
 
 from apollo.env.family import Family, resolve_family
+from apollo.env.sandbox import SandboxUnavailable
+from apollo.llm.models import EmbeddedError
 from apollo.log import schema
 from apollo.log.actions import fold_actions
 from apollo.log.events import Event, Kind, RunRecord
-from apollo.log.store import FINAL_STATUSES, Store
+from apollo.log.store import FINAL_STATUSES, Store, StoreBusy
 from apollo.rollout.home import Home, RunLocked, try_lock
+from apollo.rollout.progress import clip
 from apollo.rollout.runner import Runner, RunOptions, check_settings
 
 KINDS = ("collect", "eval")
@@ -226,6 +229,7 @@ class BatchResult:
     slots: list[Slot]
     driven: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # runs another live process drives
+    failed: dict[str, str] = field(default_factory=dict)  # run id -> why its drive stopped
     wall_s: float = 0.0
 
     @property
@@ -414,6 +418,11 @@ class Batch:
         except RunLocked:
             result.skipped.append(slot.run_id)
             status = "driven elsewhere"
+        except (EmbeddedError, StoreBusy, SandboxUnavailable) as exc:
+            # This run stopped where a crash would have left it; the others go on, and the
+            # same command resumes it.
+            result.failed[slot.run_id] = str(exc)
+            status = f"stopped: {clip(str(exc), 200)}"
         else:
             result.driven.append(slot.run_id)
             record = runner.store.get_run(slot.run_id)

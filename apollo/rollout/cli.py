@@ -106,10 +106,14 @@ def open_line(result: BatchResult) -> str | None:
     """A line on the slots left open, or None when every run ended for good."""
     if not result.open:
         return None
-    return (
+    line = (
         f"{len(result.open)} run(s) did not end for good (a failed model, or driven by "
         "another process); run the same command again to resume them"
     )
+    if result.failed:
+        run_id, why = next(iter(result.failed.items()))
+        line += f"; {len(result.failed)} stopped on an error, the first ({run_id}): {why}"
+    return line
 
 
 def cmd_collect(args: argparse.Namespace, home: Home) -> int:

@@ -35,6 +35,11 @@ def resolve(value: str) -> EmbeddedSpec:
             f"--base {value!r}: give `embedded` or `embedded:NAME`, one of "
             f"{', '.join(models.MODELS)} (see `apollo models`)"
         )
+    if spec.trained is not None:
+        raise TrainError(
+            f"--base {value!r}: training starts from an embedded model's own weights; give "
+            f"--base embedded:{spec.name} (continuing a trained DIR is not supported)"
+        )
     return spec
 
 

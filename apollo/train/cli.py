@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import shlex
 import sys
 from collections.abc import Callable
@@ -14,7 +15,8 @@ from pathlib import Path
 from apollo.llm import models
 from apollo.rollout.home import Home
 from apollo.terminal import safe
-from apollo.train.gguf import DEFAULT_QUANT, quant_ftype
+from apollo.train.data import TrainError
+from apollo.train.gguf import DEFAULT_QUANT, SETUP_COMMAND, quant_ftype
 from apollo.train.options import ALL_LINEAR, DEFAULT_LR, TrainOptions
 
 Command = Callable[[argparse.Namespace, Home], int]
@@ -48,8 +50,18 @@ def options_from(args: argparse.Namespace) -> TrainOptions:
     )
 
 
+# What `scripts/setup.sh --dev` installs for training (the `train` extra).
+TRAINING_STACK = ("torch", "transformers", "peft", "trl", "datasets")
+
+
 def cmd_train(args: argparse.Namespace, home: Home) -> int:
     """Train, then say where the result is."""
+    missing = [m for m in TRAINING_STACK if importlib.util.find_spec(m) is None]
+    if missing:
+        raise TrainError(
+            f"apollo train needs the training stack, and {', '.join(missing)} is not "
+            f"installed; run `{SETUP_COMMAND}`"
+        )
     from apollo.train.sft import train  # torch and transformers only for this command
 
     options = options_from(args)

@@ -271,7 +271,12 @@ def merge(path: Path, quant: str = DEFAULT_QUANT, *, cache: Path) -> Path:
 def quant_ftype(quant: str) -> int:
     """llama.cpp's file type for a quantization name (`Q4_K_M`, `Q8_0`, ...); EmbeddedError
     listing the names this llama-cpp-python knows otherwise."""
-    import llama_cpp
+    try:
+        import llama_cpp
+    except ImportError:
+        raise EmbeddedError(
+            f"re-quantizing needs llama-cpp-python, which is not installed; run `{SETUP_COMMAND}`"
+        ) from None
 
     prefix = "LLAMA_FTYPE_MOSTLY_"
     known = {k.removeprefix(prefix): v for k, v in vars(llama_cpp).items() if k.startswith(prefix)}
@@ -298,7 +303,12 @@ def converters() -> Path:
             f"source they come from is not at {sdist}: run `{SETUP_COMMAND}` (it fetches it with "
             f"`pip download --no-deps --no-binary :all: llama-cpp-python=={version}`)"
         )
-    _unpack(sdist, root, version)
+    root.parent.mkdir(parents=True, exist_ok=True)
+    # One unpack at a time: another process may be converting with a copy made meanwhile,
+    # which an unpack must not replace under it.
+    with _locked(root.parent):
+        if not ((root / LORA_SCRIPT).is_file() and (root / HF_SCRIPT).is_file()):
+            _unpack(sdist, root, version)
     return root
 
 
@@ -496,7 +506,8 @@ def _dump(path: Path, value: dict[str, Any]) -> None:
 
 @contextlib.contextmanager
 def _locked(folder: Path) -> Iterator[None]:
-    """One conversion of a DIR at a time, across processes (runs started at once)."""
+    """One conversion of a DIR (or unpack of the converters) at a time, across processes
+    (runs started at once)."""
     with open(folder / ".gguf.lock", "a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         yield

@@ -89,8 +89,16 @@ def prepare_out(options: TrainOptions, resume: bool, force: bool, data_sha256: s
             )
         (out / "train.json").unlink(missing_ok=True)  # unfinished again until it ends
         return checkpoint
+    # A training refused or stopped before its first checkpoint left only its own files: it
+    # starts again without --force.
+    never_saved = (
+        out.is_dir()
+        and {p.name for p in out.iterdir()} <= set(OUTPUTS)
+        and not (out / "train.json").is_file()
+        and latest_checkpoint(out) is None
+    )
     if out.is_dir() and any(out.iterdir()):
-        if not force:
+        if not (force or never_saved):
             if (out / "train.json").is_file():
                 raise TrainError(
                     f"{out} holds a finished training; pass --force to replace it, or choose "

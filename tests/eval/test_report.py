@@ -76,3 +76,20 @@ def test_a_written_report_is_remade_from_its_episodes(tmp_path: Path) -> None:
     (tmp_path / "episodes.jsonl").write_text('{"family": "f"}\n')
     with pytest.raises(ValueError, match="line 1: not an episode"):
         report.load(tmp_path)
+
+
+def test_the_wilson_interval_is_given_only_for_one_episode_per_instance() -> None:
+    once = report.build([episode("f", s, 0.0) for s in range(5)], {"model": "m"})
+    wilson = once["overall"]["success_rate_wilson"]
+    assert wilson["value"] == 0.0 and wilson["hi"] == pytest.approx(0.4345, abs=1e-4)
+    assert "Wilson interval: 0.0% [0.0%, 43.4%]" in report.markdown(once)
+    twice = [episode("f", s, 0.0, r) for s in range(5) for r in range(2)]
+    built = report.build(twice, {"model": "m"})
+    assert built["overall"]["success_rate_wilson"] is None  # repeats are not independent
+    assert "Wilson" not in report.markdown(built)
+
+
+def test_runs_not_ended_are_said_to_be_left_out() -> None:
+    built = report.build([episode("f", 1, 80.0)], {"model": "m", "open_slots": 2})
+    assert "2 run(s) have not ended yet" in report.markdown(built)
+    assert "have not ended" not in report.markdown(report.build([episode("f", 1, 80.0)], {}))

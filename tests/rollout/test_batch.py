@@ -10,15 +10,17 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from apollo.cli import main
+from apollo.llm.models import EmbeddedError
 from apollo.log.events import Kind
 from apollo.log.sqlite import SQLiteStore
 from apollo.rollout.batch import Batch, BatchPlan, lock_batch, read_episode
 from apollo.rollout.home import Home
-from apollo.rollout.runner import RunOptions
+from apollo.rollout.runner import Runner, RunOptions
 from tests.rollout.policies import GatedServer, first_option_wins
 
 FAMILY = "noise-filter"
@@ -277,3 +279,35 @@ def test_one_batch_is_driven_by_one_process_at_a_time(
     err = capsys.readouterr().err
     assert "batch 'busy' is being driven by another live process" in err
     assert batch_runs(home, "busy") == []
+
+
+def test_a_run_stopped_by_an_error_leaves_the_others_going(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = tmp_path / "home"
+    drive = Runner.drive
+
+    async def failing(self: Runner, run_id: str, on_event: Any = None) -> str:
+        record = self.store.get_run(run_id)
+        assert record is not None
+        if record.config["batch"]["seed"] == 1001:
+            raise EmbeddedError("the embedded model server died")
+        return await drive(self, run_id, on_event)
+
+    monkeypatch.setattr(Runner, "drive", failing)
+    with GatedServer() as server:
+        args = [*collect(home, server.base_url, "--n", "3", "--tag", "err", "--annotator", "none")]
+        assert main(args) == 1
+        out = capsys.readouterr().out
+        assert "1 stopped on an error" in out and "the embedded model server died" in out
+        rows = batch_runs(home, "err")
+        assert [(s, status) for s, _, _, status in rows] == [
+            (1000, "finished"),
+            (1001, "created"),
+            (1002, "finished"),
+        ]
+        monkeypatch.undo()  # the fault is gone: the same command finishes the batch
+        assert main(args) == 0
+    again = batch_runs(home, "err")
+    assert [status for *_, status in again] == ["finished"] * 3
+    assert [run for _, _, run, _ in again] == [run for _, _, run, _ in rows]  # resumed, not new

@@ -21,6 +21,8 @@ from apollo.log.sqlite import SQLiteStore
 def no_model_server_left(home: Path) -> bool:
     """Whether no model server of `home` runs (its model file lies in the home's cache, so
     servers of other homes, another test session's, do not count)."""
+    # The default model is assembled into the home's cache, so this pattern sees its servers.
+    assert any((home / "models").glob("*.gguf")), "the model was not served from the home"
     pattern = f"llama_cpp.server --model {home.resolve()}/"
     found = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True)
     return found.stdout.strip() == ""

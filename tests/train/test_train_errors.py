@@ -14,6 +14,7 @@ from apollo.train.data import TrainError, read_export
 from apollo.train.options import TrainOptions
 from apollo.train.sft import OPTIONS_FILE, prepare_out
 from tests.train.data import write_rows
+from tests.train.tiny import fake_trained
 
 ROW = {"input_ids": [5, 6, 7, 8], "labels": [-100, -100, 7, 8]}
 
@@ -147,3 +148,28 @@ def test_out_dir_not_ours(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("x")
     with pytest.raises(TrainError, match="is a file"):
         prepare_out(file_out, resume=False, force=False, data_sha256="d1")
+
+
+def test_a_training_refused_before_its_first_checkpoint_starts_again(tmp_path: Path) -> None:
+    # What a refusal after prepare_out (a tokenizer mismatch, say) or a Ctrl-C before the first
+    # checkpoint leaves: only the training's own files, and no checkpoint.
+    opts = options(tmp_path)
+    assert prepare_out(opts, resume=False, force=False, data_sha256="d1") is None
+    (opts.out / "base").mkdir()
+    (opts.out / "base" / "config.json").write_text("{}")
+    assert (
+        prepare_out(options(tmp_path, lr=1e-4), resume=False, force=False, data_sha256="d2") is None
+    )
+    saved = json.loads((opts.out / "checkpoints" / OPTIONS_FILE).read_text())
+    assert saved["lr"] == 1e-4 and saved["data_sha256"] == "d2"
+    assert not (opts.out / "base").exists()
+
+
+def test_a_trained_dir_is_not_a_base(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    trained = fake_trained(tmp_path / "sft1")
+    data = write_rows(tmp_path / "data.jsonl", [ROW])
+    err = apollo_error(
+        tmp_path, capsys, "--data", str(data), "--out", str(tmp_path / "o"),
+        "--base", f"embedded:smollm2-135m+{trained}",
+    )  # fmt: skip
+    assert "give --base embedded:smollm2-135m" in err
