@@ -98,6 +98,14 @@ class ModelCall(CallHead):
     work_s: float
 
 
+def call_tokens(call: ModelCall) -> tuple[int, int]:
+    """(all tokens, completion tokens) a model call used, from its usage: the endpoint's
+    total, or prompt + completion where it gives no total; (0, 0) without usage."""
+    usage = call.get("usage") or {}
+    completion = usage.get("completion_tokens", 0)
+    return usage.get("total_tokens", usage.get("prompt_tokens", 0) + completion), completion
+
+
 def is_action(call: ModelCall) -> bool:
     """Whether a model call made an action: an act call that produced a reply (failed and
     cancelled calls, and summaries, did not)."""

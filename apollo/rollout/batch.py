@@ -119,11 +119,7 @@ def read_episode(store: Store, record: RunRecord, family: Family) -> Episode | N
     """The episode a batch run of `family` amounts to, or None while it has not ended for
     good (a failed run may still be resumed)."""
     success_score = family.task.spec.success_score
-    if success_score is None:
-        raise ValueError(
-            f"family {family.id} has no success_score in its task.yaml; add the score at or "
-            "above which a run counts as a success"
-        )
+    assert success_score is not None, "a Batch refuses a family without success_score"
     events = store.events(record.id)
     fold = fold_actions(events)
     outcome = fold.outcome
@@ -135,9 +131,8 @@ def read_episode(store: Store, record: RunRecord, family: Family) -> Episode | N
     model_ms = tool_ms = presence = 0.0
     for ev in events:
         if (call := schema.MODEL_CALL.of(ev)) is not None:
-            usage = call.get("usage") or {}
-            prompt, done = usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0)
-            tokens += usage.get("total_tokens", prompt + done)
+            used, done = schema.call_tokens(call)
+            tokens += used
             completion += done
             model_ms += call.get("latency_ms", 0.0)
         elif (obs := schema.OBSERVATION.of(ev)) is not None:

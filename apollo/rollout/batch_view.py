@@ -108,10 +108,7 @@ class ProgressView:
     def event(self, ev: Event) -> None:
         tokens, interventions = self._live.get(ev.run_id, (0, 0))
         if (call := schema.MODEL_CALL.of(ev)) is not None:
-            usage = call.get("usage") or {}
-            tokens += usage.get(
-                "total_tokens", usage.get("prompt_tokens", 0) + usage.get("completion_tokens", 0)
-            )
+            tokens += schema.call_tokens(call)[0]
         elif ev.kind == Kind.GUIDANCE:
             interventions += 1
         else:
