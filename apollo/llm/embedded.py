@@ -42,8 +42,12 @@ __all__ = [
 ]
 
 SETUP_HINT = "run scripts/setup.sh (it installs llama-cpp-python[server] and the default models)"
-# A child process of this one: if it stops answering it is not coming back, so give up soon.
-LIMITS = CallLimits(max_attempts=3)
+# A child process of this one: a dead server is seen at once (the connection is refused), so
+# the limits only wait on a live one, which is slow, not lost. It answers when its reply is
+# done, so the first byte waits for the whole generation: on two loaded cores a Qwen-1.5B reply
+# took over 120 s, and each retry after a timeout queued behind the abandoned request
+# (measured: three attempts of 120 s for one step). A few attempts still bound a hung server.
+LIMITS = CallLimits(first_byte_s=600.0, total_s=600.0, max_attempts=3)
 GGUF_NAME = models.SMOLLM2.filename
 
 
