@@ -300,9 +300,15 @@ class Batch:
             self.seeds[family.id] = seeds[: plan.n] if plan.n is not None else seeds
 
     def check(self) -> None:
-        """Refuse settings no run of the batch could use, before any run exists."""
+        """Refuse settings no run of the batch could use, a tag that names another batch, and
+        a store that cannot be read, before any run (or eval folder) exists."""
         for family in self.families:
             check_settings(self.home, family.task, self.plan.options)
+        store = self.home.open_store()
+        try:
+            self._existing(store)
+        finally:
+            store.close()
 
     def _existing(self, store: Store) -> dict[tuple[str, int, int], RunRecord]:
         """The batch's runs in the store, by slot; refuses a tag used by another kind of batch

@@ -80,6 +80,7 @@ def test_every_command_explains_a_damaged_store(
     runs_before = _tree(home / "runs")
     task = make_task(tmp_path)
     model = ["--model", "http://127.0.0.1:9/v1"]
+    evals = tmp_path / "eval"
     commands: dict[str, list[str]] = {
         "run": ["run", str(task.path), *model],
         "serve": ["serve", "--port", "0"],
@@ -97,12 +98,15 @@ def test_every_command_explains_a_damaged_store(
         "export": ["export", "--out", str(tmp_path / "out.jsonl")],
         "annotators": ["annotators", "add", "alice"],
         "backup": ["backup", str(tmp_path / "copy.db")],
+        "collect": ["collect", "noise-filter", "--n", "1", *model],
+        "eval": ["eval", model[1], "--family", "noise-filter", "--n", "1", "--out", str(evals)],
     }
     parser = build_parser()
     known = set(parser._subparsers._group_actions[0].choices)  # type: ignore[union-attr]
-    # A new command that opens the store belongs in the table above (`tasks`, `endpoints` and
-    # `models` read only the built-in tasks, the home's endpoints file and its model cache).
-    assert known - {"tasks", "endpoints", "models"} == set(commands)
+    # A new command that opens the store belongs in the table above (`tasks`, `endpoints`,
+    # `models` and `train` read only the built-in tasks, the home's endpoints file, its model
+    # cache and an export file).
+    assert known - {"tasks", "endpoints", "models", "train"} == set(commands)
     for name, argv in commands.items():
         code = main([*argv, "--home", str(home)])
         err = capsys.readouterr().err
@@ -112,3 +116,4 @@ def test_every_command_explains_a_damaged_store(
     assert db.read_bytes() == before
     assert _tree(home / "runs") == runs_before
     assert not (tmp_path / "copy.db").exists() and not (tmp_path / "out.jsonl").exists()
+    assert not evals.exists()
