@@ -150,13 +150,25 @@ def test_an_interrupted_collect_continues_without_repeating_an_instance(
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
-            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+            # faulthandler: a collect that does not stop can be made to say where it hangs.
+            env={
+                **os.environ,
+                "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
+                "PYTHONFAULTHANDLER": "1",
+            },
         )
         try:
             _wait_held(server, proc)
             before = batch_runs(home, "cut")
             os.kill(proc.pid, how)
-            output, _ = proc.communicate(timeout=60)
+            try:
+                output, _ = proc.communicate(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.kill(proc.pid, signal.SIGABRT)  # every thread's stack, then the process ends
+                output, _ = proc.communicate(timeout=30)
+                raise AssertionError(
+                    f"collect did not stop within 60 s of {how.name}:\n{output}"
+                ) from None
         finally:
             if proc.poll() is None:
                 proc.kill()
