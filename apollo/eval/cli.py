@@ -24,6 +24,7 @@ from apollo.rollout.cli import (
     add_batch_options,
     drive,
     open_line,
+    report_end,
     run_options,
 )
 from apollo.rollout.home import Home
@@ -126,11 +127,7 @@ def cmd_eval(args: argparse.Namespace, home: Home) -> int:
         ),
         f"wrote {out / report.EPISODES}, {report.REPORT_MD}, {report.REPORT_JSON}, {report.PLOT}",
     ]
-    if (line := open_line(result)) is not None:
-        lines.append(line)
-    for line in lines:
-        print(safe(line), flush=True)
-    return 1 if result.open else 0
+    return report_end(lines, result)
 
 
 def _compare(a: Path, b: Path) -> int:

@@ -116,6 +116,16 @@ def open_line(result: BatchResult) -> str | None:
     return line
 
 
+def report_end(lines: list[str], result: BatchResult) -> int:
+    """Print a batch command's closing lines, and the open slots' line if any; the exit code
+    (1 while a run has not ended for good)."""
+    if (line := open_line(result)) is not None:
+        lines.append(line)
+    for line in lines:
+        print(safe(line), flush=True)
+    return 1 if result.open else 0
+
+
 def cmd_collect(args: argparse.Namespace, home: Home) -> int:
     """Collect runs of a family's split, guided or not, tagged for export."""
     from apollo.env.family import resolve_family
@@ -141,11 +151,7 @@ def cmd_collect(args: argparse.Namespace, home: Home) -> int:
         *summary_lines(Summary.of(result.episodes)),
         f"export them: apollo export --tag {tag} --out FILE",
     ]
-    if (line := open_line(result)) is not None:
-        lines.append(line)
-    for line in lines:
-        print(safe(line), flush=True)
-    return 1 if result.open else 0
+    return report_end(lines, result)
 
 
 def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser], add: AddFn) -> None:

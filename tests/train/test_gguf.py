@@ -247,7 +247,7 @@ def test_the_pool_never_hands_a_run_the_server_of_another_adapter(
     async def go() -> None:
         async with EmbeddedPool(cache) as pool:
             async with pool.lease(spec) as first:
-                pass
+                assert first.spec.trained is not None  # a server of the trained model
             async with pool.lease(models.SMOLLM2) as base:
                 assert base is not first and base.spec.trained is None
             async with pool.lease(spec) as again:
