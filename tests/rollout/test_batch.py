@@ -136,6 +136,13 @@ def _wait_held(server: GatedServer, proc: subprocess.Popen[str]) -> None:
             raise AssertionError(f"collect exited ({proc.returncode}) before the held request")
 
 
+def _ctrl_c_as_at_a_terminal() -> None:
+    """A test run in the background (`cmd &`) ignores SIGINT, and so would its children:
+    Python then installs no KeyboardInterrupt handler and the collect never hears Ctrl-C.
+    At a terminal SIGINT is not ignored; the child is given that default."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGINT], ids=["kill-9", "ctrl-c"])
 def test_an_interrupted_collect_continues_without_repeating_an_instance(
@@ -156,6 +163,7 @@ def test_an_interrupted_collect_continues_without_repeating_an_instance(
                 "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
                 "PYTHONFAULTHANDLER": "1",
             },
+            preexec_fn=_ctrl_c_as_at_a_terminal,
         )
         try:
             _wait_held(server, proc)
