@@ -26,7 +26,7 @@ from apollo.env.workspace import Workspace
 from apollo.llm.base import ChatModel, Completion, ModelError, RetryNotice
 from apollo.llm.toolparse import unknown_tools
 from apollo.log import schema
-from apollo.log.actions import POLL_TOOLS, call_arguments
+from apollo.log.actions import POLL_TOOLS, call_arguments, call_digest
 from apollo.log.calls import encode_input
 from apollo.log.events import Event, NewEvent, RunStatus, canonical_json
 from apollo.log.outcome import resumable
@@ -403,8 +403,14 @@ class Agent:
             args = f"not valid JSON ({exc})"  # the toolbox explains what it expected
         repeated = self._repeated_failure(name, arguments)
         result = repeated or await self._run_tool(name, args)
+        output, meta = result.output, result.meta
+        digest = None if repeated else call_digest(name, arguments, result.output)
+        again = self._same_call_before(name, digest)
+        if again is not None:
+            output += "\n\n" + prompt("repeated_call").format(step=again)
+            meta = {**meta, "repeated_call": again}
         texts: dict[str, str] = {}
-        content = f"{result.output}\n\n{self._footer(step)}"
+        content = f"{output}\n\n{self._footer(step)}"
         observation: schema.Observation = {
             "tool_call_id": call_id,
             "tool": name,
@@ -413,10 +419,20 @@ class Agent:
             "error": result.error,
             "truncated": result.truncated,
             "duration_ms": round((time.perf_counter() - started) * 1000, 3),
-            "meta": result.meta,
+            "meta": meta,
             "work_s": self.clock.used(),
         }
+        if digest is not None:
+            observation["call_digest"] = digest
         self.record([schema.OBSERVATION.new(observation, step=step)], texts)
+
+    def _same_call_before(self, name: str, digest: str | None) -> int | None:
+        """The earlier step whose call this one repeats with the same result: weak models go
+        round in circles (the same few calls in turn, none failing). A poll may rightly
+        return the same thing again, and is never noted."""
+        if digest is None or name in POLL_TOOLS:
+            return None
+        return self.view.actions.same_call_before(digest)
 
     def _repeated_failure(self, name: str, arguments: str) -> ToolResult | None:
         """The answer to a call that repeats, unchanged, a call of the previous step that

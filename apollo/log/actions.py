@@ -13,8 +13,10 @@ result (for its content). Readers pass the texts they need; `action_texts` fetch
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -28,6 +30,9 @@ from apollo.log.store import Store
 CHARS_PER_TOKEN = 3.5
 # Tools whose repeated use with nothing new is polling.
 POLL_TOOLS = frozenset({"session_output", "session_list", "sleep"})
+# How many distinct (call, result) pairs a fold remembers to tell a repeated call: enough for
+# the cycles weak models fall into, in constant memory however long the run.
+RECENT_CALLS = 256
 # Every tool result ends with the budget footer (step, time left), which differs from step to
 # step (the agent's prompts/footer.txt); comparisons and displays of results ignore it.
 _FOOTER = re.compile(r"\n\n\[step \d+/\d+ · [^\]]*\]\s*$")
@@ -36,6 +41,15 @@ _FOOTER = re.compile(r"\n\n\[step \d+/\d+ · [^\]]*\]\s*$")
 def strip_footer(text: str) -> str:
     """A tool result without the budget footer the agent appends to every result."""
     return _FOOTER.sub("", text)
+
+
+def call_digest(name: str, arguments: str | None, output: str) -> str:
+    """A short digest of a call (tool, arguments as parsed when they parse) and its output
+    text: equal digests are the same call with the same result (an observation's
+    `call_digest`)."""
+    args = parse_arguments(arguments)
+    key = json.dumps([name, args if args is not None else arguments, output], sort_keys=True)
+    return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:16]
 
 
 def parse_arguments(raw: str | None) -> dict[str, Any] | None:
@@ -83,8 +97,11 @@ class Result:
 
     @property
     def body(self) -> str:
-        """The result's text without the budget footer ('' when it was not read)."""
-        return strip_footer(self.content or "")
+        """The tool's own text: without the budget footer, and without the note on a call
+        repeated with the same result, the paragraph the agent adds last ('' when it was
+        not read)."""
+        body = strip_footer(self.content or "")
+        return body.rsplit("\n\n", 1)[0] if "repeated_call" in self.meta else body
 
     def learned(self) -> bool:
         """Whether a poll learned something: new output, an ended session, guidance, an error."""
@@ -266,6 +283,8 @@ class ActionFold:
     killed: Killed | None = None  # the latest session killed while running
     error_streak: Streak = field(default_factory=Streak)  # failing results in a row
     repeat_streak: Streak = field(default_factory=Streak)  # same tool calls in a row
+    # call_digest -> the latest step that made that call with that result (RECENT_CALLS kept).
+    recent_calls: OrderedDict[str, int] = field(default_factory=OrderedDict)
     # Every label, in log order (an action dropped without history takes none with it).
     _all_labels: list[Label] = field(default_factory=list)
     _labels: dict[int, list[Label]] = field(default_factory=dict)  # labels before their action
@@ -390,6 +409,8 @@ class ActionFold:
         call = self.pending.pop(p["tool_call_id"] or "", None)
         if call is not None:
             call.result = result
+        if (digest := p.get("call_digest")) is not None:
+            self._remember_call(digest, result.step)
         if result.interrupted:
             self.interrupted_steps.add(result.step)
         if "finish" in meta:
@@ -399,6 +420,12 @@ class ActionFold:
             self.session_cursors[sid] = meta["cursor"]
         if sid is not None:
             self._track_session(result, call, sid)
+
+    def _remember_call(self, key: str, step: int) -> None:
+        self.recent_calls[key] = step
+        self.recent_calls.move_to_end(key)
+        if len(self.recent_calls) > RECENT_CALLS:
+            self.recent_calls.popitem(last=False)
 
     def _track_session(self, result: Result, call: ToolCall | None, sid: str) -> None:
         meta, tool = result.meta, result.tool
@@ -452,6 +479,11 @@ class ActionFold:
                 result = call.result
                 return result if result.error and not result.interrupted else None
         return None
+
+    def same_call_before(self, digest: str) -> int | None:
+        """The latest earlier step that made this same call and got this same result (their
+        `call_digest`), if the fold remembers one: the model is going round in circles."""
+        return self.recent_calls.get(digest)
 
     def steps(self) -> list[int]:
         """Steps that hold an action, in order."""

@@ -141,6 +141,9 @@ class Observation(TypedDict):
     truncated: NotRequired[bool]
     duration_ms: NotRequired[float]
     meta: NotRequired[dict[str, Any]]  # what the tool reports besides its text
+    # call_digest of the call and the tool's own output (no note, no footer): equal ones
+    # are a call repeated with the same result
+    call_digest: NotRequired[str]
     interrupted: NotRequired[bool]
     malformed: NotRequired[bool]
     work_s: float

@@ -47,6 +47,35 @@ def test_an_exact_repeat_of_a_failing_call_is_answered_without_running_it(
     assert [(r.get("meta") or {}).get("repeated_failure") for r in results[:3]] == [None, 1, None]
 
 
+def test_a_call_going_round_in_circles_is_told_so(tmp_path: Path) -> None:
+    """A, B, A again (same result): noted, though nothing failed and a step lay between; a
+    repeat whose result changed, and a poll, are not."""
+    script = [
+        act("write_file", path="a.txt", content="one"),  # 1
+        act("run", command="cat a.txt"),  # 2
+        act("write_file", path="a.txt", content="one"),  # 3: same call, same result as 1
+        act("run", command="cat a.txt"),  # 4: same as 2
+        act("write_file", path="a.txt", content="two"),  # 5
+        act("run", command="cat a.txt"),  # 6: same call as 2 and 4, new result
+        act("sleep", seconds=0),  # 7
+        act("sleep", seconds=0),  # 8: polls may rightly repeat
+        act("finish", summary="done"),
+    ]
+    out = run_agent(tmp_path, script)
+    texts = observation_texts(out)
+    results = [schema.OBSERVATION.payload(ev) for ev in out.events(Kind.OBSERVATION)]
+    noted = [(r.get("meta") or {}).get("repeated_call") for r in results[:8]]
+    assert noted == [None, None, 1, 2, None, None, None, None]
+    assert "you made exactly this call at step 1 and got this same result" in texts[2]
+    assert texts[3].startswith("one") and "at step 2" in texts[3]
+    assert texts[5].startswith("two") and "exactly this call" not in texts[5]
+    # The fold tells the same from the log alone: a resumed agent notes the same repeats.
+    view = replay(out.store, out.run_id)
+    assert view.actions.same_call_before(results[1]["call_digest"]) == 4
+    assert view.actions.same_call_before(results[5]["call_digest"]) == 6
+    assert "call_digest" in results[6] and view.actions.same_call_before(results[6]["call_digest"])
+
+
 def test_durations_copied_from_the_footer_are_read_as_seconds(tmp_path: Path) -> None:
     out = run_agent(tmp_path, [act("sleep", seconds="1s"), act("finish", summary="done")])
     assert observation_texts(out)[0].startswith("Slept 1.0s of 1s.")
@@ -66,5 +95,8 @@ def test_a_resumed_agent_compares_new_calls_with_the_last_replies(tmp_path: Path
     assert (before.step, last.step) == (3, 4)
     assert json.loads(before.calls[0].arguments or "") == {"command": "exit 3"}
     assert json.loads(last.calls[0].arguments or "") == {"summary": "done"}
-    # The run call at step 3 repeats step 1's, but a step lies between: it was made.
-    assert "exactly the call" not in observation_texts(out)[2]
+    # The run call at step 3 repeats step 1's, but a step lies between: it was made (and
+    # noted as going round in circles, not answered as a repeated failure).
+    third = schema.OBSERVATION.payload(out.events(Kind.OBSERVATION)[2])
+    assert (third.get("meta") or {}).get("repeated_failure") is None
+    assert (third.get("meta") or {}).get("repeated_call") == 1

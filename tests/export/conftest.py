@@ -13,7 +13,7 @@ from apollo.supervise.trajectory import load_trajectory
 from tests.agent.harness import Outcome
 from tests.export.runs import rich_run
 
-SUMMARY_THRESHOLD = 1500  # two summaries in the rich run: windows 1-12, 13-16, 17-19
+SUMMARY_THRESHOLD = 1600  # two summaries in the rich run: windows 1-12, 13-16, 17-19
 
 
 @pytest.fixture(scope="session")
