@@ -24,7 +24,7 @@ LIST = {"noise-filter": "python3 filters.py list", "bug-patch": "ls patches"}
 def apply_first(family: str, listing: str) -> str:
     first = listing.strip().splitlines()[0].split()[0]
     if family == "noise-filter":
-        return f"python3 filters.py apply {first}"
+        return f"python3 filters.py {first}"
     return f"cp patches/{first} kit.py"
 
 

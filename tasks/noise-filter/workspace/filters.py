@@ -1,10 +1,9 @@
-"""Candidate filters for data/train.jsonl, and a quick way to compare them.
+"""Candidate filters for data/train.jsonl.
 
 usage:
-  python3 filters.py list          the candidate filters
-  python3 filters.py try NAME      what filter NAME keeps, and the dev accuracy of a
-                                   nearest-centroid classifier trained on what it keeps
-  python3 filters.py apply NAME    write what filter NAME keeps to output/clean.jsonl
+  python3 filters.py list    the candidate filters
+  python3 filters.py NAME    write what filter NAME keeps to output/clean.jsonl, and print the
+                             dev accuracy of a nearest-centroid classifier trained on it
 """
 
 from __future__ import annotations
@@ -85,30 +84,25 @@ def accuracy(train: list[dict], test: list[dict]) -> float:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) < 1 or argv[0] not in ("list", "try", "apply"):
-        print(__doc__.strip())
-        return 2
-    if argv[0] == "list":
+    if argv == ["list"]:
         for name, (_, what) in FILTERS.items():
             print(f"{name:<14} {what}")
         return 0
-    if len(argv) != 2 or argv[1] not in FILTERS:
-        print(f"give one filter name: {', '.join(FILTERS)}", file=sys.stderr)
+    if len(argv) != 1 or argv[0] not in FILTERS:
+        print(__doc__.strip())
+        print(f"NAME is one of: {', '.join(FILTERS)}", file=sys.stderr)
         return 2
-    name = argv[1]
+    name = argv[0]
     train = load(HERE / "data" / "train.jsonl")
+    dev = load(HERE / "data" / "dev.jsonl")
     kept = FILTERS[name][0](train)
-    if argv[0] == "try":
-        dev = load(HERE / "data" / "dev.jsonl")
-        print(
-            f"{name}: keeps {len(kept)} of {len(train)} records; dev accuracy "
-            f"{accuracy(kept, dev):.3f} (keeping all records: {accuracy(train, dev):.3f})"
-        )
-        return 0
     out = HERE / "output" / "clean.jsonl"
     out.parent.mkdir(exist_ok=True)
     out.write_text("".join(json.dumps(r) + "\n" for r in kept))
-    print(f"{name}: wrote {len(kept)} of {len(train)} records to output/clean.jsonl")
+    print(
+        f"{name}: wrote {len(kept)} of {len(train)} records to output/clean.jsonl; dev accuracy "
+        f"{accuracy(kept, dev):.3f} (keeping all records: {accuracy(train, dev):.3f})"
+    )
     return 0
 
 
