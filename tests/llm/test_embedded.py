@@ -77,8 +77,20 @@ def test_a_lora_adapter_is_applied_only_when_given() -> None:
         (1, 4, 1.0, 3),
     ],
 )
-def test_threads_follow_the_idle_cores(servers: int, cpus: int, load: float, threads: int) -> None:
+def test_threads_follow_the_idle_cores(
+    servers: int, cpus: int, load: float, threads: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("APOLLO_THREADS", raising=False)
     assert choose_threads(servers, cpus=cpus, load=load) == threads
+
+
+def test_threads_can_be_given(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("APOLLO_THREADS", "2")
+    assert choose_threads(1, cpus=2, load=6.0) == 2  # the load would have said 1
+    for bad in ("two", "0", "-1"):
+        monkeypatch.setenv("APOLLO_THREADS", bad)
+        with pytest.raises(EmbeddedError, match=f"APOLLO_THREADS='{bad}': give a whole number"):
+            choose_threads()
 
 
 def test_server_that_dies_reports_its_output(tmp_path: Path) -> None:
