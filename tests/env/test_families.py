@@ -330,7 +330,8 @@ def test_noise_filter_commands_of_the_description_work_in_the_sandbox(tmp_path: 
         task,
         [
             act("run", command=f"python3 filters.py {other}"),
-            act("run", command=f"python3 filters.py {name}"),
+            # Redirecting stdout into the output (a habit seen in a probed model) is harmless.
+            act("run", command=f"python3 filters.py {name} > output/clean.jsonl"),
             act("submit", note="the filter with the best dev accuracy"),
             act("finish", summary="done"),
         ],

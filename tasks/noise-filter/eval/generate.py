@@ -86,6 +86,7 @@ def main() -> None:
     rng.shuffle(order)
     ids = {i: f"r{n:04d}" for n, i in enumerate(order, 1)}
     (workspace / "data").mkdir()
+    (workspace / "output").mkdir()  # so `... > output/clean.jsonl` does not fail on the folder
     lines = [json.dumps({"id": ids[i], **train[i]}) + "\n" for i in order]
     (workspace / "data" / "train.jsonl").write_text("".join(lines))
     rng.shuffle(dev)

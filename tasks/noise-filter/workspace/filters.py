@@ -99,9 +99,12 @@ def main(argv: list[str]) -> int:
     out = HERE / "output" / "clean.jsonl"
     out.parent.mkdir(exist_ok=True)
     out.write_text("".join(json.dumps(r) + "\n" for r in kept))
+    # On stderr: a command that redirects stdout into output/clean.jsonl (a common habit, seen
+    # in a probed model) still leaves exactly the records there.
     print(
         f"{name}: wrote {len(kept)} of {len(train)} records to output/clean.jsonl; dev accuracy "
-        f"{accuracy(kept, dev):.3f} (keeping all records: {accuracy(train, dev):.3f})"
+        f"{accuracy(kept, dev):.3f} (keeping all records: {accuracy(train, dev):.3f})",
+        file=sys.stderr,
     )
     return 0
 
