@@ -28,6 +28,7 @@ from apollo.rollout.progress import clip, printer, retry_summary
 from apollo.server.defaults import (
     DEFAULT_HOST,
     DEFAULT_PORT,
+    DEMO_MODEL,
     DEMO_STEPS,
     LOGIN_FAILURES,
     LOGIN_WINDOW_S,
@@ -451,7 +452,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default=DEFAULT_HOST, help="interface to listen on")
     p.add_argument("--port", type=int, default=DEFAULT_PORT)
     p.add_argument("--steps", type=int, default=DEMO_STEPS, help="steps each demo run takes")
-    p.add_argument("--model", default=models.EMBEDDED, help=MODEL_HELP)
+    p.add_argument(
+        "--model",
+        default=DEMO_MODEL,
+        help=f"{MODEL_HELP} (default {DEMO_MODEL}: the one measured to make progress on the "
+        "families)",
+    )
     sampling.add_options(p)
     p.add_argument("--quiet", action="store_true", help="no live progress in the terminal")
 

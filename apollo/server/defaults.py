@@ -2,10 +2,15 @@
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8321
-# The demo: the long-job task shows sessions, polling and the simulated annotator at work;
-# the data-filtering task runs beside it, so the dashboard has more than one run to watch.
-DEMO_TASKS = ("patient-training", "filter-noisy-labels")
+# The demo: an instance of two task families (train split), each followed by the simulated
+# annotator, so the dashboard has more than one run to watch and hints to see delivered.
+DEMO_TASKS = ("noise-filter@1000", "bug-patch@1000")
 DEMO_STEPS = 16
+# The model the demo runs on: the one whose runs measurably make progress on the families.
+# Probed on noise-filter (tasks/noise-filter/CALIBRATION.md): Qwen2.5-Coder-0.5B never ran a
+# filter (it submitted the description's text, wrote placeholder files, ignored hints);
+# the 1.5B ran the filters the description names and scored. `embedded` stays the 0.5B.
+DEMO_MODEL = "embedded:qwen2.5-coder-1.5b"
 DEMO_SUMMARY_THRESHOLD = 5000  # the embedded model's window is small: summarize early
 # Run limits of `apollo serve` (docs/api.md "Run limits").
 MAX_RUNNING = 8

@@ -29,7 +29,8 @@ from fastapi import FastAPI
 from uvicorn.config import LOGGING_CONFIG
 from uvicorn.logging import AccessFormatter, DefaultFormatter
 
-from apollo.env.task import Task, resolve_task
+from apollo.env.family import resolve
+from apollo.env.task import Task
 from apollo.llm import models
 from apollo.log.events import Event, Role
 from apollo.rollout.home import Home
@@ -39,6 +40,7 @@ from apollo.server.auth import LoginLimit, LoginLimiter
 from apollo.server.defaults import (
     DEFAULT_HOST,
     DEFAULT_PORT,
+    DEMO_MODEL,
     DEMO_STEPS,
     DEMO_SUMMARY_THRESHOLD,
     DEMO_TASKS,
@@ -209,17 +211,17 @@ async def demo(
     *,
     tasks: Sequence[str] = DEMO_TASKS,
     steps: int = DEMO_STEPS,
-    model: str = EMBEDDED,
+    model: str = DEMO_MODEL,
     params: dict[str, Any] | None = None,
     log_level: str = "warning",
     say: Callable[[str], None] = print,
     on_event: Callable[[Event], None] | None = None,
 ) -> None:
-    """Serve the console with demo runs queued: the embedded model on built-in tasks, each
-    followed by the simulated annotator. Prints a one-time admin token to sign in with.
-    `model` is what the demo runs use (console runs get it too when it is embedded), `params`
-    their sampling."""
-    demo_tasks = [resolve_task(t) for t in tasks]
+    """Serve the console with demo runs queued: the embedded model on instances of built-in
+    task families (or tasks), each followed by the simulated annotator. Prints a one-time
+    admin token to sign in with. `model` is what the demo runs use (console runs get it too
+    when it is embedded), `params` their sampling."""
+    demo_tasks = [resolve(t, home.instances_dir) for t in tasks]
     store = home.open_store()
     try:
         # Tokens are shown once and stored hashed: each demo gets a fresh admin to sign in as.

@@ -117,7 +117,8 @@ def test_demo_serves_the_console_with_two_runs_and_an_admin_login(tmp_path: Path
                     assert time.monotonic() < deadline, "the console never came up"
                     time.sleep(0.2)
             assert answer.status_code == 200 and answer.json()["role"] == "admin"
-            deadline = time.monotonic() + 500
+            # The demo's 1.5B model: two servers on two cores, a first step of minutes each.
+            deadline = time.monotonic() + 900
             while True:
                 runs = client.get("/api/runs").json()["runs"]
                 # Each run ends at its last step: the step budget, or `finish`, which the demo
@@ -129,7 +130,7 @@ def test_demo_serves_the_console_with_two_runs_and_an_admin_login(tmp_path: Path
             assert client.get("/").status_code == 200
             # The two runs asked for the model at once; neither called it before it was up.
             assert [r["cost"]["model_retries"] for r in runs] == [0, 0]
-        assert {r["task"] for r in runs} == {"patient-training", "filter-noisy-labels"}
+        assert {r["task"] for r in runs} == {"noise-filter@1000", "bug-patch@1000"}
         assert all(r["step"] == 3 for r in runs)
     finally:
         proc.send_signal(signal.SIGINT)
@@ -139,7 +140,7 @@ def test_demo_serves_the_console_with_two_runs_and_an_admin_login(tmp_path: Path
     # run's short id, then its task.
     out = "".join(head) + rest
     demo_runs = re.findall(r"demo run r\S+-(\w+): task (\S+),", "".join(head))
-    assert {task for _, task in demo_runs} == {"patient-training", "filter-noisy-labels"}
+    assert {task for _, task in demo_runs} == {"noise-filter@1000", "bug-patch@1000"}
     for short, task in demo_runs:
         assert any(line.startswith(f"{short} {task}  ") for line in out.splitlines()), out
     assert no_model_server_left(tmp_path)
