@@ -446,7 +446,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = add(
         "demo",
         cmd_demo,
-        "start the console with built-in tasks running on the embedded model, "
+        "start the console with instances of task families running on an embedded model, "
         "the simulated annotator following them; prints how to sign in",
     )
     p.add_argument("--host", default=DEFAULT_HOST, help="interface to listen on")

@@ -141,6 +141,10 @@ def main() -> None:
     parser.add_argument("--report-only", action="store_true", help="run nothing, report")
     args = parser.parse_args()
     resolve_family(args.family)  # an unknown family fails here, before any run
+    # The commands run from the repository root: paths given relative to here are made whole.
+    args.home = str(Path(args.home).resolve())
+    if args.unguided_out:
+        args.unguided_out = str(Path(args.unguided_out).resolve())
     home = Home(args.home)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     if not args.report_only:
@@ -151,7 +155,10 @@ def main() -> None:
                 print(f"{arm} n={n}: exit {done.returncode} {last}", flush=True)
                 if done.returncode not in (0, 1):  # 1: a run did not end for good (resumable)
                     raise SystemExit(f"{' '.join(cmd)} failed:\n{done.stdout}{done.stderr}")
-    tag = json.loads((Path(unguided_out(args)) / "batch.json").read_text())["tag"]
+    batch_file = Path(unguided_out(args)) / "batch.json"
+    if not batch_file.is_file():
+        raise SystemExit(f"{batch_file} is missing: no unguided episode ran (drop --report-only)")
+    tag = json.loads(batch_file.read_text())["tag"]
     result = {
         "family": args.family,
         "model": models.canonical(args.model),

@@ -406,7 +406,7 @@ class Agent:
         output, meta = result.output, result.meta
         digest = None if repeated else call_digest(name, arguments, result.output)
         again = self._same_call_before(name, digest)
-        if again is not None:
+        if again is not None and again < step:  # the same call twice in one reply is no cycle
             output += "\n\n" + prompt("repeated_call").format(step=again)
             meta = {**meta, "repeated_call": again}
         texts: dict[str, str] = {}

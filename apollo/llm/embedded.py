@@ -47,7 +47,7 @@ SETUP_HINT = "run scripts/setup.sh (it installs llama-cpp-python[server] and the
 # done, so the first byte waits for the whole generation: on two loaded cores a Qwen-1.5B reply
 # took over 120 s, and each retry after a timeout queued behind the abandoned request
 # (measured: three attempts of 120 s for one step). A few attempts still bound a hung server.
-THREADS_ENV = "APOLLO_THREADS"  # threads of every embedded server (and training) started
+THREADS_ENV = "APOLLO_THREADS"  # threads per embedded server, training run and GGUF merge
 LIMITS = CallLimits(first_byte_s=600.0, total_s=600.0, max_attempts=3)
 GGUF_NAME = models.SMOLLM2.filename
 
@@ -61,20 +61,25 @@ def gguf_path() -> Path:
 def choose_threads(servers: int = 1, cpus: int | None = None, load: float | None = None) -> int:
     """Threads for a new server: the cores the 1-minute load average leaves idle, shared by
     the `servers` this process is about to run at once; at least 1. `APOLLO_THREADS`, when
-    set, decides instead: the load average still counts a server that stopped a moment ago
-    (one command after another on a quiet machine would get 1 thread each).
+    set, is the threads of each server instead (not shared among them): the load average
+    still counts a server that stopped a moment ago, so one command after another on a quiet
+    machine would get 1 thread each.
 
     Measured here (benchmarks/embedded_models.py): on 2 busy cores, 2 threads fell far below
     1 thread, because llama.cpp's threads meet at a barrier after every layer and a thread
     the scheduler parks stalls the others."""
     forced = os.environ.get(THREADS_ENV, "").strip()
     if forced:
-        if not forced.isdigit() or int(forced) < 1:
+        try:
+            threads = int(forced)
+        except ValueError:
+            threads = 0
+        if threads < 1:
             raise EmbeddedError(
                 f"{THREADS_ENV}={forced!r}: give a whole number of threads, 1 or more, or unset "
                 "it to choose them from the load"
             )
-        return int(forced)
+        return threads
     cpus = cpus or os.cpu_count() or 1
     load = os.getloadavg()[0] if load is None else load
     idle = max(0.0, cpus - load)

@@ -11,6 +11,7 @@ from apollo.agent.context import replay
 from apollo.llm.scripted import reply
 from apollo.log import schema
 from apollo.log.events import Kind
+from apollo.supervise.trajectory import load_trajectory
 from tests.agent.harness import act, make_task, observation_texts, run_agent
 
 
@@ -69,6 +70,11 @@ def test_a_call_going_round_in_circles_is_told_so(tmp_path: Path) -> None:
     assert "you made exactly this call at step 1 and got this same result" in texts[2]
     assert texts[3].startswith("one") and "at step 2" in texts[3]
     assert texts[5].startswith("two") and "exactly this call" not in texts[5]
+    # What supervision compares and shows is the tool's own text, without the note.
+    traj = load_trajectory(out.store, out.run_id)
+    bodies = [a.results[0].body for a in traj.actions[:4]]
+    assert bodies[2] == bodies[0] and bodies[3] == bodies[1] and bodies[3].startswith("one")
+    assert not any("exactly this call" in b for b in bodies)
     # The fold tells the same from the log alone: a resumed agent notes the same repeats.
     view = replay(out.store, out.run_id)
     assert view.actions.same_call_before(results[1]["call_digest"]) == 4

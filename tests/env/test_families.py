@@ -323,7 +323,16 @@ def test_noise_filter_commands_of_the_description_work_in_the_sandbox(tmp_path: 
     task = resolve_family("noise-filter").materialize(5003, tmp_path / "instances")
     name = answer_of(task)["filter"]
     named = re.findall(r"^- `([a-z-]+)`:", task.description, re.MULTILINE)
-    assert len(named) == 3 and name in named  # the options are visible in the description
+    listed = subprocess.run(
+        [sys.executable, "filters.py", "list"],
+        cwd=task.workspace_template,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    # The options are visible in the description: exactly the filters filters.py has.
+    assert sorted(named) == sorted(line.split()[0] for line in listed.splitlines())
+    assert len(named) == 3 and name in named
     other = next(n for n in named if n != name)
     outcome = scripted_run(
         tmp_path,

@@ -87,7 +87,7 @@ def test_threads_follow_the_idle_cores(
 def test_threads_can_be_given(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("APOLLO_THREADS", "2")
     assert choose_threads(1, cpus=2, load=6.0) == 2  # the load would have said 1
-    for bad in ("two", "0", "-1"):
+    for bad in ("two", "0", "-1", "²"):
         monkeypatch.setenv("APOLLO_THREADS", bad)
         with pytest.raises(EmbeddedError, match=f"APOLLO_THREADS='{bad}': give a whole number"):
             choose_threads()

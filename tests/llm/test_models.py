@@ -12,6 +12,7 @@ import pytest
 
 from apollo.llm import models
 from apollo.llm.models import EmbeddedError, EmbeddedSpec, Part
+from apollo.server.defaults import DEMO_MODEL
 
 PARTS = [b"GGUF" + b"a" * 1000, b"b" * 777, b"c" * 5]
 
@@ -150,3 +151,9 @@ def test_listed_speeds_are_the_recorded_benchmark_figures() -> None:
             row["prompt_tok_s"],
             row["gen_tok_s"],
         )
+
+
+def test_the_demo_model_is_one_setup_installs() -> None:
+    # The README's first command is setup, then the demo: its model must be there offline.
+    spec = models.parse(DEMO_MODEL)
+    assert spec is not None and spec.setup

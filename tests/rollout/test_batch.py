@@ -5,10 +5,12 @@ known from each instance's hidden answer, so the counts are checked, not just pr
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -136,11 +138,18 @@ def _wait_held(server: GatedServer, proc: subprocess.Popen[str]) -> None:
             raise AssertionError(f"collect exited ({proc.returncode}) before the held request")
 
 
-def _ctrl_c_as_at_a_terminal() -> None:
-    """A test run in the background (`cmd &`) ignores SIGINT, and so would its children:
-    Python then installs no KeyboardInterrupt handler and the collect never hears Ctrl-C.
-    At a terminal SIGINT is not ignored; the child is given that default."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
+@contextlib.contextmanager
+def _ctrl_c_as_at_a_terminal() -> Iterator[None]:
+    """A test run in the background (`cmd &`) ignores SIGINT, and so would a child it
+    starts: Python then installs no KeyboardInterrupt handler and the collect never hears
+    Ctrl-C. At a terminal SIGINT is not ignored. A handled signal is reset to its default at
+    exec (only an ignored one stays ignored), so while the child starts, the parent handles
+    SIGINT as Python does by default."""
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, before)
 
 
 @pytest.mark.slow
@@ -152,19 +161,19 @@ def test_an_interrupted_collect_continues_without_repeating_an_instance(
     # The second run's first model call is never answered: it is in flight when stopped.
     with GatedServer(hold=2) as server:
         args = collect(home, server.base_url, "--n", "3", "--tag", "cut", "--annotator", "none")
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "apollo.cli", *args],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            # faulthandler: a collect that does not stop can be made to say where it hangs.
-            env={
-                **os.environ,
-                "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
-                "PYTHONFAULTHANDLER": "1",
-            },
-            preexec_fn=_ctrl_c_as_at_a_terminal,
-        )
+        with _ctrl_c_as_at_a_terminal():
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "apollo.cli", *args],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                # faulthandler: a collect that does not stop can be made to say where it hangs.
+                env={
+                    **os.environ,
+                    "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
+                    "PYTHONFAULTHANDLER": "1",
+                },
+            )
         try:
             _wait_held(server, proc)
             before = batch_runs(home, "cut")
