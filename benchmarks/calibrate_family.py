@@ -100,7 +100,7 @@ def arm_report(home: Home, slots: list[Slot]) -> dict[str, Any]:
                     "success": ep.success,
                     "steps": ep.steps,
                     "working_time_s": round(ep.working_time_s, 1),
-                    "submissions": len(ep.submissions),
+                    "submissions": sum(1 for sub in fold.submissions if not sub["final"]),
                     "malformed_replies": sum(1 for r in fold.results if r.malformed),
                     "hints": hints,
                 }
