@@ -11,8 +11,9 @@ reports what the store holds.
         --model embedded:qwen2.5-coder-1.5b --n 50 --home calib/home
 
 Run it on a quiet machine, nothing else beside it: the model server's speed decides how many
-steps fit in a family's working time. Writes benchmarks/results/calibration_FAMILY_MODEL.json
-(with the commands that made it) and prints it as the last line.
+steps fit in a family's working time. Writes
+benchmarks/results/calibration_FAMILY_MODEL_SPLIT.json (with the commands that made it) and
+prints it as the last line.
 """
 
 from __future__ import annotations
@@ -161,6 +162,8 @@ def main() -> None:
     tag = json.loads(batch_file.read_text())["tag"]
     result = {
         "family": args.family,
+        # The family's version (apollo/env/family.py digest): an edit makes new instances.
+        "family_digest": resolve_family(args.family).digest[:16],
         "model": models.canonical(args.model),
         "split": args.split,
         "n_per_arm": args.n,
@@ -170,7 +173,7 @@ def main() -> None:
         "guided": arm_report(home, arm_slots(home, args, "collect", guided_tag(args))),
         "commands": {arm: "apollo " + " ".join(c[3:]) for arm, c in commands(args, args.n).items()},
     }
-    report(f"calibration_{args.family}_{slug(args.model)}", result)
+    report(f"calibration_{args.family}_{slug(args.model)}_{args.split}", result)
 
 
 if __name__ == "__main__":
