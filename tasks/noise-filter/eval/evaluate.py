@@ -23,7 +23,7 @@ def main() -> None:
     noisy = set(answer["noisy_ids"])
     out = workspace / "output" / "clean.jsonl"
     if not out.is_file():
-        return result(0, error="output/clean.jsonl not found; write it with filters.py apply")
+        return result(0, error="output/clean.jsonl not found; run python3 filters.py NAME")
     kept: set[str] = set()
     for n, line in enumerate(out.read_text().splitlines(), 1):
         if not line.strip():

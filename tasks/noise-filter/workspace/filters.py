@@ -89,7 +89,8 @@ def main(argv: list[str]) -> int:
             print(f"{name:<14} {what}")
         return 0
     if len(argv) != 1 or argv[0] not in FILTERS:
-        print(__doc__.strip())
+        # stderr, like the report: a redirected stdout must not take the usage into the output
+        print(__doc__.strip(), file=sys.stderr)
         print(f"NAME is one of: {', '.join(FILTERS)}", file=sys.stderr)
         return 2
     name = argv[0]
