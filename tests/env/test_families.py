@@ -186,17 +186,22 @@ def test_slow_training_reference_waits_for_the_run_and_succeeds(tmp_path: Path) 
 # --- one choice among a few visible options -----------------------------------------------
 
 
+def listed_filters(workspace: Path) -> list[str]:
+    """The filter names `python3 filters.py list` prints in a noise-filter workspace."""
+    listed = subprocess.run(
+        [sys.executable, "filters.py", "list"],
+        cwd=workspace,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return [line.split()[0] for line in listed.stdout.splitlines()]
+
+
 def test_noise_filter_only_the_matching_filter_succeeds(tmp_path: Path) -> None:
     for seed in SEEDS["test"]:
         task, ws = fresh("noise-filter", seed, tmp_path)
-        listed = subprocess.run(
-            [sys.executable, "filters.py", "list"],
-            cwd=ws.path,
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        names = [line.split()[0] for line in listed.stdout.splitlines()]
+        names = listed_filters(ws.path)
         scores = {}
         for name in names:
             subprocess.run(
@@ -323,15 +328,8 @@ def test_noise_filter_commands_of_the_description_work_in_the_sandbox(tmp_path: 
     task = resolve_family("noise-filter").materialize(5003, tmp_path / "instances")
     name = answer_of(task)["filter"]
     named = re.findall(r"^- `([a-z-]+)`:", task.description, re.MULTILINE)
-    listed = subprocess.run(
-        [sys.executable, "filters.py", "list"],
-        cwd=task.workspace_template,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
     # The options are visible in the description: exactly the filters filters.py has.
-    assert sorted(named) == sorted(line.split()[0] for line in listed.splitlines())
+    assert sorted(named) == sorted(listed_filters(task.workspace_template))
     assert len(named) == 3 and name in named
     other = next(n for n in named if n != name)
     outcome = scripted_run(
