@@ -7,6 +7,11 @@ both arms hold about as many episodes; both commands are resumable, so running t
 continues where it stopped and never repeats an episode. `--report-only` runs nothing and
 reports what the store holds.
 
+A calibration outlives its home: the results file is written after every pair of episodes and
+committed, and a new home (another session or machine) continues after the seeds the file
+holds (`--skip`), adding its episodes to the file's, as long as the file is of the same family
+version, model and split.
+
     APOLLO_THREADS=2 python benchmarks/calibrate_family.py noise-filter \\
         --model embedded:qwen2.5-coder-1.5b --n 50 --home calib/home
 
@@ -27,7 +32,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from _common import ROOT, report
+from _common import RESULTS, ROOT, report
 
 from apollo.env.family import resolve_family
 from apollo.eval.stats import wilson
@@ -37,15 +42,22 @@ from apollo.rollout.batch import Batch, BatchPlan, Slot
 from apollo.rollout.home import Home
 from apollo.rollout.runner import RunOptions
 
+ARMS = ("unguided", "guided")
 
-def commands(args: argparse.Namespace, n: int) -> dict[str, list[str]]:
-    """The two arms' commands for the first `n` instances."""
+
+def commands(args: argparse.Namespace, skip: dict[str, int], total: int) -> dict[str, list[str]]:
+    """The commands that bring each arm to `total` instances: each arm's batch in this home
+    starts after the `skip[arm]` seeds earlier homes ran. An arm already there is left out."""
     apollo = [sys.executable, "-m", "apollo.cli"]
-    common = ["--split", args.split, "--n", str(n), "--home", args.home]
     unguided = ["eval", args.model, "--family", args.family, "--out", unguided_out(args)]
     guided = ["collect", args.family, "--annotator", "simulated", "--model", args.model]
     guided += ["--tag", guided_tag(args)]
-    return {"unguided": [*apollo, *unguided, *common], "guided": [*apollo, *guided, *common]}
+    out = {}
+    for arm, cmd in zip(ARMS, (unguided, guided), strict=True):
+        if total > skip[arm]:
+            common = ["--split", args.split, "--n", str(total - skip[arm]), "--home", args.home]
+            out[arm] = [*apollo, *cmd, *common, "--skip", str(skip[arm])]
+    return out
 
 
 def unguided_out(args: argparse.Namespace) -> str:
@@ -60,14 +72,18 @@ def slug(model: str) -> str:
     return models.canonical(model).replace("embedded:", "").replace("/", "_").replace(":", "_")
 
 
-def arm_slots(home: Home, args: argparse.Namespace, kind: str, tag: str) -> list[Slot]:
-    """The arm's slots as its batch sees them (run and episode where it has them)."""
+def arm_slots(home: Home, args: argparse.Namespace, kind: str, tag: str, skip: int) -> list[Slot]:
+    """The arm's slots in this home as its batch sees them (run and episode where it has
+    them)."""
+    if skip >= args.n:
+        return []
     plan = BatchPlan(
         kind=kind,
         tag=tag,
         families=(args.family,),
         split=args.split,
-        n=args.n,
+        n=args.n - skip,
+        skip=skip,
         repeats=1,
         options=RunOptions(
             model=models.canonical(args.model),
@@ -81,8 +97,8 @@ def arm_slots(home: Home, args: argparse.Namespace, kind: str, tag: str) -> list
         store.close()
 
 
-def arm_report(home: Home, slots: list[Slot]) -> dict[str, Any]:
-    """Success with its Wilson interval, and what the episodes did, for one arm."""
+def arm_rows(home: Home, slots: list[Slot]) -> list[dict[str, Any]]:
+    """What each ended episode of the arm's slots did."""
     ended = [s for s in slots if s.episode is not None]
     store = home.open_store()
     try:
@@ -108,7 +124,12 @@ def arm_report(home: Home, slots: list[Slot]) -> dict[str, Any]:
             )
     finally:
         store.close()
-    out: dict[str, Any] = {"episodes": len(rows), "open_slots": len(slots) - len(rows)}
+    return rows
+
+
+def arm_report(rows: list[dict[str, Any]], n: int) -> dict[str, Any]:
+    """Success with its Wilson interval, and what the episodes did, for one arm."""
+    out: dict[str, Any] = {"episodes": len(rows), "open_slots": n - len(rows)}
     if rows:
         wins = sum(r["success"] for r in rows)
         rate = wilson(wins, len(rows))
@@ -141,39 +162,96 @@ def main() -> None:
     parser.add_argument("--guided-tag", help="batch tag of the guided arm")
     parser.add_argument("--report-only", action="store_true", help="run nothing, report")
     args = parser.parse_args()
-    resolve_family(args.family)  # an unknown family fails here, before any run
+    family = resolve_family(args.family)  # an unknown family fails here, before any run
     # The commands run from the repository root: paths given relative to here are made whole.
     args.home = str(Path(args.home).resolve())
     if args.unguided_out:
         args.unguided_out = str(Path(args.unguided_out).resolve())
     home = Home(args.home)
+    name = f"calibration_{args.family}_{slug(args.model)}_{args.split}"
+    held = held_results(RESULTS / f"{name}.json", args, family.digest[:16])
+    earlier = {arm: list(held[arm]["per_episode"]) if held else [] for arm in ARMS}
+    skip = home_skip(home, earlier, family.seeds(args.split))
+    cmds = commands(args, skip, args.n)
+    # Each home that added episodes, with what it ran: the file's provenance.
+    here = {"home": args.home, "skip": skip}
+    here["commands"] = {arm: "apollo " + " ".join(c[3:]) for arm, c in cmds.items()}
+    homes = [h for h in (held or {}).get("homes", []) if h["home"] != args.home] + [here]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    if not args.report_only:
-        for n in range(1, args.n + 1):
-            for arm, cmd in commands(args, n).items():
-                done = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True)
-                last = (done.stdout.strip().splitlines() or [""])[-1]
-                print(f"{arm} n={n}: exit {done.returncode} {last}", flush=True)
-                if done.returncode not in (0, 1):  # 1: a run did not end for good (resumable)
-                    raise SystemExit(f"{' '.join(cmd)} failed:\n{done.stdout}{done.stderr}")
-    batch_file = Path(unguided_out(args)) / "batch.json"
-    if not batch_file.is_file():
-        raise SystemExit(f"{batch_file} is missing: no unguided episode ran (drop --report-only)")
-    tag = json.loads(batch_file.read_text())["tag"]
-    result = {
+    fixed = {
         "family": args.family,
         # The family's version (apollo/env/family.py digest): an edit makes new instances.
-        "family_digest": resolve_family(args.family).digest[:16],
+        "family_digest": family.digest[:16],
         "model": models.canonical(args.model),
         "split": args.split,
         "n_per_arm": args.n,
-        "success_score": resolve_family(args.family).task.spec.success_score,
+        "success_score": family.task.spec.success_score,
         "threads": os.environ.get("APOLLO_THREADS", "from the load"),
-        "unguided": arm_report(home, arm_slots(home, args, "eval", tag)),
-        "guided": arm_report(home, arm_slots(home, args, "collect", guided_tag(args))),
-        "commands": {arm: "apollo " + " ".join(c[3:]) for arm, c in commands(args, args.n).items()},
     }
-    report(f"calibration_{args.family}_{slug(args.model)}_{args.split}", result)
+
+    def write() -> None:
+        """The report of every episode so far, earlier homes' and this one's."""
+        arms: dict[str, Any] = {}
+        tags = {"unguided": eval_tag(args), "guided": guided_tag(args)}
+        for arm, kind in zip(ARMS, ("eval", "collect"), strict=True):
+            tag = tags[arm]
+            ran = arm_rows(home, arm_slots(home, args, kind, tag, skip[arm])) if tag else []
+            seeds = {r["seed"] for r in ran}
+            rows = [r for r in earlier[arm] if r["seed"] not in seeds] + ran
+            arms[arm] = arm_report(sorted(rows, key=lambda r: int(r["seed"])), args.n)
+        report(name, fixed | arms | {"homes": homes})
+
+    if not args.report_only:
+        for total in range(min(skip.values()) + 1, args.n + 1):
+            for arm, cmd in commands(args, skip, total).items():
+                done = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True)
+                last = (done.stdout.strip().splitlines() or [""])[-1]
+                print(f"{arm} n={total}: exit {done.returncode} {last}", flush=True)
+                if done.returncode not in (0, 1):  # 1: a run did not end for good (resumable)
+                    raise SystemExit(f"{' '.join(cmd)} failed:\n{done.stdout}{done.stderr}")
+            write()  # after each pair: a stop loses nothing already ended
+    write()
+
+
+def eval_tag(args: argparse.Namespace) -> str | None:
+    """The unguided arm's batch tag in this home (None before its first episode)."""
+    batch_file = Path(unguided_out(args)) / "batch.json"
+    return str(json.loads(batch_file.read_text())["tag"]) if batch_file.is_file() else None
+
+
+def held_results(path: Path, args: argparse.Namespace, digest: str) -> dict[str, Any] | None:
+    """The results file (earlier homes' episodes, committed) when it holds this family
+    version, model and split; refuses to drop a file that holds another."""
+    if not path.is_file():
+        return None
+    held: dict[str, Any] = json.loads(path.read_text())
+    mine = (digest, models.canonical(args.model), args.split)
+    theirs = (held.get("family_digest"), held.get("model"), held.get("split"))
+    if mine != theirs:
+        raise SystemExit(
+            f"{path} holds episodes of family digest {theirs[0]}, model {theirs[1]}, split "
+            f"{theirs[2]}; this is {mine[0]}, {mine[1]}, {mine[2]}: move the file aside (or "
+            "commit it under another name) to start a new calibration"
+        )
+    return held
+
+
+def home_skip(
+    home: Home, earlier: dict[str, list[dict[str, Any]]], seeds: list[int]
+) -> dict[str, int]:
+    """How many of the split's first seeds each arm's batches in this home skip: what the
+    results file held when this home was first used (kept in the home, so a rerun here
+    neither repeats nor double counts an episode)."""
+    marker = home.path / "calibration_skip.json"
+    if marker.is_file():
+        return {arm: int(k) for arm, k in json.loads(marker.read_text()).items()}
+    skip = {}
+    for arm, rows in earlier.items():
+        if [r["seed"] for r in rows] != seeds[: len(rows)]:
+            raise SystemExit(f"the results file's {arm} episodes are not the split's first seeds")
+        skip[arm] = len(rows)
+    marker.write_text(json.dumps(skip) + "\n")
+    return skip
 
 
 if __name__ == "__main__":

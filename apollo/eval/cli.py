@@ -92,6 +92,7 @@ def cmd_eval(args: argparse.Namespace, home: Home) -> int:
         n=args.n,
         repeats=args.repeats,
         options=options,
+        skip=args.skip,
     )
     batch = Batch(home, plan)  # refuses bad families, splits and counts before DIR is made
     batch.check()
@@ -108,6 +109,7 @@ def cmd_eval(args: argparse.Namespace, home: Home) -> int:
         "split": args.split,
         "families_asked": list(args.family),
         "n": args.n,
+        "skip": args.skip,
         "repeats": args.repeats,
         "tag": plan.tag,
         "options": {k: v for k, v in asdict(options).items() if k != "annotator"},
@@ -183,4 +185,6 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser], add: 
         metavar=("A", "B"),
         help="paired bootstrap difference B - A of two evaluation folders on shared instances",
     )
-    add_batch_options(p, "instances per family: the first N seeds (default all)", False)
+    add_batch_options(
+        p, "instances per family: the first N seeds after --skip (default all)", False
+    )

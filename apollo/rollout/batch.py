@@ -49,8 +49,9 @@ class BatchLocked(RunLocked):
 
 @dataclass(frozen=True)
 class BatchPlan:
-    """What a batch runs: the first `n` seeds (all when None) of `split` of each family, each
-    `repeats` times, with `options`."""
+    """What a batch runs: `n` seeds (all the rest when None) of `split` of each family, after
+    its first `skip` (a split sharded across homes or sessions), each `repeats` times, with
+    `options`."""
 
     kind: str  # collect or eval
     tag: str
@@ -59,6 +60,7 @@ class BatchPlan:
     n: int | None
     repeats: int
     options: RunOptions
+    skip: int = 0
 
 
 @dataclass
@@ -274,6 +276,8 @@ class Batch:
             )
         if plan.n is not None and plan.n < 1:
             raise ValueError(f"--n is {plan.n}; give 1 or more instances")
+        if plan.skip < 0:
+            raise ValueError(f"--skip is {plan.skip}; give 0 or more seeds to skip")
         if plan.repeats < 1:
             raise ValueError(f"--repeats is {plan.repeats}; give 1 or more")
         if not plan.families:
@@ -287,17 +291,22 @@ class Batch:
         self.seeds: dict[str, list[int]] = {}
         for family in self.families:
             seeds = family.seeds(plan.split)  # a ValueError names the splits there are
-            if plan.n is not None and plan.n > len(seeds):
+            left = len(seeds) - plan.skip
+            if left < 1 or (plan.n is not None and plan.n > left):
+                asked = f"--n {plan.n}" if plan.n is not None else "a seed"
+                after = f" after --skip {plan.skip}" if plan.skip else ""
                 raise ValueError(
-                    f"--n {plan.n} is more than split {plan.split!r} of family {family.id} "
-                    f"holds ({len(seeds)} seeds); give at most {len(seeds)}"
+                    f"{asked}{after} is more than split {plan.split!r} of family {family.id} "
+                    f"holds ({len(seeds)} seeds); give at most {max(left, 0)}"
+                    + (" or a smaller --skip" if plan.skip else "")
                 )
             if family.task.spec.success_score is None:
                 raise ValueError(
                     f"family {family.id} has no success_score in its task.yaml; add the score "
                     "at or above which a run counts as a success (collect and eval count them)"
                 )
-            self.seeds[family.id] = seeds[: plan.n] if plan.n is not None else seeds
+            end = plan.skip + plan.n if plan.n is not None else len(seeds)
+            self.seeds[family.id] = seeds[plan.skip : end]
 
     def check(self) -> None:
         """Refuse settings no run of the batch could use, a tag that names another batch, and

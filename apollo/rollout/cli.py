@@ -31,6 +31,13 @@ MODEL_HELP = (
 def add_batch_options(p: argparse.ArgumentParser, n_help: str, n_required: bool) -> None:
     """The flags every batch command takes: which seeds, how many at once, how runs run."""
     p.add_argument("--n", type=int, metavar="N", required=n_required, help=n_help)
+    p.add_argument(
+        "--skip",
+        type=int,
+        default=0,
+        metavar="K",
+        help="start after the split's first K seeds (to shard a split across homes)",
+    )
     p.add_argument("--repeats", type=int, default=1, metavar="K", help="runs per instance")
     p.add_argument(
         "--concurrency", type=int, default=1, metavar="K", help="runs driven at once (default 1)"
@@ -141,6 +148,7 @@ def cmd_collect(args: argparse.Namespace, home: Home) -> int:
         n=args.n,
         repeats=args.repeats,
         options=run_options(args, args.model, args.annotator),
+        skip=args.skip,
     )
     result = drive(Batch(home, plan), args.concurrency, f"collect {tag}")
     if result is None:
@@ -176,4 +184,4 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser], add: 
         help="the batch's name, in each run's config (default collect-FAMILY-SPLIT-ANNOTATOR); "
         "the same tag continues the batch",
     )
-    add_batch_options(p, "instances: the first N seeds of the split", n_required=True)
+    add_batch_options(p, "instances: the split's first N seeds after --skip", n_required=True)

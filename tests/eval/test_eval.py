@@ -101,11 +101,19 @@ def test_compare_gives_the_paired_difference_on_shared_instances(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     home = tmp_path / "home"
-    a, b = tmp_path / "a", tmp_path / "b"
+    a, b, c = tmp_path / "a", tmp_path / "b", tmp_path / "c"
     with GatedServer() as server:
         assert evaluate(home, server.base_url, a, "--n", "1") == 0
         assert evaluate(home, server.base_url, b, "--n", "2") == 0
+        # --skip 1: each family's second test seed only, which B holds and A does not.
+        assert evaluate(home, server.base_url, c, "--n", "1", "--skip", "1") == 0
+    lines = (c / "episodes.jsonl").read_text().splitlines()
+    assert sorted((e["family"], e["seed"]) for e in map(json.loads, lines)) == [
+        (f, 5001) for f in sorted(FAMILIES)
+    ]
     capsys.readouterr()
+    assert main(["eval", "--compare", str(a), str(c)]) == 2
+    assert "share no instance (family, seed): A has 2, B has 2" in capsys.readouterr().err
     assert main(["eval", "--compare", str(a), str(b)]) == 0
     out = capsys.readouterr().out
     assert "2 shared instances (A alone 0, B alone 2)" in out

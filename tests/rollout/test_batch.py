@@ -93,6 +93,13 @@ def test_collect_runs_each_instance_once_k_at_a_time(
         assert "1 run(s) driven this time" in capsys.readouterr().out
         assert [s for s, *_ in batch_runs(home, "t1")] == [*seeds, 1004]
 
+        # --skip shards the split: another home takes the seeds after the first four.
+        shard = tmp_path / "shard"
+        args = collect(shard, server.base_url, "--n", "2", "--skip", "4", "--tag", "t1")
+        assert main([*args, "--annotator", "none"]) == 0
+        assert "2 run(s) driven this time" in capsys.readouterr().out
+        assert [s for s, *_ in batch_runs(shard, "t1")] == [1004, 1005]
+
 
 def test_collect_with_the_simulated_annotator_counts_its_interventions(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
@@ -245,6 +252,12 @@ def test_a_batch_reads_its_episodes_from_the_store(tmp_path: Path) -> None:
     [
         (["--n", "0"], "--n is 0; give 1 or more instances"),
         (["--n", "301"], "--n 301 is more than split 'train' of family noise-filter holds (300"),
+        (["--n", "2", "--skip", "-1"], "--skip is -1; give 0 or more seeds to skip"),
+        (
+            ["--n", "2", "--skip", "299"],
+            "--n 2 after --skip 299 is more than split 'train' of family noise-filter holds (300 "
+            "seeds); give at most 1 or a smaller --skip",
+        ),
         (["--n", "2", "--split", "dev"], "dev"),
         (["--n", "2", "--concurrency", "0"], "--concurrency is 0; give 1 or more"),
         (["--n", "2", "--repeats", "0"], "--repeats is 0; give 1 or more"),
