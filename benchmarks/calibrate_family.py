@@ -171,10 +171,11 @@ def main() -> None:
     name = f"calibration_{args.family}_{slug(args.model)}_{args.split}"
     held = held_results(RESULTS / f"{name}.json", args, family.digest[:16])
     earlier = {arm: list(held[arm]["per_episode"]) if held else [] for arm in ARMS}
-    skip = home_skip(home, earlier, family.seeds(args.split))
+    marker = home_marker(home, earlier, family.seeds(args.split))
+    skip: dict[str, int] = marker["skip"]
     cmds = commands(args, skip, args.n)
     # Each home that added episodes, with what it ran: the file's provenance.
-    here = {"home": args.home, "skip": skip}
+    here: dict[str, Any] = {"home": args.home, **marker}
     here["commands"] = {arm: "apollo " + " ".join(c[3:]) for arm, c in cmds.items()}
     homes = [h for h in (held or {}).get("homes", []) if h["home"] != args.home] + [here]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -213,6 +214,21 @@ def main() -> None:
     write()
 
 
+def commit() -> str:
+    """The repository's commit (with `+dirty` when the work tree differs): the runtime the
+    episodes ran on, which decides them as much as the family does."""
+    git = ["git", "-C", str(ROOT)]
+    head = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True)
+    dirty = subprocess.run(
+        [*git, "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True
+    )
+    return (
+        head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+        if head.returncode == 0
+        else "unknown"
+    )
+
+
 def eval_tag(args: argparse.Namespace) -> str | None:
     """The unguided arm's batch tag in this home (None before its first episode)."""
     batch_file = Path(unguided_out(args)) / "batch.json"
@@ -236,22 +252,24 @@ def held_results(path: Path, args: argparse.Namespace, digest: str) -> dict[str,
     return held
 
 
-def home_skip(
+def home_marker(
     home: Home, earlier: dict[str, list[dict[str, Any]]], seeds: list[int]
-) -> dict[str, int]:
-    """How many of the split's first seeds each arm's batches in this home skip: what the
-    results file held when this home was first used (kept in the home, so a rerun here
-    neither repeats nor double counts an episode)."""
-    marker = home.path / "calibration_skip.json"
+) -> dict[str, Any]:
+    """What this home's batches run: how many of the split's first seeds each arm skips (what
+    the results file held when the home was first used) and the commit they run on. Kept in
+    the home, so a rerun here neither repeats nor double counts an episode."""
+    marker = home.path / "calibration.json"
     if marker.is_file():
-        return {arm: int(k) for arm, k in json.loads(marker.read_text()).items()}
+        held: dict[str, Any] = json.loads(marker.read_text())
+        return held
     skip = {}
     for arm, rows in earlier.items():
         if [r["seed"] for r in rows] != seeds[: len(rows)]:
             raise SystemExit(f"the results file's {arm} episodes are not the split's first seeds")
         skip[arm] = len(rows)
-    marker.write_text(json.dumps(skip) + "\n")
-    return skip
+    made = {"skip": skip, "apollo_commit": commit()}
+    marker.write_text(json.dumps(made) + "\n")
+    return made
 
 
 if __name__ == "__main__":
