@@ -291,13 +291,16 @@ class Batch:
         self.seeds: dict[str, list[int]] = {}
         for family in self.families:
             seeds = family.seeds(plan.split)  # a ValueError names the splits there are
+            held = f"split {plan.split!r} of family {family.id} holds ({len(seeds)} seeds)"
             left = len(seeds) - plan.skip
-            if left < 1 or (plan.n is not None and plan.n > left):
-                asked = f"--n {plan.n}" if plan.n is not None else "a seed"
+            if left < 1:
+                raise ValueError(
+                    f"--skip {plan.skip} leaves no seed: {held}; skip at most {len(seeds) - 1}"
+                )
+            if plan.n is not None and plan.n > left:
                 after = f" after --skip {plan.skip}" if plan.skip else ""
                 raise ValueError(
-                    f"{asked}{after} is more than split {plan.split!r} of family {family.id} "
-                    f"holds ({len(seeds)} seeds); give at most {max(left, 0)}"
+                    f"--n {plan.n}{after} is more than {held}; give at most {left}"
                     + (" or a smaller --skip" if plan.skip else "")
                 )
             if family.task.spec.success_score is None:

@@ -258,6 +258,11 @@ def test_a_batch_reads_its_episodes_from_the_store(tmp_path: Path) -> None:
             "--n 2 after --skip 299 is more than split 'train' of family noise-filter holds (300 "
             "seeds); give at most 1 or a smaller --skip",
         ),
+        (
+            ["--n", "1", "--skip", "300"],
+            "--skip 300 leaves no seed: split 'train' of family noise-filter holds (300 seeds); "
+            "skip at most 299",
+        ),
         (["--n", "2", "--split", "dev"], "dev"),
         (["--n", "2", "--concurrency", "0"], "--concurrency is 0; give 1 or more"),
         (["--n", "2", "--repeats", "0"], "--repeats is 0; give 1 or more"),
