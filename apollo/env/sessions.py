@@ -266,8 +266,12 @@ class SessionManager:
             try:
                 (self.root / name).mkdir()
             except FileExistsError:
+                # A name stays its session's for good (its output stays readable), so a model
+                # that reuses one is told a free name, not just to think of one.
                 raise SessionError(
-                    f"a session named {name!r} already exists; pick another name"
+                    f"a session named {name!r} already exists (read its output with "
+                    f"session_output(id={name!r})); to start another, name it "
+                    f"{self._free_name(name)!r} or give no name"
                 ) from None
             return self.root / name
         n = 1
@@ -278,6 +282,13 @@ class SessionManager:
                 n += 1
                 continue
             return self.root / f"s{n}"
+
+    def _free_name(self, name: str) -> str:
+        """`name` with the first number suffix (-2, -3, ...) no session has."""
+        n = 2
+        while (self.root / (candidate := f"{name[: 40 - len(str(n)) - 1]}-{n}")).exists():
+            n += 1
+        return candidate
 
     def start(self, command: str, name: str | None = None) -> SessionStatus:
         """Start `command` in a new session (id = `name`, or s1, s2, ...).

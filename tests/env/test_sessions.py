@@ -82,8 +82,20 @@ async def test_exit_code_and_runtime_of_a_finished_session(workspace: Workspace)
 def test_ids_names_and_unknown_sessions(workspace: Workspace) -> None:
     sessions = workspace.sessions
     assert [sessions.start("true").id, sessions.start("true").id] == ["s1", "s2"]
-    with pytest.raises(SessionError, match="already exists"):
-        sessions.start("true", name="s1")
+    assert sessions.start("true", name="job").id == "job"
+    assert sessions.start("true", name="job-2").id == "job-2"
+    # A taken name is refused with a free one to use instead.
+    with pytest.raises(SessionError) as taken:
+        sessions.start("true", name="job")
+    assert str(taken.value) == (
+        "a session named 'job' already exists (read its output with session_output(id='job')); "
+        "to start another, name it 'job-3' or give no name"
+    )
+    assert sessions.start("true", name="job-3").id == "job-3"
+    long = "x" * 40
+    assert sessions.start("true", name=long).id == long
+    with pytest.raises(SessionError, match=f"name it '{'x' * 38}-2'"):
+        sessions.start("true", name=long)
     with pytest.raises(SessionError, match="bad session name"):
         sessions.start("true", name="../escape")
     with pytest.raises(SessionError, match="known sessions: s1, s2"):
