@@ -10,7 +10,9 @@ reports what the store holds.
 A calibration outlives its home: the results file is written after every pair of episodes and
 committed, and a new home (another session or machine) continues after the seeds the file
 holds (`--skip`), adding its episodes to the file's, as long as the file is of the same family
-version, model and split.
+version, model and split. The home keeps its id, skips, threads and the commits it ran on in
+HOME/calibration.json, and the file lists every home that added episodes with those. A home
+whose seeds another home has run since is refused (go on in a new one).
 
     APOLLO_THREADS=2 python benchmarks/calibrate_family.py noise-filter \\
         --model embedded:qwen2.5-coder-1.5b --n 50 --home calib/home
@@ -29,6 +31,7 @@ import os
 import statistics
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +46,7 @@ from apollo.rollout.home import Home
 from apollo.rollout.runner import RunOptions
 
 ARMS = ("unguided", "guided")
+MARKER = "calibration.json"  # in the home: its id, skips, commits and threads
 
 
 def commands(args: argparse.Namespace, skip: dict[str, int], total: int) -> dict[str, list[str]]:
@@ -168,42 +172,57 @@ def main() -> None:
     if args.unguided_out:
         args.unguided_out = str(Path(args.unguided_out).resolve())
     home = Home(args.home)
-    name = f"calibration_{args.family}_{slug(args.model)}_{args.split}"
-    held = held_results(RESULTS / f"{name}.json", args, family.digest[:16])
-    earlier = {arm: list(held[arm]["per_episode"]) if held else [] for arm in ARMS}
-    marker = home_marker(home, earlier, family.seeds(args.split))
+    path = RESULTS / f"calibration_{args.family}_{slug(args.model)}_{args.split}.json"
+    digest = family.digest[:16]
+    seeds = family.seeds(args.split)
+    marker_file = home.path / MARKER
+    known = marker_file.is_file()
+    marker = json.loads(marker_file.read_text()) if known else new_marker(path, args, digest, seeds)
     skip: dict[str, int] = marker["skip"]
-    cmds = commands(args, skip, args.n)
-    # Each home that added episodes, with what it ran: the file's provenance.
-    here: dict[str, Any] = {"home": args.home, **marker}
-    here["commands"] = {arm: "apollo " + " ".join(c[3:]) for arm, c in cmds.items()}
-    homes = [h for h in (held or {}).get("homes", []) if h["home"] != args.home] + [here]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    for arm, k in skip.items():
+        if args.n < k:
+            raise SystemExit(
+                f"--n {args.n} is below the {k} {arm} episodes already held; give --n {k} or more"
+            )
+    ran = home_rows(home, args, skip) if known else {arm: [] for arm in ARMS}
+    if not args.report_only:
+        if known:
+            refuse_overtaken(held_rows(path, args, digest), ran, skip, seeds)
+        if (now := commit()) not in marker["apollo_commits"]:
+            marker["apollo_commits"].append(now)
+        marker["threads"] = os.environ.get("APOLLO_THREADS", "from the load")
+        marker_file.write_text(json.dumps(marker) + "\n")
     fixed = {
         "family": args.family,
         # The family's version (apollo/env/family.py digest): an edit makes new instances.
-        "family_digest": family.digest[:16],
+        "family_digest": digest,
         "model": models.canonical(args.model),
         "split": args.split,
         "n_per_arm": args.n,
         "success_score": family.task.spec.success_score,
-        "threads": os.environ.get("APOLLO_THREADS", "from the load"),
     }
 
     def write() -> None:
-        """The report of every episode so far, earlier homes' and this one's."""
+        """The report of every episode so far: the results file's (read again: another home
+        may have added to it) with this home's."""
+        mine = home_rows(home, args, skip) if marker_file.is_file() else ran
         arms: dict[str, Any] = {}
-        tags = {"unguided": eval_tag(args), "guided": guided_tag(args)}
-        for arm, kind in zip(ARMS, ("eval", "collect"), strict=True):
-            tag = tags[arm]
-            ran = arm_rows(home, arm_slots(home, args, kind, tag, skip[arm])) if tag else []
-            seeds = {r["seed"] for r in ran}
-            rows = [r for r in earlier[arm] if r["seed"] not in seeds] + ran
-            arms[arm] = arm_report(sorted(rows, key=lambda r: int(r["seed"])), args.n)
-        report(name, fixed | arms | {"homes": homes})
+        for arm, held in held_rows(path, args, digest).items():
+            fresh = {r["seed"] for r in mine[arm]}
+            rows = sorted([r for r in held if r["seed"] not in fresh] + mine[arm], key=seed_of)
+            arms[arm] = arm_report(rows, args.n)
+        homes = [h for h in held_homes(path) if h.get("id") != marker["id"]]
+        if any(mine.values()):  # each home that added episodes, with what it ran on
+            cmds = commands(args, skip, args.n)
+            runs = {arm: "apollo " + " ".join(c[3:]) for arm, c in cmds.items()}
+            homes.append({"home": args.home, **marker, "commands": runs})
+        report(path.stem, fixed | arms | {"homes": homes})
 
     if not args.report_only:
-        for total in range(min(skip.values()) + 1, args.n + 1):
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        # From the first total an arm has not reached in this home (a resume skips the rest).
+        first = min(skip[arm] + len(ran[arm]) for arm in ARMS) + 1
+        for total in range(max(first, 1), args.n + 1):
             for arm, cmd in commands(args, skip, total).items():
                 done = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True)
                 last = (done.stdout.strip().splitlines() or [""])[-1]
@@ -214,19 +233,40 @@ def main() -> None:
     write()
 
 
+def seed_of(row: dict[str, Any]) -> int:
+    return int(row["seed"])
+
+
+def home_rows(
+    home: Home, args: argparse.Namespace, skip: dict[str, int]
+) -> dict[str, list[dict[str, Any]]]:
+    """Each arm's ended episodes in this home."""
+    tags = {"unguided": eval_tag(args), "guided": guided_tag(args)}
+    out = {}
+    for arm, kind in zip(ARMS, ("eval", "collect"), strict=True):
+        tag = tags[arm]
+        out[arm] = arm_rows(home, arm_slots(home, args, kind, tag, skip[arm])) if tag else []
+    return out
+
+
 def commit() -> str:
-    """The repository's commit (with `+dirty` when the work tree differs): the runtime the
-    episodes ran on, which decides them as much as the family does."""
+    """The repository's commit (with `+dirty` when tracked files differ, results aside): the
+    runtime the episodes ran on, which decides them as much as the family does."""
     git = ["git", "-C", str(ROOT)]
     head = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True)
-    dirty = subprocess.run(
-        [*git, "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True
-    )
-    return (
-        head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
-        if head.returncode == 0
-        else "unknown"
-    )
+    if head.returncode != 0:
+        return "unknown"
+    status = [
+        *git,
+        "status",
+        "--porcelain",
+        "--untracked-files=no",
+        "--",
+        ".",
+        ":!benchmarks/results",
+    ]
+    dirty = subprocess.run(status, capture_output=True, text=True).stdout.strip()
+    return head.stdout.strip() + ("+dirty" if dirty else "")
 
 
 def eval_tag(args: argparse.Namespace) -> str | None:
@@ -252,24 +292,46 @@ def held_results(path: Path, args: argparse.Namespace, digest: str) -> dict[str,
     return held
 
 
-def home_marker(
-    home: Home, earlier: dict[str, list[dict[str, Any]]], seeds: list[int]
+def held_rows(path: Path, args: argparse.Namespace, digest: str) -> dict[str, list[dict[str, Any]]]:
+    """Each arm's episodes in the results file (none without one)."""
+    held = held_results(path, args, digest)
+    return {arm: list(held[arm]["per_episode"]) if held else [] for arm in ARMS}
+
+
+def held_homes(path: Path) -> list[dict[str, Any]]:
+    return list(json.loads(path.read_text()).get("homes", [])) if path.is_file() else []
+
+
+def new_marker(
+    path: Path, args: argparse.Namespace, digest: str, seeds: list[int]
 ) -> dict[str, Any]:
-    """What this home's batches run: how many of the split's first seeds each arm skips (what
-    the results file held when the home was first used) and the commit they run on. Kept in
-    the home, so a rerun here neither repeats nor double counts an episode."""
-    marker = home.path / "calibration.json"
-    if marker.is_file():
-        held: dict[str, Any] = json.loads(marker.read_text())
-        return held
+    """A new home's record: an id, and how many of the split's first seeds each arm skips:
+    those the results file holds without a gap (a seed after a gap runs again here, and this
+    home's episode replaces the file's)."""
     skip = {}
-    for arm, rows in earlier.items():
-        if [r["seed"] for r in rows] != seeds[: len(rows)]:
-            raise SystemExit(f"the results file's {arm} episodes are not the split's first seeds")
-        skip[arm] = len(rows)
-    made = {"skip": skip, "apollo_commit": commit()}
-    marker.write_text(json.dumps(made) + "\n")
-    return made
+    for arm, rows in held_rows(path, args, digest).items():
+        held = {seed_of(r) for r in rows}
+        skip[arm] = next((i for i, s in enumerate(seeds) if s not in held), len(seeds))
+    return {"id": uuid.uuid4().hex[:12], "skip": skip, "apollo_commits": []}
+
+
+def refuse_overtaken(
+    held: dict[str, list[dict[str, Any]]],
+    ran: dict[str, list[dict[str, Any]]],
+    skip: dict[str, int],
+    seeds: list[int],
+) -> None:
+    """Refuse to go on in a home whose seeds another home has run since (going on would
+    repeat their episodes): a new home continues after them."""
+    for arm in ARMS:
+        mine = {r["run_id"] for r in ran[arm]}
+        skipped = set(seeds[: skip[arm]])
+        theirs = [r for r in held[arm] if r["run_id"] not in mine and seed_of(r) not in skipped]
+        if theirs:
+            raise SystemExit(
+                f"the results file holds {arm} episodes this home's seeds include that another "
+                f"home ran (seed {seed_of(theirs[0])} on); continue with a new --home"
+            )
 
 
 if __name__ == "__main__":

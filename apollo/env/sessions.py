@@ -284,9 +284,11 @@ class SessionManager:
             return self.root / f"s{n}"
 
     def _free_name(self, name: str) -> str:
-        """`name` with the first number suffix (-2, -3, ...) no session has."""
-        n = 2
-        while (self.root / (candidate := f"{name[: 40 - len(str(n)) - 1]}-{n}")).exists():
+        """The first of `name`-2, -3, ... that no session has (counting on from a number
+        `name` already ends with: job-2 gives job-3)."""
+        numbered = re.fullmatch(r"(.+)-(\d+)", name)
+        base, n = (numbered[1], int(numbered[2]) + 1) if numbered else (name, 2)
+        while (self.root / (candidate := f"{base[: 40 - len(str(n)) - 1]}-{n}")).exists():
             n += 1
         return candidate
 

@@ -38,10 +38,12 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-.")[:80] or "model"
 
 
-def default_out(home: Home, model: str, families: list[str], split: str) -> Path:
-    """Where an evaluation goes without --out: HOME/evals/MODEL-SPLIT-FAMILIES."""
+def default_out(home: Home, model: str, families: list[str], split: str, skip: int) -> Path:
+    """Where an evaluation goes without --out: HOME/evals/MODEL-SPLIT-FAMILIES (with
+    `-skipK` for a shard that skips seeds, so shards in one home keep their own reports)."""
     names = "+".join(Path(f).name for f in families)
-    return home.path / "evals" / _slug(f"{model}-{split}-{names}")
+    shard = f"-skip{skip}" if skip else ""
+    return home.path / "evals" / _slug(f"{model}-{split}-{names}{shard}")
 
 
 def batch_tag(out: Path, model: str) -> tuple[str, bool]:
@@ -82,7 +84,9 @@ def cmd_eval(args: argparse.Namespace, home: Home) -> int:
         raise ValueError("give MODEL and at least one --family F (or --compare A B)")
     model = models.canonical(args.model)
     options = run_options(args, model, annotator="none")
-    out = Path(args.out) if args.out else default_out(home, model, args.family, args.split)
+    out = (
+        Path(args.out) if args.out else default_out(home, model, args.family, args.split, args.skip)
+    )
     tag, new = batch_tag(out, model)
     plan = BatchPlan(
         kind="eval",

@@ -92,6 +92,8 @@ def test_ids_names_and_unknown_sessions(workspace: Workspace) -> None:
         "to start another, name it 'job-3' or give no name"
     )
     assert sessions.start("true", name="job-3").id == "job-3"
+    with pytest.raises(SessionError, match="name it 'job-4'"):
+        sessions.start("true", name="job-2")
     long = "x" * 40
     assert sessions.start("true", name=long).id == long
     with pytest.raises(SessionError, match=f"name it '{'x' * 38}-2'"):

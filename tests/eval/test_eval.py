@@ -148,6 +148,11 @@ def test_eval_defaults_its_folder_and_refuses_another_model_there(
         (folder,) = (home / "evals").iterdir()
         assert folder.name.endswith("-test-noise-filter")
         assert len(lines(folder / "episodes.jsonl")) == 1
+        # A shard of the split keeps its own folder, beside the first one's.
+        assert main([*args, "--skip", "1"]) == 0
+        shard = folder.with_name(folder.name + "-skip1")
+        assert [e["seed"] for e in lines(shard / "episodes.jsonl")] == [5001]
+        assert len(lines(folder / "episodes.jsonl")) == 1
         capsys.readouterr()
         other = ["eval", "http://127.0.0.1:9/v1", "--home", str(home), "--family", FAMILIES[0]]
         assert main([*other, "--n", "1", "--out", str(folder)]) == 2
