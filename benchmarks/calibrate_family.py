@@ -222,7 +222,7 @@ def main() -> None:
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
         # From the first total an arm has not reached in this home (a resume skips the rest).
         first = min(skip[arm] + len(ran[arm]) for arm in ARMS) + 1
-        for total in range(max(first, 1), args.n + 1):
+        for total in range(first, args.n + 1):
             for arm, cmd in commands(args, skip, total).items():
                 done = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True)
                 last = (done.stdout.strip().splitlines() or [""])[-1]
