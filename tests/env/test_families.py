@@ -29,6 +29,7 @@ from apollo.env.task import Task, builtin_tasks
 from apollo.env.tools.registry import ToolBox
 from apollo.env.workspace import Workspace
 from tests.agent.harness import Outcome, act, observation_texts, run_agent
+from tests.rollout.policies import listed_filters
 
 FAMILIES = ["bug-patch", "noise-filter", "slow-training"]
 SECTIONS = ["Motivation", "Task", "Data", "Constraints", "Evaluation", "Environment"]
@@ -184,18 +185,6 @@ def test_slow_training_reference_waits_for_the_run_and_succeeds(tmp_path: Path) 
 
 
 # --- one choice among a few visible options -----------------------------------------------
-
-
-def listed_filters(workspace: Path) -> list[str]:
-    """The filter names `python3 filters.py list` prints in a noise-filter workspace."""
-    listed = subprocess.run(
-        [sys.executable, "filters.py", "list"],
-        cwd=workspace,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return [line.split()[0] for line in listed.stdout.splitlines()]
 
 
 def test_noise_filter_only_the_matching_filter_succeeds(tmp_path: Path) -> None:

@@ -44,20 +44,25 @@ def policy(request: Request) -> dict[str, Any]:
     return reply(f"calling {name}", tool_calls=[call(name, args)])
 
 
+def listed_filters(workspace: Path) -> list[str]:
+    """The filter names `python3 filters.py list` prints in a noise-filter workspace."""
+    listed = subprocess.run(
+        [sys.executable, "filters.py", "list"],
+        cwd=workspace,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return [line.split()[0] for line in listed.stdout.splitlines()]
+
+
 def first_option_wins(family: str, seed: int, instances: Path) -> bool:
     """Whether applying the first listed option solves instance `seed` (from its truth)."""
     task = resolve_family(family).materialize(seed, instances)
     answer = json.loads((task.eval_dir / "truth" / "answer.json").read_text())
     ws = task.workspace_template
     if family == "noise-filter":
-        listed = subprocess.run(
-            [sys.executable, "filters.py", "list"],
-            cwd=ws,
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        return bool(listed.stdout.split()[0] == answer["filter"])
+        return listed_filters(ws)[0] == answer["filter"]
     return bool(sorted(p.stem for p in (ws / "patches").glob("*.py"))[0] == answer["patch"])
 
 
