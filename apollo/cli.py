@@ -169,6 +169,7 @@ def cmd_demo(args: argparse.Namespace, home: Home) -> int:
             steps=args.steps,
             model=models.canonical(args.model),
             params=sampling.params(args),
+            max_running=args.max_running,
             on_event=printer_,
         )
     )
@@ -455,8 +456,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--model",
         default=DEMO_MODEL,
-        help=f"{MODEL_HELP} (default {DEMO_MODEL}; embedded:qwen2.5-coder-1.5b makes more "
-        "progress on the families, at about a third of the speed)",
+        help=f"{MODEL_HELP} (default {DEMO_MODEL}, the embedded model that makes progress on "
+        "the families; embedded:qwen2.5-coder-0.5b is about three times faster and makes none)",
+    )
+    p.add_argument(
+        "--max-running",
+        type=int,
+        metavar="N",
+        help="demo runs driven at once, the rest waiting (default: one per two cores on an "
+        "embedded model)",
     )
     sampling.add_options(p)
     p.add_argument("--quiet", action="store_true", help="no live progress in the terminal")

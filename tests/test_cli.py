@@ -348,11 +348,17 @@ def test_endpoints_add_list_remove(tmp_path: Path) -> None:
     assert apollo("endpoints", "list", home=tmp_path).stdout == ""
 
 
-def test_serve_refuses_impossible_limits(tmp_path: Path) -> None:
-    for flags in (["--max-running", "0"], ["--login-failures", "0"]):
-        done = apollo("serve", *flags, home=tmp_path, timeout=60)
+def test_serve_and_demo_refuse_impossible_limits(tmp_path: Path) -> None:
+    for command, *flags in (
+        ["serve", "--max-running", "0"],
+        ["serve", "--login-failures", "0"],
+        ["demo", "--max-running", "0"],
+    ):
+        done = apollo(command, *flags, home=tmp_path, timeout=60)
         assert done.returncode == 2, done.stderr
         assert done.stderr.startswith(f"apollo: error: {flags[0]}"), done.stderr
+    # The refused demo queued no run (the listing is its header alone).
+    assert apollo("runs", home=tmp_path).stdout.splitlines()[1:] == []
 
 
 def test_an_evaluator_crash_is_its_own_outcome_never_a_score(tmp_path: Path) -> None:

@@ -6,11 +6,19 @@ DEFAULT_PORT = 8321
 # annotator, so the dashboard has more than one run to watch and hints to see delivered.
 DEMO_TASKS = ("noise-filter@1000", "bug-patch@1000")
 DEMO_STEPS = 16
-# The model the demo runs on. Qwen2.5-Coder-1.5B is the one whose runs make progress on the
-# families (tasks/noise-filter/CALIBRATION.md), but two of its servers on 2 cores did not
-# reach 3 steps within a family's 5 minutes of working time (measured in the demo test), so
-# the demo runs the faster 0.5B; `apollo demo --model embedded:qwen2.5-coder-1.5b` on more.
-DEMO_MODEL = "embedded:qwen2.5-coder-0.5b"
+# The model the demo runs on: Qwen2.5-Coder-1.5B, the one whose runs make progress on the
+# families (tasks/noise-filter/CALIBRATION.md); the 0.5B never ran a filter there.
+DEMO_MODEL = "embedded:qwen2.5-coder-1.5b"
+# Cores each demo run gets: two 1.5B servers on 2 cores did not reach 3 steps within a
+# family's 5 minutes of working time, so there the runs go one after another.
+DEMO_CORES_PER_RUN = 2
+
+
+def demo_max_running(cpus: int) -> int:
+    """The demo runs driven at once on `cpus` cores (the rest wait in the queue)."""
+    return max(1, cpus // DEMO_CORES_PER_RUN)
+
+
 DEMO_SUMMARY_THRESHOLD = 5000  # the embedded model's window is small: summarize early
 # Run limits of `apollo serve` (docs/api.md "Run limits").
 MAX_RUNNING = 8

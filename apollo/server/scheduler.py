@@ -58,8 +58,12 @@ class RunLimits:
     max_queued_per_annotator: int = MAX_QUEUED_PER_ANNOTATOR  # of one annotator, waiting
 
     def __post_init__(self) -> None:
-        if self.max_running < 1 or self.max_running_per_annotator < 1:
-            raise ValueError("--max-running and --max-running-per-annotator must be 1 or more")
+        for flag, value in (
+            ("--max-running", self.max_running),
+            ("--max-running-per-annotator", self.max_running_per_annotator),
+        ):
+            if value < 1:
+                raise ValueError(f"{flag} is {value}; give 1 or more")
         if self.max_queued_per_annotator < 0:
             raise ValueError("--max-queued-per-annotator must be 0 or more")
 

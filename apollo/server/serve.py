@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import copy
 import logging
+import os
 import secrets
 import signal
 import socket
@@ -44,6 +45,7 @@ from apollo.server.defaults import (
     DEMO_STEPS,
     DEMO_SUMMARY_THRESHOLD,
     DEMO_TASKS,
+    demo_max_running,
 )
 from apollo.server.scheduler import RunLimits, queue_run
 from apollo.terminal import safe
@@ -213,6 +215,7 @@ async def demo(
     steps: int = DEMO_STEPS,
     model: str = DEMO_MODEL,
     params: dict[str, Any] | None = None,
+    max_running: int | None = None,
     log_level: str = "warning",
     say: Callable[[str], None] = print,
     on_event: Callable[[Event], None] | None = None,
@@ -220,7 +223,14 @@ async def demo(
     """Serve the console with demo runs queued: the embedded model on instances of built-in
     task families (or tasks), each followed by the simulated annotator. Prints a one-time
     admin token to sign in with. `model` is what the demo runs use (console runs get it too
-    when it is embedded), `params` their sampling."""
+    when it is embedded), `params` their sampling; `max_running` runs are driven at once
+    (default: one per two cores for an embedded model, which runs here), the others wait in
+    the queue."""
+    local = models.parse(model) is not None
+    cpus = os.cpu_count() or 1
+    if max_running is None:
+        max_running = demo_max_running(cpus) if local else max(1, len(tasks))
+    limits = RunLimits(max_running=max_running)
     demo_tasks = [resolve(t, home.instances_dir) for t in tasks]
     store = home.open_store()
     try:
@@ -240,8 +250,18 @@ async def demo(
             say(f"demo run {run_id}: task {task.id}, {steps} steps, simulated annotator")
     finally:
         store.close()
+    if len(demo_tasks) > max_running:
+        at_once = f"{max_running} run" + ("s" if max_running > 1 else "")
+        say(f"{at_once} at a time on {cpus} cores (--max-running to change); the rest wait")
     say(f"sign in at http://{host}:{port}/login as {name} with token {token}")
-    embedded = model if models.parse(model) else EMBEDDED
+    embedded = model if local else EMBEDDED
     await serve(
-        home, host, port, log_level=log_level, say=say, on_event=on_event, embedded=embedded
+        home,
+        host,
+        port,
+        log_level=log_level,
+        say=say,
+        on_event=on_event,
+        limits=limits,
+        embedded=embedded,
     )

@@ -85,6 +85,8 @@ def test_demo_serves_the_console_with_two_runs_and_an_admin_login(tmp_path: Path
             "demo",
             "--steps",
             "3",
+            "--max-running",
+            "1",
             "--port",
             str(port),
             "--home",
@@ -104,6 +106,7 @@ def test_demo_serves_the_console_with_two_runs_and_an_admin_login(tmp_path: Path
             head.append(line)
             login = re.search(r"sign in at (http://\S+/login) as (\S+) with token (\S+)", line)
         assert sum("demo run r" in h for h in head) == 2
+        assert any(h.startswith("1 run at a time on ") for h in head), head
         base = f"http://127.0.0.1:{port}"
         with httpx.Client(base_url=base, timeout=10) as client:
             deadline = time.monotonic() + 60
@@ -127,10 +130,21 @@ def test_demo_serves_the_console_with_two_runs_and_an_admin_login(tmp_path: Path
                 assert time.monotonic() < deadline, f"demo runs did not finish: {runs}"
                 time.sleep(1)
             assert client.get("/").status_code == 200
-            # The two runs asked for the model at once; neither called it before it was up.
+            # Neither run called its model before the model was up.
             assert [r["cost"]["model_retries"] for r in runs] == [0, 0]
         assert {r["task"] for r in runs} == {"noise-filter@1000", "bug-patch@1000"}
         assert all(r["step"] == 3 for r in runs)
+        # One run at a time: the second called its model only after the first had ended.
+        store = SQLiteStore(tmp_path / "apollo.db")
+        spans = sorted(
+            (
+                min(e.ts for e in events if e.kind == Kind.MODEL_CALL),
+                max(e.ts for e in events if e.kind == Kind.RUN_FINISHED),
+            )
+            for events in (store.events(r["id"]) for r in runs)
+        )
+        store.close()
+        assert spans[0][1] <= spans[1][0], spans
     finally:
         proc.send_signal(signal.SIGINT)
         rest, _ = proc.communicate(timeout=60)

@@ -159,8 +159,10 @@ def test_runs_beyond_the_limits_wait_and_start_as_slots_free(
 
 
 def test_run_limits_are_checked() -> None:
-    with pytest.raises(ValueError, match="--max-running"):
+    with pytest.raises(ValueError, match="--max-running is 0"):
         RunLimits(max_running=0)
+    with pytest.raises(ValueError, match="--max-running-per-annotator is -2"):
+        RunLimits(max_running_per_annotator=-2)
     with pytest.raises(ValueError, match="--max-queued-per-annotator"):
         RunLimits(max_queued_per_annotator=-1)
 
