@@ -12,6 +12,7 @@ from apollo.env.family import builtin_families, resolve
 from apollo.env.sandbox import SandboxUnavailable
 from apollo.env.task import TaskSpecError, builtin_tasks
 from apollo.eval.cli import add_commands as add_eval_commands
+from apollo.experiment.cli import add_commands as add_experiment_commands
 from apollo.export.cli import add_commands as add_export_commands
 from apollo.export.windows import ExportError
 from apollo.llm import models, sampling
@@ -521,6 +522,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_models_commands(sub, add)
     add_collect_commands(sub, add)
     add_eval_commands(sub, add)
+    add_experiment_commands(sub, add)
     add_train_commands(sub, add)
 
     p = add(

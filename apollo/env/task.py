@@ -12,8 +12,9 @@ import shlex
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from apollo import specfile
 
 TASKS_DIR = Path(__file__).resolve().parents[2] / "tasks"
 
@@ -402,10 +403,6 @@ def _check_script(folder: Path, spec_file: Path, command: str, field: str) -> No
         )
 
 
-def _field_path(loc: tuple[Any, ...]) -> str:
-    return ".".join(str(p) for p in loc) or "(top level)"
-
-
 def load_task(path: str | Path) -> Task:
     """Load and validate a task folder."""
     folder = Path(path).resolve()
@@ -415,24 +412,10 @@ def load_task(path: str | Path) -> Task:
     if not spec_file.is_file():
         raise TaskSpecError(f"{spec_file}: missing; a task folder needs a task.yaml")
     try:
-        raw = yaml.safe_load(spec_file.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise TaskSpecError(f"{spec_file}: not valid YAML ({exc}); fix the syntax") from exc
-    if not isinstance(raw, dict):
-        raise TaskSpecError(f"{spec_file}: must be a mapping of fields (id, title, evaluator, ...)")
-    try:
-        spec = TaskSpec.model_validate(raw)
-    except ValidationError as exc:
-        problems = []
-        for err in exc.errors():
-            field = _field_path(err["loc"])
-            msg = err["msg"].removeprefix("Value error, ")
-            if err["type"] == "extra_forbidden":
-                msg = "unknown field; remove it or check its spelling"
-            elif err["type"] == "missing":
-                msg = "required field is missing; add it"
-            problems.append(f"{spec_file}: field '{field}': {msg}")
-        raise TaskSpecError("\n".join(problems)) from exc
+        raw = specfile.read_mapping(spec_file, "id, title, evaluator, ...")
+        spec = specfile.validate(spec_file, raw, TaskSpec)
+    except ValueError as exc:
+        raise TaskSpecError(str(exc)) from exc
     desc_file = folder / spec.description
     if not desc_file.is_file():
         raise TaskSpecError(
