@@ -102,7 +102,9 @@ class Plan:
         families = _n(len(exp.families), "family", "families")
         per = f"{families} x {_n(spec.collect.n, spec.collect.split + ' instance')}"
         out = [
-            f"experiment {exp.name}: {spec.model}, arms {', '.join(spec.arms)}",
+            f"experiment {exp.name}: {spec.model}"
+            + (f" rolls out, {spec.base} is trained" if spec.base else "")
+            + f", arms {', '.join(spec.arms)}",
             f"families: {fams}",
             f"1. collect guided: {per} = {self.collect_runs} runs, {spec.collect.annotator} "
             "annotator",

@@ -123,7 +123,9 @@ class ExperimentSpec(_Strict):
     """The contents of SPEC.yaml."""
 
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$", description="experiments/<name>/")
-    model: str = Field(description="the embedded model rolled out and trained: embedded:NAME")
+    model: str = Field(description="the rollout policy: embedded:NAME or an endpoint URL")
+    model_name: str = Field("default", description="the model name sent to an endpoint")
+    base: str | None = Field(None, description="the model trained: embedded:NAME (default: model)")
     families: tuple[str, ...] = Field(min_length=1)
     collect: Collect
     evaluate: Evaluate
@@ -134,17 +136,27 @@ class ExperimentSpec(_Strict):
 
     @field_validator("model")
     @classmethod
-    def _embedded(cls, v: str) -> str:
+    def _model(cls, v: str) -> str:
         try:
-            spec = models.parse(v)
+            return models.canonical(v)
         except models.EmbeddedError as exc:
             raise ValueError(str(exc)) from None
-        if spec is None or "+" in v:
+
+    @field_validator("base")
+    @classmethod
+    def _embedded_base(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        try:
+            spec = None if "+" in v else models.parse(v)
+        except models.EmbeddedError as exc:
+            raise ValueError(str(exc)) from None
+        if spec is None or spec.trained is not None:
             raise ValueError(
-                f"{v!r}: the experiment trains the model it rolls out, so give an embedded base "
-                "model, embedded:NAME (see `apollo models`)"
+                f"{v!r}: the model trained must be an embedded base model, embedded:NAME "
+                "(see `apollo models`)"
             )
-        return models.canonical(v)
+        return spec.ref
 
     @field_validator("families", "arms")
     @classmethod
@@ -154,7 +166,13 @@ class ExperimentSpec(_Strict):
         return v
 
     @model_validator(mode="after")
-    def _apollo_arm(self) -> ExperimentSpec:
+    def _consistent(self) -> ExperimentSpec:
+        spec = models.parse(self.model)
+        if self.base is None and (spec is None or spec.trained is not None):
+            raise ValueError(
+                f"model {self.model!r} is not an embedded base model, so name the model to "
+                "train: base: embedded:NAME"
+            )
         if APOLLO not in self.arms:
             raise ValueError(f"arms must include {APOLLO!r}: every other arm is compared with it")
         if self.collect.split == self.evaluate.split:
@@ -164,6 +182,11 @@ class ExperimentSpec(_Strict):
                 "the train split"
             )
         return self
+
+    @property
+    def base_model(self) -> str:
+        """The model every arm trains from, and the untrained arm is: `base`, else `model`."""
+        return self.base or self.model
 
     @property
     def trained_arms(self) -> tuple[str, ...]:

@@ -76,6 +76,20 @@ def test_defaults_and_derived_sizes(tmp_path: Path) -> None:
     )
 
 
+def test_an_endpoint_may_roll_out_what_an_embedded_base_trains_on(tmp_path: Path) -> None:
+    spec = with_(model="http://127.0.0.1:8000/v1", base="embedded:smollm2-135m")
+    exp = load_experiment(write(tmp_path, spec))
+    assert exp.spec.base_model == "embedded:smollm2-135m"
+    assert (
+        make_plan(exp)
+        .lines()[0]
+        .startswith(
+            "experiment t: http://127.0.0.1:8000/v1 rolls out, embedded:smollm2-135m is trained"
+        )
+    )
+    assert load_experiment(write(tmp_path, GOOD)).spec.base_model == "embedded:smollm2-135m"
+
+
 def test_without_the_no_human_arm_there_is_no_unguided_collection(tmp_path: Path) -> None:
     plan = make_plan(load_experiment(write(tmp_path, with_(arms=["untrained", "apollo"]))))
     assert not plan.unguided and plan.models == 3
@@ -87,7 +101,9 @@ def test_without_the_no_human_arm_there_is_no_unguided_collection(tmp_path: Path
     [
         (with_(name=None), "field 'name': required field is missing; add it"),
         (with_(colour="red"), "field 'colour': unknown field; remove it"),
-        (with_(model="http://127.0.0.1:8000/v1"), "give an embedded base model"),
+        (with_(model="http://127.0.0.1:8000/v1"), "name the model to train: base: embedded"),
+        (with_(base="http://127.0.0.1:8000/v1"), "must be an embedded base model"),
+        (with_(base="embedded:smollm2-135m+/tmp"), "must be an embedded base model"),
         (with_(model="embedded:gpt-9"), "no embedded model 'gpt-9'"),
         (with_(families=["no-such"]), "'no-such': no such family; use a built-in family"),
         (with_(families=["bug-patch", "bug-patch"]), "list each one once"),
