@@ -1,6 +1,6 @@
-"""`apollo experiment SPEC.yaml --plan`: the method's ablation as one command. So far it loads
-and checks the spec and prints the plan (phases, sizes, power); the driver that runs the
-phases is being built (docs/experiment.md).
+"""`apollo experiment SPEC.yaml`: the method's ablation as one command (docs/experiment.md).
+`--plan` checks the spec and prints the phases, sizes and power; without it the driver runs
+the phases built so far (collections, supervision, exports), resumably.
 
 `add_commands(sub, add)` registers it; `add` is the helper of `apollo.cli.build_parser`.
 """
@@ -8,6 +8,7 @@ phases is being built (docs/experiment.md).
 from __future__ import annotations
 
 import argparse
+import asyncio
 
 from apollo.rollout.cli import AddFn
 from apollo.rollout.home import Home
@@ -15,20 +16,40 @@ from apollo.terminal import safe
 
 
 def cmd_experiment(args: argparse.Namespace, home: Home) -> int:
-    """Print an experiment's plan."""
+    """Print an experiment's plan, or run its phases."""
+    from apollo.experiment.driver import BUILT, NEXT, Driver
     from apollo.experiment.plan import make_plan
     from apollo.experiment.spec import load_experiment
+    from apollo.rollout.batch_view import ProgressView
 
     experiment = load_experiment(args.spec, args.profile)
-    plan = make_plan(experiment)
-    if not args.plan:
-        raise ValueError(
-            "only --plan works so far: it checks the spec and prints what the experiment "
-            "will run; running the phases is not built yet (docs/experiment.md)"
+    if args.plan:
+        for line in make_plan(experiment).lines():
+            print(safe(line))
+        return 0
+    driver = Driver(
+        home,
+        experiment,
+        say=lambda line: print(safe(line), flush=True),
+        view=ProgressView,
+        concurrency=args.concurrency,
+    )
+    try:
+        asyncio.run(driver.run())
+    except KeyboardInterrupt:
+        print(
+            "apollo: interrupted; run the same command again to continue the experiment "
+            "(nothing that finished is redone)",
+            flush=True,
         )
-    for line in plan.lines():
-        print(safe(line))
-    return 0
+        return 130
+    print(
+        safe(
+            f"experiment {experiment.name}: {', '.join(BUILT)} done (in {driver.dir}); "
+            f"{', '.join(NEXT)} are not built yet (docs/experiment.md)"
+        )
+    )
+    return 1
 
 
 def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser], add: AddFn) -> None:
@@ -42,3 +63,6 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser], add: 
     p.add_argument("spec", metavar="SPEC", help="the experiment's spec (YAML)")
     p.add_argument("--profile", help="apply one of the spec's profiles (e.g. smoke)")
     p.add_argument("--plan", action="store_true", help="print the plan; run nothing")
+    p.add_argument(
+        "--concurrency", type=int, default=1, metavar="K", help="runs driven at once (default 1)"
+    )

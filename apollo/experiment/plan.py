@@ -50,6 +50,11 @@ class ArmData:
         return f"{self.arm}: {runs}{self.collection} runs, {masking}{turns}"
 
 
+def arm_data(arm: str) -> ArmData:
+    """Where a trained arm's data comes from."""
+    return ArmData(arm, *DATA[arm])
+
+
 @dataclass(frozen=True)
 class PowerStatement:
     """What the evaluation can detect, for the report."""
@@ -161,7 +166,7 @@ def make_plan(exp: Experiment) -> Plan:
     """The plan of a loaded experiment."""
     spec = exp.spec
     collect_runs = spec.collect.n * len(exp.families)
-    data = tuple(ArmData(arm, *DATA[arm]) for arm in spec.trained_arms)
+    data = tuple(arm_data(arm) for arm in spec.trained_arms)
     trainings = len(spec.trained_arms) * len(spec.training.seeds)
     models = trainings + (1 if UNTRAINED in spec.arms else 0)
     episodes = spec.evaluate.n * len(exp.families) * spec.evaluate.repeats

@@ -94,3 +94,15 @@ def render_card(out: Path, stats: CardStats) -> str:
         lines += ["", "## Notes", ""] + [f"- {n}" for n in stats.notes]
     lines += ["", "## Figures", "", "```json", json.dumps(data, indent=2), "```", ""]
     return "\n".join(lines)
+
+
+def card_figures(text: str) -> dict[str, Any] | None:
+    """The JSON block of a data card (`render_card`), or None."""
+    _, sep, rest = text.partition("```json\n")
+    if not sep:
+        return None
+    try:
+        figures = json.loads(rest.partition("```")[0])
+    except ValueError:
+        return None
+    return figures if isinstance(figures, dict) else None

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from apollo.export.card import card_path
+from apollo.export.card import card_figures, card_path
 
 IGNORE = -100
 EXPORT_HINT = "apollo export --format tokenized --tokenizer TOKENIZER --out FILE.jsonl"
@@ -56,18 +56,6 @@ class ExportData:
             "truncated": self.truncated,
             "tokenized_by": self.tokenizer,
         }
-
-
-def card_figures(text: str) -> dict[str, Any] | None:
-    """The JSON block of a data card (apollo/export/card.py), or None."""
-    _, sep, rest = text.partition("```json\n")
-    if not sep:
-        return None
-    try:
-        figures = json.loads(rest.partition("```")[0])
-    except ValueError:
-        return None
-    return figures if isinstance(figures, dict) else None
 
 
 def rows(path: Path) -> Iterator[dict[str, list[int]]]:
