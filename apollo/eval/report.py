@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -165,19 +165,26 @@ def markdown(report: dict[str, Any]) -> str:
 
 def plot(episodes: Sequence[Episode], path: Path) -> None:
     """best_score.png: a line per family (see `build`'s plot_lines)."""
+    families = sorted({e.family for e in episodes})
+    plot_groups({f: [e for e in episodes if e.family == f] for f in families}, path)
+
+
+def plot_groups(groups: Mapping[str, Sequence[Episode]], path: Path) -> None:
+    """A line per group of episodes: the mean over its episodes of the best score reached by
+    each working time."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    end = max(max(e.working_time_s for e in episodes), 1.0)
+    every = [e for eps in groups.values() for e in eps]
+    end = max(max(e.working_time_s for e in every), 1.0)
     grid = [end * i / (GRID_POINTS - 1) for i in range(GRID_POINTS)]
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
-    for family in sorted({e.family for e in episodes}):
-        mine = [e for e in episodes if e.family == family]
+    for name, mine in groups.items():
         curves = [stats.best_so_far(e.submissions, grid, e.score_floor) for e in mine]
         mean = [sum(c[i] for c in curves) / len(curves) for i in range(len(grid))]
-        ax.plot([t / 60 for t in grid], mean, label=f"{family} ({len(mine)} episodes)")
+        ax.plot([t / 60 for t in grid], mean, label=f"{name} ({len(mine)} episodes)")
     ax.set_xlabel("working time (minutes)")
     ax.set_ylabel("best score so far (mean over episodes)")
     ax.grid(alpha=0.3)

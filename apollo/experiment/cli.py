@@ -1,6 +1,7 @@
 """`apollo experiment SPEC.yaml`: the method's ablation as one command (docs/experiment.md).
 `--plan` checks the spec and prints the phases, sizes and power; without it the driver runs
-the phases built so far (collections, supervision, exports), resumably.
+every phase (collections, supervision, exports, trainings, evaluations, the report),
+resumably.
 
 `add_commands(sub, add)` registers it; `add` is the helper of `apollo.cli.build_parser`.
 """
@@ -17,8 +18,9 @@ from apollo.terminal import safe
 
 def cmd_experiment(args: argparse.Namespace, home: Home) -> int:
     """Print an experiment's plan, or run its phases."""
-    from apollo.experiment.driver import BUILT, NEXT, Driver
+    from apollo.experiment.driver import Driver
     from apollo.experiment.plan import make_plan
+    from apollo.experiment.report import REPORT
     from apollo.experiment.spec import load_experiment
     from apollo.rollout.batch_view import ProgressView
 
@@ -43,13 +45,8 @@ def cmd_experiment(args: argparse.Namespace, home: Home) -> int:
             flush=True,
         )
         return 130
-    print(
-        safe(
-            f"experiment {experiment.name}: {', '.join(BUILT)} done (in {driver.dir}); "
-            f"{', '.join(NEXT)} are not built yet (docs/experiment.md)"
-        )
-    )
-    return 1
+    print(safe(f"experiment {experiment.name} done: {driver.report_dir / REPORT}"))
+    return 0
 
 
 def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser], add: AddFn) -> None:

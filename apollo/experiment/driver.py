@@ -2,33 +2,33 @@
 it made in the home: runs found by their batch tag, and files (exports) written whole or not
 at all. Running it again redoes nothing that finished.
 
-Built so far: the guided collection, the unguided collection matched to its steps, supervision
-(the rules) and each arm's tokenized export. Training, evaluation and the report come next.
+The phases: the guided collection and the unguided one matched to its steps, supervision (the
+rules), each arm's tokenized export, the trainings (every trained arm x seed), the evaluations
+(every model on the test split, unguided) and the report.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from apollo.experiment.outcome import ArmExport, Collected, Evaluated, Outcome, Trained
 from apollo.experiment.plan import GUIDED, UNGUIDED, ArmData, arm_data
-from apollo.experiment.spec import NO_HUMAN, Experiment, ExperimentError
+from apollo.experiment.spec import NO_HUMAN, UNTRAINED, Experiment, ExperimentError
 from apollo.export.card import card_figures, card_path
 from apollo.export.formats.tokenized import Tokenized, load_tokenizer
 from apollo.export.pipeline import RunFilter, export
 from apollo.export.windows import WindowOptions
 from apollo.llm import models
-from apollo.rollout.batch import Batch, BatchPlan, BatchResult, BatchView, Episode
+from apollo.rollout.batch import Batch, BatchPlan, BatchResult, BatchView
 from apollo.rollout.home import Home
 from apollo.rollout.runner import RunOptions
 from apollo.supervise.policy import Policy
 from apollo.supervise.report import supervise_runs
 
-BUILT = ("collect", "supervise", "export")
-NEXT = ("train", "evaluate", "report")
+PHASES = ("collect", "supervise", "export", "train", "evaluate", "report")
 # Unguided rounds are added until their steps reach the guided collection's; each round adds
 # at least one step per instance, so this only stops a collection that makes no progress.
 MAX_ROUNDS = 50
@@ -38,29 +38,6 @@ SPEC_RECORD = "spec.json"
 class ExperimentIncomplete(ExperimentError):
     """A phase that could not finish (runs that stopped on an error): the same command
     continues it."""
-
-
-@dataclass(frozen=True)
-class Collected:
-    """A finished collection: its episodes, and how many rounds of the instances it took."""
-
-    tag: str
-    episodes: tuple[Episode, ...]
-    rounds: int
-
-    @property
-    def steps(self) -> int:
-        return sum(e.steps for e in self.episodes)
-
-
-@dataclass(frozen=True)
-class ArmExport:
-    """One trained arm's training data: the export (None when no run qualified)."""
-
-    data: ArmData
-    runs: tuple[str, ...]
-    path: Path | None
-    card: dict[str, Any]
 
 
 def experiment_dir(home: Home, exp: Experiment) -> Path:
@@ -111,66 +88,129 @@ class Driver:
         tmp.write_text(json.dumps(now, indent=2) + "\n", encoding="utf-8")
         tmp.replace(path)
 
-    async def run(self) -> dict[str, ArmExport]:
-        """The phases built so far, in order; each arm's training data."""
+    async def run(self) -> Outcome:
+        """The phases built so far, in order."""
         self.claim()
-        n_phases = len(BUILT) + len(NEXT)
-        guided = await self.collect(GUIDED, annotator=self.exp.spec.collect.annotator)
-        self.say(f"[1/{n_phases}] collect: guided: {self._describe(guided)}")
+        collections = await self.collect_all()
+        await self.supervise([e.run_id for c in collections.values() for e in c.episodes])
+        exports = self.export_all(collections)
+        trainings = self.train_all(exports)
+        evaluations = await self.evaluate_all(trainings)
+        outcome = Outcome(collections, exports, trainings, evaluations)
+        self.report(outcome)
+        return outcome
+
+    @property
+    def report_dir(self) -> Path:
+        """Where the report goes: beside the spec, `experiments/NAME/` for
+        `experiments/SPEC.yaml`, to be committed with it."""
+        return self.exp.path.parent / self.exp.name
+
+    def report(self, outcome: Outcome) -> None:
+        """results.json, report.md, episodes.jsonl and the plots (rewritten every time: they
+        are read from what the phases made)."""
+        from apollo.experiment import report
+
+        res = report.write(self.exp, outcome, self.report_dir)
+        target = "met" if res["target"]["met"] else "not met"
+        self._say("report", f"{self.report_dir / report.REPORT} (the method's target {target})")
+
+    def _say(self, phase: str, text: str) -> None:
+        self.say(f"[{PHASES.index(phase) + 1}/{len(PHASES)}] {phase}: {text}")
+
+    async def collect_all(self) -> dict[str, Collected]:
+        """The guided collection, and the unguided one when the no-human arm needs it."""
+        spec = self.exp.spec
+        guided = await self.collect(GUIDED, annotator=spec.collect.annotator)
+        self._say("collect", f"guided: {self._describe(guided)}")
         collections = {GUIDED: guided}
-        if NO_HUMAN in self.exp.spec.arms:
+        if NO_HUMAN in spec.arms:
             unguided = await self.collect(UNGUIDED, annotator="none", steps=guided.steps)
-            self.say(f"[1/{n_phases}] collect: unguided: {self._describe(unguided)}")
+            self._say("collect", f"unguided: {self._describe(unguided)}")
             collections[UNGUIDED] = unguided
-        runs = [e.run_id for c in collections.values() for e in c.episodes]
-        labels = await self.supervise(runs)
-        self.say(f"[2/{n_phases}] supervise: {len(runs)} runs, {labels} rule labels written")
+        return collections
+
+    def export_all(self, collections: dict[str, Collected]) -> dict[str, ArmExport]:
+        """Every trained arm's training data."""
         exports = {}
         for arm in self.exp.spec.trained_arms:
-            done = self.export(arm_data(arm), collections)
-            exports[arm] = done
-            self.say(f"[3/{n_phases}] export: {self._describe_export(done)}")
+            exports[arm] = self.export(arm_data(arm), collections)
+            self._say("export", self._describe_export(exports[arm]))
         return exports
+
+    def train_all(self, exports: dict[str, ArmExport]) -> tuple[Trained, ...]:
+        """Every trained arm, once per training seed, one after another."""
+        trainings = []
+        for arm in self.exp.spec.trained_arms:
+            for seed in self.exp.spec.training.seeds:
+                done = self.train(exports[arm], seed)
+                trainings.append(done)
+                said = f"in {done.out}" if done.out else "no data to train on, not trained"
+                self._say("train", f"{done.label}: {said}")
+        return tuple(trainings)
+
+    async def evaluate_all(self, trainings: Sequence[Trained]) -> tuple[Evaluated, ...]:
+        """The untrained base (when an arm) and every trained model, one after another."""
+        base = self.exp.spec.base_model
+        todo: list[tuple[str, int | None, str]] = []
+        if UNTRAINED in self.exp.spec.arms:
+            todo.append((UNTRAINED, None, base))
+        todo += [(t.arm, t.seed, f"{base}+{t.out}") for t in trainings if t.out]
+        evaluations = []
+        for arm, seed, model in todo:
+            done = await self.evaluate(arm, seed, model)
+            evaluations.append(done)
+            ok = sum(e.success for e in done.episodes)
+            self._say("evaluate", f"{done.out.name}: {ok} of {len(done.episodes)} succeeded")
+        return tuple(evaluations)
 
     def tag(self, collection: str) -> str:
         """The batch tag of a collection of this experiment."""
         return f"exp-{self.exp.name}-{collection}"
 
-    def _options(self, annotator: str) -> RunOptions:
+    def _options(self, annotator: str, max_steps: int | None, model: str = "") -> RunOptions:
         spec = self.exp.spec
-        return RunOptions(model=spec.model, model_name=spec.model_name, annotator=annotator)
-
-    async def _drive(self, collection: str, annotator: str, rounds: int) -> BatchResult:
-        spec = self.exp.spec.collect
-        plan = BatchPlan(
-            kind="collect",
-            tag=self.tag(collection),
-            families=tuple(str(f.task.path) for f in self.exp.families),
-            split=spec.split,
-            n=spec.n,
-            repeats=rounds,
-            options=self._options(annotator),
+        return RunOptions(
+            model=model or spec.model,
+            model_name=spec.model_name if not model else "default",
+            annotator=annotator,
+            max_steps=max_steps,
         )
-        title = f"experiment {self.exp.name} · collect {collection}"
-        if rounds > 1:
-            title += f" · round {rounds}"
+
+    async def _drive(self, plan: BatchPlan, what: str) -> BatchResult:
+        """Drive a batch to its end; ExperimentIncomplete when runs stopped on errors."""
+        title = f"experiment {self.exp.name} · {what}"
         result = await Batch(self.home, plan).drive(self.concurrency, self.view(title))
         if result.open:
             why = "; ".join(f"{run}: {reason}" for run, reason in result.failed.items())
             raise ExperimentIncomplete(
-                f"collect {collection}: {len(result.open)} runs did not end"
+                f"{what}: {len(result.open)} runs did not end"
                 + (f" ({why})" if why else "")
                 + "; run the same command again to resume them"
             )
         return result
 
+    def _families(self) -> tuple[str, ...]:
+        return tuple(str(f.task.path) for f in self.exp.families)
+
     async def collect(self, collection: str, annotator: str, steps: int = 0) -> Collected:
         """One collection of the training instances; with `steps`, whole rounds of them are
         added until their steps reach it (the no-human arm's rollout compute matches the
         guided collection's)."""
+        spec = self.exp.spec.collect
         rounds = 1
         while True:
-            result = await self._drive(collection, annotator, rounds)
+            plan = BatchPlan(
+                kind="collect",
+                tag=self.tag(collection),
+                families=self._families(),
+                split=spec.split,
+                n=spec.n,
+                repeats=rounds,
+                options=self._options(annotator, spec.max_steps),
+            )
+            what = f"collect {collection}" + (f" · round {rounds}" if rounds > 1 else "")
+            result = await self._drive(plan, what)
             done = Collected(self.tag(collection), tuple(result.episodes), rounds)
             if done.steps >= steps or rounds >= MAX_ROUNDS:
                 return done
@@ -184,7 +224,9 @@ class Driver:
             report = await supervise_runs(store, list(runs))
         finally:
             store.close()
-        return report.rule_labels_written
+        written = report.rule_labels_written
+        self._say("supervise", f"{len(runs)} runs, {written} rule labels written")
+        return written
 
     def export(self, data: ArmData, collections: dict[str, Collected]) -> ArmExport:
         """An arm's tokenized training data (made once: an export is written whole or not at
@@ -222,6 +264,64 @@ class Driver:
                 f"{card}: not a dataset card with figures; delete it and {out} to export again"
             )
         return ArmExport(data, runs, out, figures)
+
+    def train(self, data: ArmExport, seed: int) -> Trained:
+        """One training of an arm from the base (done once: a finished training has its
+        train.json; an interrupted one resumes from its last checkpoint)."""
+        out = self.dir / "models" / f"{data.data.arm}-seed{seed}"
+        if data.path is None:
+            return Trained(data.data.arm, seed, None)
+        if not (out / "train.json").is_file():
+            from apollo.train.cli import require_training_stack
+
+            require_training_stack()
+            from apollo.train.sft import OPTIONS_FILE, latest_checkpoint, train
+
+            spec = self.exp.spec
+            options = spec.training.options(data.path, out, spec.base_model, seed)
+            resume = (
+                latest_checkpoint(out) is not None
+                and (out / "checkpoints" / OPTIONS_FILE).is_file()
+            )
+            command = f"apollo experiment {self.exp.path} (arm {data.data.arm}, seed {seed})"
+            train(options, models.cache_dir(self.home.path), resume=resume, command=command)
+        return Trained(data.data.arm, seed, out.resolve())
+
+    async def evaluate(self, arm: str, seed: int | None, model: str) -> Evaluated:
+        """One model on the test instances without guidance, into its evaluation folder
+        (`apollo eval`'s: a batch found again by the tag the folder names)."""
+        from apollo.eval import report
+        from apollo.eval.cli import batch_tag, keep_tag
+
+        spec = self.exp.spec.evaluate
+        out = self.dir / "evals" / (arm if seed is None else f"{arm}-seed{seed}")
+        tag, new = batch_tag(out, model)
+        options = self._options("none", spec.max_steps, model)
+        plan = BatchPlan(
+            kind="eval",
+            tag=tag,
+            families=self._families(),
+            split=spec.split,
+            n=spec.n,
+            repeats=spec.repeats,
+            options=options,
+        )
+        Batch(self.home, plan).check()
+        if new:
+            keep_tag(out, tag, model)
+        result = await self._drive(plan, f"evaluate {out.name}")
+        meta = {
+            "model": model,
+            "arm": arm,
+            "training_seed": seed,
+            "split": spec.split,
+            "n": spec.n,
+            "repeats": spec.repeats,
+            "tag": tag,
+            "experiment": self.exp.name,
+        }
+        report.write(out, result.episodes, meta)
+        return Evaluated(arm, seed, model, out, tuple(result.episodes))
 
     @staticmethod
     def _describe(c: Collected) -> str:

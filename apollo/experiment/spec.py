@@ -58,6 +58,7 @@ class Collect(_Strict):
     split: str = "train"
     n: int = Field(ge=1, description="instances per family")
     annotator: Literal["simulated"] = "simulated"
+    max_steps: int | None = Field(None, ge=1, description="cap below the families' budgets")
 
 
 class Evaluate(_Strict):
@@ -66,6 +67,7 @@ class Evaluate(_Strict):
     split: str = "test"
     n: int = Field(ge=1, description="instances per family")
     repeats: int = Field(1, ge=1, description="episodes per instance (pass@k for k > 1)")
+    max_steps: int | None = Field(None, ge=1, description="cap below the families' budgets")
 
 
 class Power(_Strict):

@@ -54,14 +54,19 @@ def options_from(args: argparse.Namespace) -> TrainOptions:
 TRAINING_STACK = ("torch", "transformers", "peft", "trl", "datasets")
 
 
-def cmd_train(args: argparse.Namespace, home: Home) -> int:
-    """Train, then say where the result is."""
+def require_training_stack() -> None:
+    """A TrainError naming the setup command when torch, transformers, ... are missing."""
     missing = [m for m in TRAINING_STACK if importlib.util.find_spec(m) is None]
     if missing:
         raise TrainError(
-            f"apollo train needs the training stack, and {', '.join(missing)} is not "
+            f"training needs the training stack, and {', '.join(missing)} is not "
             f"installed; run `{SETUP_COMMAND}`"
         )
+
+
+def cmd_train(args: argparse.Namespace, home: Home) -> int:
+    """Train, then say where the result is."""
+    require_training_stack()
     from apollo.train.sft import train  # torch and transformers only for this command
 
     options = options_from(args)

@@ -1,5 +1,6 @@
-"""The experiment's driver, phases built so far (collect, supervise, export), on a scripted
-model over loopback HTTP: what each arm's data holds, and that running again redoes nothing."""
+"""The experiment's driver on a scripted model over loopback HTTP (the rollouts) and the
+embedded SmolLM2 (the base trained, and the models evaluated): what each arm's data holds,
+and that running again redoes nothing."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from apollo.experiment.driver import GUIDED, UNGUIDED, Driver, experiment_dir
+from apollo.experiment.driver import GUIDED, UNGUIDED, ArmExport, Driver, experiment_dir
 from apollo.experiment.spec import ExperimentError, load_experiment
 from apollo.log.sqlite import SQLiteStore
 from apollo.rollout.home import Home
@@ -60,7 +61,15 @@ def test_the_phases_make_each_arms_data_and_a_second_run_redoes_nothing(tmp_path
     with GatedServer() as server:
         exp = load_experiment(spec_file(tmp_path, server.base_url))
         driver = Driver(Home(home), exp, say=said.append)
-        exports = asyncio.run(driver.run())
+
+        def phases(driver: Driver) -> dict[str, ArmExport]:
+            driver.claim()
+            collections = asyncio.run(driver.collect_all())
+            runs = [e.run_id for c in collections.values() for e in c.episodes]
+            asyncio.run(driver.supervise(runs))
+            return driver.export_all(collections)
+
+        exports = phases(driver)
         requests = len(server.requests)
 
         guided = runs_of(home, driver.tag(GUIDED))
@@ -96,7 +105,7 @@ def test_the_phases_make_each_arms_data_and_a_second_run_redoes_nothing(tmp_path
 
         # Again: no model call, no run, no export rewritten.
         stamps = {arm: e.path.stat().st_mtime_ns for arm, e in exports.items() if e.path}
-        again = asyncio.run(Driver(Home(home), exp, say=said.append).run())
+        again = phases(Driver(Home(home), exp, say=said.append))
         assert len(server.requests) == requests
         assert len(runs_of(home, driver.tag(GUIDED))) == len(SEEDS)
         assert {arm: e.path.stat().st_mtime_ns for arm, e in again.items() if e.path} == stamps
@@ -107,7 +116,7 @@ def test_the_phases_make_each_arms_data_and_a_second_run_redoes_nothing(tmp_path
         # The same name with other sizes would mix two experiments: refused.
         other = load_experiment(spec_file(tmp_path, server.base_url, collect={"n": 2}))
         with pytest.raises(ExperimentError, match=r"another spec \(collect differ\)"):
-            asyncio.run(Driver(Home(home), other).run())
+            Driver(Home(home), other).claim()
 
 
 def test_unguided_rounds_are_added_until_their_steps_reach_the_target(tmp_path: Path) -> None:
@@ -127,18 +136,72 @@ def test_unguided_rounds_are_added_until_their_steps_reach_the_target(tmp_path: 
         assert {run for _, r, run, _ in rows if r == 0} == {e.run_id for e in one.episodes}
 
 
-def test_the_cli_runs_the_built_phases_and_says_what_is_not_built(tmp_path: Path) -> None:
+@pytest.mark.slow
+def test_the_cli_runs_every_phase_and_a_second_run_redoes_nothing(tmp_path: Path) -> None:
     home = tmp_path / "home"
+    command = [sys.executable, "-m", "apollo.cli", "experiment"]
     with GatedServer() as server:
-        spec = spec_file(tmp_path, server.base_url, collect={"n": 1}, arms=["apollo"])
-        done = subprocess.run(
-            [sys.executable, "-m", "apollo.cli", "experiment", str(spec), "--home", str(home)],
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
+        spec = spec_file(
+            tmp_path,
+            server.base_url,
+            collect={"n": 1},
+            evaluate={"n": 1, "max_steps": 2},
+            arms=["untrained", "apollo"],
         )
-    assert done.returncode == 1, done.stderr
-    assert "[3/6] export: apollo: " in done.stdout
-    assert "experiment t: collect, supervise, export done" in done.stdout
-    assert "train, evaluate, report are not built yet" in done.stdout
+        command += [str(spec), "--home", str(home)]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=900, check=False)
+        assert done.returncode == 0, done.stdout + done.stderr
+        out = done.stdout
+        assert "[3/6] export: apollo: " in out
+        assert "[4/6] train: apollo-seed0: in " in out
+        assert "[5/6] evaluate: untrained: " in out and "[5/6] evaluate: apollo-seed0: " in out
+        assert f"experiment t done: {tmp_path / 't' / 'report.md'}" in out
+        root = home / "experiments" / "t"
+        trained = json.loads((root / "models" / "apollo-seed0" / "train.json").read_text())
+        assert trained["steps"] == 1 and trained["hyperparameters"]["seed"] == 0
+        for name, model in (
+            ("untrained", "embedded:smollm2-135m"),
+            ("apollo-seed0", f"embedded:smollm2-135m+{root.resolve() / 'models' / 'apollo-seed0'}"),
+        ):
+            report = json.loads((root / "evals" / name / "report.json").read_text())
+            assert report["model"] == model and report["experiment"] == "t"
+            assert report["overall"]["episodes"] == 1
+        # The report, beside the spec.
+        reported = tmp_path / "t"
+        results = json.loads((reported / "results.json").read_text())
+        assert set(results["arms"]) == {"untrained", "apollo"}
+        assert (
+            results["arms"]["apollo"]["seeds"] == [0]
+            and results["arms"]["untrained"]["seeds"] == []
+        )
+        for figures in results["arms"].values():
+            assert figures["n"] == 1 and figures["episodes"] == 1
+            lo, hi = figures["success_ci95"]
+            assert lo <= figures["success_rate"] <= hi
+        pair = results["paired"]["apollo_vs_untrained"]
+        assert pair["shared"] == 1 and pair["diff"] == (
+            results["arms"]["apollo"]["success_rate"] - results["arms"]["untrained"]["success_rate"]
+        )
+        assert set(results["target"]) >= {"met", "relative_over_untrained"}
+        assert results["data"]["apollo"]["runs"] == 1 and results["data"]["apollo"]["samples"] > 0
+        episodes = [
+            json.loads(line) for line in (reported / "episodes.jsonl").read_text().splitlines()
+        ]
+        assert sorted((e["arm"], e["training_seed"]) for e in episodes) == [
+            ("apollo", 0),
+            ("untrained", None),
+        ]
+        md = (reported / "report.md").read_text()
+        assert "| apollo | 1 | 1 |" in md and "## The method's claim, against this result" in md
+        for plot in ("success.png", "best_score.png", "loss.png"):
+            assert (reported / plot).read_bytes().startswith(b"\x89PNG")
+
+        requests = len(server.requests)
+        stamp = (root / "models" / "apollo-seed0" / "train.json").stat().st_mtime_ns
+        runs = len(SQLiteStore(home / "apollo.db").list_runs(limit=100))
+
+        again = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
+        assert again.returncode == 0, again.stdout + again.stderr
+        assert len(server.requests) == requests
+        assert (root / "models" / "apollo-seed0" / "train.json").stat().st_mtime_ns == stamp
+        assert len(SQLiteStore(home / "apollo.db").list_runs(limit=100)) == runs

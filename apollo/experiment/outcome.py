@@ -1,0 +1,68 @@
+"""What an experiment's phases made: its collections, each arm's training data, the
+trainings and the evaluations (apollo.experiment.driver makes them, .report reads them)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from apollo.experiment.plan import ArmData
+from apollo.rollout.batch import Episode
+
+
+@dataclass(frozen=True)
+class Collected:
+    """A finished collection: its episodes, and how many rounds of the instances it took."""
+
+    tag: str
+    episodes: tuple[Episode, ...]
+    rounds: int
+
+    @property
+    def steps(self) -> int:
+        return sum(e.steps for e in self.episodes)
+
+
+@dataclass(frozen=True)
+class ArmExport:
+    """One trained arm's training data: the export (None when no run qualified)."""
+
+    data: ArmData
+    runs: tuple[str, ...]
+    path: Path | None
+    card: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Trained:
+    """One training of an arm: its folder (None when the arm has no data to train on)."""
+
+    arm: str
+    seed: int
+    out: Path | None
+
+    @property
+    def label(self) -> str:
+        return f"{self.arm}-seed{self.seed}"
+
+
+@dataclass(frozen=True)
+class Evaluated:
+    """One model's evaluation: which arm (and training seed), its folder and episodes."""
+
+    arm: str
+    seed: int | None
+    model: str
+    out: Path
+    episodes: tuple[Episode, ...]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What the phases made."""
+
+    collections: dict[str, Collected]
+    exports: dict[str, ArmExport]
+    trainings: tuple[Trained, ...]
+    evaluations: tuple[Evaluated, ...]
