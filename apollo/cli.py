@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 
@@ -550,7 +551,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command in ("annotators", "endpoints") and args.action != "list" and not args.name:
         parser.error(f"{args.command} {args.action} needs a NAME")
     try:
-        return int(args.fn(args, Home(args.home)))
+        code = int(args.fn(args, Home(args.home)))
+        sys.stdout.flush()  # here, so a reader that went away is caught below, not at exit
+        return code
     except (
         TaskSpecError,
         StoreError,
@@ -566,6 +569,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("apollo: interrupted; the run can continue with `apollo resume RUN`", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (`apollo runs | head`): not an error of ours. Python would
+        # report the pipe again when it flushes stdout at exit, so stdout goes nowhere now.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":

@@ -531,3 +531,25 @@ def test_progress_lines_start_with_a_short_run_id_then_the_task(tmp_path: Path) 
         progress = lines[1:-1]  # between the header and the end line
         assert len(progress) >= 4
         assert all(line.startswith(f"{short} fake-task  ") for line in progress), progress
+
+
+def test_a_reader_that_went_away_is_no_traceback(tmp_path: Path) -> None:
+    """`apollo tasks | head -1`: the pipe closes before apollo writes. Buffered, the write
+    fails when apollo flushes at the end; unbuffered, inside the command's first print."""
+    for unbuffered in ("", "1"):
+        read, write = os.pipe()
+        os.close(read)
+        try:
+            done = subprocess.run(
+                [sys.executable, "-m", "apollo.cli", "tasks", "--home", str(tmp_path)],
+                stdout=write,
+                stderr=subprocess.PIPE,
+                text=True,
+                timeout=60,
+                env={**os.environ, "PYTHONUNBUFFERED": unbuffered},
+                check=False,
+            )
+        finally:
+            os.close(write)
+        assert done.returncode == 141, done.stderr
+        assert "Traceback" not in done.stderr and "BrokenPipeError" not in done.stderr
