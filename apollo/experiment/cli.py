@@ -45,7 +45,7 @@ def cmd_experiment(args: argparse.Namespace, home: Home) -> int:
             flush=True,
         )
         return 130
-    print(safe(f"experiment {experiment.name} done: {driver.report_dir / REPORT}"))
+    print(safe(f"experiment {experiment.name} done: {experiment.report_dir / REPORT}"))
     return 0
 
 

@@ -100,20 +100,14 @@ class Driver:
         self.report(outcome)
         return outcome
 
-    @property
-    def report_dir(self) -> Path:
-        """Where the report goes: beside the spec, `experiments/NAME/` for
-        `experiments/SPEC.yaml`, to be committed with it."""
-        return self.exp.path.parent / self.exp.name
-
     def report(self, outcome: Outcome) -> None:
         """results.json, report.md, episodes.jsonl and the plots (rewritten every time: they
         are read from what the phases made)."""
         from apollo.experiment import report
 
-        res = report.write(self.exp, outcome, self.report_dir)
+        res = report.write(self.exp, outcome, self.exp.report_dir)
         target = "met" if res["target"]["met"] else "not met"
-        self._say("report", f"{self.report_dir / report.REPORT} (the method's target {target})")
+        self._say("report", f"{self.exp.report_dir / report.REPORT} (the method's target {target})")
 
     def _say(self, phase: str, text: str) -> None:
         self.say(f"[{PHASES.index(phase) + 1}/{len(PHASES)}] {phase}: {text}")

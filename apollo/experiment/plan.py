@@ -111,32 +111,32 @@ class Plan:
             + (f" rolls out, {spec.base} is trained" if spec.base else "")
             + f", arms {', '.join(spec.arms)}",
             f"families: {fams}",
-            f"1. collect guided: {per} = {self.collect_runs} runs, {spec.collect.annotator} "
+            f"1. collect: guided: {per} = {self.collect_runs} runs, {spec.collect.annotator} "
             "annotator",
         ]
         if self.unguided:
             out.append(
-                "2. collect unguided (no-human): the same instances without guidance, repeated "
+                "1. collect: unguided (no-human): the same instances without guidance, repeated "
                 "until its steps match the guided collection's"
             )
-        out.append("3. supervise: the rules label both collections")
-        out.append("4. export (tokenized), per arm:")
+        out.append("2. supervise: the rules label the collected runs")
+        out.append("3. export (tokenized), per arm:")
         out += [f"   - {d.describe()}" for d in self.data]
         settings = spec.training.settings
         shown = ", ".join(f"{k} {v}" for k, v in sorted(settings.items())) or "the defaults"
         out.append(
-            f"5. train: {_n(len(spec.trained_arms), 'arm')} x "
+            f"4. train: {_n(len(spec.trained_arms), 'arm')} x "
             f"{_n(len(spec.training.seeds), 'seed')} ({', '.join(map(str, spec.training.seeds))})"
             f" = {_n(self.trainings, 'training')}, {shown}"
         )
         out.append(
-            f"6. evaluate without guidance: {_n(self.models, 'model')} x "
+            f"5. evaluate without guidance: {_n(self.models, 'model')} x "
             f"{_n(self.episodes_per_model, 'episode')} "
             f"({_n(spec.evaluate.n, spec.evaluate.split + ' instance')} x {families} x "
             f"{_n(spec.evaluate.repeats, 'repeat')}) = "
             f"{_n(self.models * self.episodes_per_model, 'episode')}"
         )
-        out.append(f"7. report: experiments/{exp.name}/ (report.md, results.json, plots)")
+        out.append(f"6. report: {exp.report_dir}/ (report.md, results.json, plots)")
         out.append(
             f"rollouts: at most {self.rollout_hours_max:.1f} hours at the families' full "
             "working time (collections with one unguided round, and evaluations)"

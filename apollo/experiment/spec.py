@@ -210,6 +210,12 @@ class Experiment:
         """The experiment's name; a profile runs as its own experiment (`NAME-PROFILE`)."""
         return f"{self.spec.name}-{self.profile}" if self.profile else self.spec.name
 
+    @property
+    def report_dir(self) -> Path:
+        """Where the report goes: beside the spec (`experiments/NAME/` for
+        `experiments/NAME.yaml`), to be committed with it."""
+        return self.path.parent / self.name
+
 
 def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     out = copy.deepcopy(base)

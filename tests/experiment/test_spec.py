@@ -93,7 +93,7 @@ def test_an_endpoint_may_roll_out_what_an_embedded_base_trains_on(tmp_path: Path
 def test_without_the_no_human_arm_there_is_no_unguided_collection(tmp_path: Path) -> None:
     plan = make_plan(load_experiment(write(tmp_path, with_(arms=["untrained", "apollo"]))))
     assert not plan.unguided and plan.models == 3
-    assert not any("collect unguided" in line for line in plan.lines())
+    assert not any("collect: unguided" in line for line in plan.lines())
 
 
 @pytest.mark.parametrize(
