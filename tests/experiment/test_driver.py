@@ -8,6 +8,7 @@ import asyncio
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,7 @@ from apollo.log.sqlite import SQLiteStore
 from apollo.rollout.home import Home
 from tests.rollout.policies import GatedServer, first_option_wins
 
+ROOT = Path(__file__).resolve().parents[2]
 SEEDS = [1000, 1001, 1002, 1003]
 
 
@@ -205,3 +207,54 @@ def test_the_cli_runs_every_phase_and_a_second_run_redoes_nothing(tmp_path: Path
         assert len(server.requests) == requests
         assert (root / "models" / "apollo-seed0" / "train.json").stat().st_mtime_ns == stamp
         assert len(SQLiteStore(home / "apollo.db").list_runs(limit=100)) == runs
+
+
+def batch_runs(home: Path) -> dict[str, list[tuple[int, int]]]:
+    """(seed, repeat) of every batch run, by batch tag."""
+    store = SQLiteStore(home / "apollo.db")
+    out: dict[str, list[tuple[int, int]]] = {}
+    for r in store.list_runs(limit=10_000):
+        batch = r.config.get("batch") or {}
+        if batch:
+            out.setdefault(batch["tag"], []).append((batch["seed"], batch["repeat"]))
+    store.close()
+    return {tag: sorted(slots) for tag, slots in out.items()}
+
+
+@pytest.mark.slow
+def test_the_smoke_profile_runs_end_to_end_and_survives_a_kill(tmp_path: Path) -> None:
+    """The shipped spec's smoke profile on the embedded SmolLM2, every phase; killed (-9) in
+    the middle of its guided collection, the same command continues it and repeats no run."""
+    spec = tmp_path / "mini.yaml"  # a copy, so the report lands here, not in the repository
+    spec.write_text((ROOT / "experiments" / "mini.yaml").read_text(), encoding="utf-8")
+    home = tmp_path / "home"
+    command = [sys.executable, "-m", "apollo.cli", "experiment", str(spec), "--profile"]
+    command += ["smoke", "--home", str(home)]
+    guided = "exp-mini-smoke-guided"
+    first = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 600
+        # Killed once the first guided run has ended and the second has begun.
+        while not (home / "apollo.db").exists() or len(batch_runs(home).get(guided, [])) < 2:
+            assert first.poll() is None, "the experiment ended before it could be killed"
+            assert time.monotonic() < deadline, "the guided collection never reached run 2"
+            time.sleep(0.5)
+    finally:
+        first.kill()
+        first.wait(timeout=60)
+    done = subprocess.run(command, capture_output=True, text=True, timeout=900, check=False)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    runs = batch_runs(home)
+    # Each instance of each collection ran once: the killed run was resumed, not repeated.
+    assert runs[guided] == [(1000, 0), (1001, 0)]
+    assert runs["exp-mini-smoke-unguided"][:2] == [(1000, 0), (1001, 0)]
+    assert len(set(runs["exp-mini-smoke-unguided"])) == len(runs["exp-mini-smoke-unguided"])
+    evals = [tag for tag in runs if tag.startswith("eval-")]
+    assert evals and all(runs[tag] == [(5000, 0), (5001, 0)] for tag in evals)
+    reported = tmp_path / "mini-smoke"
+    results = json.loads((reported / "results.json").read_text())
+    assert set(results["arms"]) == {"untrained", "no-human", "apollo"}
+    assert results["arms"]["untrained"]["n"] == 2
+    assert results["arms"]["apollo"]["seeds"] == [0]  # trained: the guided runs are its data
+    for name in ("report.md", "episodes.jsonl", "success.png", "best_score.png", "loss.png"):
+        assert (reported / name).is_file(), name
