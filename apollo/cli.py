@@ -24,6 +24,7 @@ from apollo.log import schema
 from apollo.log.events import Kind, Role, check_annotator_name
 from apollo.log.store import StoreError
 from apollo.log.writes import GUIDANCE_KINDS, post_control, post_guidance
+from apollo.rollout.cli import add_annotator_options, annotator_settings
 from apollo.rollout.cli import add_commands as add_collect_commands
 from apollo.rollout.home import Home, RunLocked
 from apollo.rollout.progress import clip, printer, retry_summary
@@ -101,7 +102,7 @@ def cmd_run(args: argparse.Namespace, home: Home) -> int:
         model=models.canonical(args.model),
         model_name=args.model_name,
         api_key_env=args.api_key_env,
-        annotator=args.annotator,
+        **annotator_settings(args),
         unsafe_no_sandbox=args.unsafe_no_sandbox,
         summary_threshold_tokens=args.summary_threshold,
         constrain=args.constrain,
@@ -379,11 +380,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default=models.EMBEDDED, help=MODEL_HELP)
     p.add_argument("--model-name", default="default", help="model name sent to the endpoint")
     p.add_argument("--api-key-env", help="environment variable that holds the endpoint's API key")
-    p.add_argument(
-        "--annotator",
-        choices=["simulated", "none"],
-        default="none",
-        help="follow the run with the rule-based simulated annotator",
+    add_annotator_options(
+        p,
+        "none",
+        "follow the run with the rule-based simulated annotator, or an LLM annotator "
+        "(--annotator-model)",
     )
     p.add_argument("--summary-threshold", type=int, help="summarize above this many tokens")
     p.add_argument(

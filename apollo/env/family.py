@@ -43,6 +43,12 @@ _STDERR_TAIL = 1500
 _IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc")
 
 
+# The LLM annotator's private notes on a family (eval/, so the agent never sees them): they
+# shape no instance and no score, so editing them leaves the family's digest, and the
+# instances and calibrations made under it, as they are.
+ANNOTATOR_NOTES = "annotator_notes.md"
+
+
 def _files(folder: Path) -> list[Path]:
     """Files under a folder, in a fixed order, without Python's caches."""
     return sorted(
@@ -52,6 +58,11 @@ def _files(folder: Path) -> list[Path]:
         and "__pycache__" not in p.parts
         and not p.name.endswith(".pyc")
     )
+
+
+def _digested(folder: Path) -> list[Path]:
+    """The files of eval/ that make instances and scores: all but the annotator's notes."""
+    return [p for p in _files(folder) if p.relative_to(folder).as_posix() != ANNOTATOR_NOTES]
 
 
 @dataclass(frozen=True)
@@ -89,11 +100,11 @@ class Family:
     @cached_property
     def digest(self) -> str:
         """sha256 over what makes the family's instances: task.yaml, the description,
-        workspace/ and eval/ (paths, executable bits and contents)."""
+        workspace/ and eval/ but its annotator notes (paths, executable bits and contents)."""
         folder = self.task.path
         description = folder / self.task.spec.description
         parts = [folder / "task.yaml", description]
-        parts += _files(folder / "workspace") + _files(folder / "eval")
+        parts += _files(folder / "workspace") + _digested(folder / "eval")
         h = hashlib.sha256()
         for path in parts:
             rel = path.relative_to(folder).as_posix()

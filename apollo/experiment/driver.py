@@ -89,7 +89,8 @@ class Driver:
         tmp.replace(path)
 
     async def run(self) -> Outcome:
-        """The phases built so far, in order."""
+        """Every phase, in order."""
+        self.home.open_store().close()  # a store that cannot be used is refused before anything
         self.claim()
         collections = await self.collect_all()
         await self.supervise([e.run_id for c in collections.values() for e in c.episodes])

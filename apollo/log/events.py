@@ -32,6 +32,7 @@ class Kind(StrEnum):
     CONTROL = "control"
     LABEL = "label"
     PRESENCE = "presence"
+    ANNOTATOR_DECISION = "annotator_decision"  # an LLM annotator looked; what it decided
     SUBMISSION = "submission"
     SESSIONS_CLOSED = "sessions_closed"
     RUN_FINISHED = "run_finished"

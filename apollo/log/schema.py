@@ -213,6 +213,23 @@ class Presence(TypedDict):
     seconds: float
 
 
+class AnnotatorDecision(TypedDict):
+    """An LLM annotator read the run up to `step` and decided (`outcome`): `posted` a hint
+    (`guidance_id`), `no_intervention`, `refused` (the hint held a hidden value of the
+    instance, or was empty or too long), `unparseable` (no decision in its answer) or
+    `model_error`. `reason` is the model's why (or the failure)."""
+
+    annotator: str
+    step: int
+    outcome: str
+    drifted: bool | None
+    reason: str
+    hint: str | None
+    guidance_id: str | None
+    model: str
+    latency_ms: float
+
+
 class Submission(TypedDict):
     """The evaluator's verdict on the workspace: `status` is scored, rejected (no score,
     `error` says why) or evaluator_error (the evaluator itself failed)."""
@@ -289,6 +306,7 @@ CONTROL: EventType[Control] = EventType(Kind.CONTROL)
 LABEL: EventType[Label] = EventType(Kind.LABEL)
 PRESENCE: EventType[Presence] = EventType(Kind.PRESENCE)
 SUBMISSION: EventType[Submission] = EventType(Kind.SUBMISSION)
+ANNOTATOR_DECISION: EventType[AnnotatorDecision] = EventType(Kind.ANNOTATOR_DECISION)
 SESSIONS_CLOSED: EventType[SessionsClosed] = EventType(Kind.SESSIONS_CLOSED)
 RUN_FINISHED: EventType[RunFinished] = EventType(Kind.RUN_FINISHED)
 

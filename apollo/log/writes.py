@@ -147,5 +147,13 @@ def post_presence(store: Store, run_id: str, author: str, seconds: float) -> Eve
     return _append(store, run_id, presence)
 
 
+def post_decision(store: Store, run_id: str, decision: schema.AnnotatorDecision) -> Event:
+    """Record what an LLM annotator decided at a step (hint or not), under its identity."""
+    event = schema.ANNOTATOR_DECISION.new(
+        decision, actor=decision["annotator"], step=decision["step"]
+    )
+    return _append(store, run_id, event)
+
+
 def _append(store: Store, run_id: str, event: NewEvent) -> Event:
     return store.append(run_id, [event])[0]

@@ -19,6 +19,10 @@ from apollo.log.store import Store
 from apollo.log.writes import post_guidance
 
 SIMULATED_NAME = "simulated-annotator"
+ANNOTATORS = ("simulated", "llm", "none")  # who follows a run: these rules, a model, nobody
+# The LLM annotator's default model (apollo.rollout.llm_annotator): the embedded model that
+# follows the families best.
+LLM_ANNOTATOR_MODEL = "embedded:qwen2.5-coder-1.5b"
 
 
 def ensure_identity(store: Store, name: str = SIMULATED_NAME) -> str:

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypedDict
 
 from apollo.llm import models, sampling
+from apollo.rollout.annotator import ANNOTATORS, LLM_ANNOTATOR_MODEL
 from apollo.rollout.home import Home
 from apollo.rollout.progress import duration
 from apollo.terminal import safe
@@ -53,11 +55,42 @@ def add_batch_options(p: argparse.ArgumentParser, n_help: str, n_required: bool)
     sampling.add_options(p)
 
 
+def add_annotator_options(p: argparse.ArgumentParser, default: str, help_: str) -> None:
+    """--annotator and the LLM annotator's model flags (`run` and `collect`)."""
+    p.add_argument("--annotator", choices=ANNOTATORS, default=default, help=help_)
+    p.add_argument(
+        "--annotator-model",
+        default=LLM_ANNOTATOR_MODEL,
+        metavar="MODEL",
+        help=f"the model of `--annotator llm`: {MODEL_HELP} (default {LLM_ANNOTATOR_MODEL})",
+    )
+    p.add_argument(
+        "--annotator-model-name", default="default", help="model name sent to its endpoint"
+    )
+
+
+class AnnotatorSettings(TypedDict):
+    """The RunOptions fields the annotator flags set."""
+
+    annotator: str
+    annotator_model: str
+    annotator_model_name: str
+
+
+def annotator_settings(args: argparse.Namespace, annotator: str | None = None) -> AnnotatorSettings:
+    """The RunOptions fields of the annotator flags (`annotator` instead of --annotator)."""
+    return {
+        "annotator": annotator or args.annotator,
+        "annotator_model": models.canonical(args.annotator_model),
+        "annotator_model_name": args.annotator_model_name,
+    }
+
+
 def run_options(args: argparse.Namespace, model: str, annotator: str) -> RunOptions:
     """The RunOptions of a batch command's runs (stored with each run)."""
     from apollo.rollout.runner import RunOptions
 
-    return RunOptions(
+    options = RunOptions(
         model=models.canonical(model),
         model_name=args.model_name,
         api_key_env=args.api_key_env,
@@ -66,6 +99,9 @@ def run_options(args: argparse.Namespace, model: str, annotator: str) -> RunOpti
         max_steps=args.max_steps,
         params=sampling.params(args),
     )
+    if hasattr(args, "annotator_model"):  # collect has the annotator flags, eval not
+        options = dataclasses.replace(options, **annotator_settings(args, annotator))
+    return options
 
 
 def drive(batch: Batch, concurrency: int, title: str) -> BatchResult | None:
@@ -172,11 +208,11 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser], add: 
     )
     p.add_argument("family", help="a built-in family (see `apollo tasks`) or a family folder")
     p.add_argument("--split", default="train", help="the family's split (default train)")
-    p.add_argument(
-        "--annotator",
-        choices=["simulated", "none"],
-        default="simulated",
-        help="who guides the runs (default: the simulated annotator)",
+    add_annotator_options(
+        p,
+        "simulated",
+        "who guides the runs: the rule-based simulated annotator (default), an LLM annotator "
+        "(--annotator-model) or none",
     )
     p.add_argument("--model", default=models.EMBEDDED, help=MODEL_HELP)
     p.add_argument(

@@ -141,6 +141,13 @@ def _delivered(ev: Event, store: Store) -> str:
     return f"guidance {delivered['guidance_id']} delivered at step {delivered['step']}"
 
 
+def _decision(ev: Event, store: Store) -> str:
+    d = schema.ANNOTATOR_DECISION.payload(ev)
+    said = {"posted": "posted a hint", "no_intervention": "no intervention"}
+    what = said.get(d["outcome"], d["outcome"].replace("_", " "))
+    return f"{d['annotator']} looked at step {d['step']}: {what} ({clip(d['reason'], 80)})"
+
+
 def _summary(ev: Event, store: Store) -> str:
     first, last = schema.SUMMARY.payload(ev)["covers"]
     return f"context summarized (steps {first}-{last} condensed)"
@@ -185,6 +192,7 @@ _LINES: dict[str, Callable[[Event, Store], str]] = {
     Kind.OBSERVATION: _observation,
     Kind.GUIDANCE: _guidance,
     Kind.GUIDANCE_DELIVERED: _delivered,
+    Kind.ANNOTATOR_DECISION: _decision,
     Kind.SUMMARY: _summary,
     Kind.CONTROL: _control,
     Kind.SUBMISSION: _submission,

@@ -23,8 +23,9 @@ from apollo.llm.embedded import EmbeddedPool
 from apollo.llm.openai_client import OpenAIChatModel
 from apollo.log.events import Event
 from apollo.log.store import Store, StoreBusy, StoreError
-from apollo.rollout.annotator import SimulatedAnnotator
+from apollo.rollout.annotator import ANNOTATORS, LLM_ANNOTATOR_MODEL, SimulatedAnnotator
 from apollo.rollout.home import Home
+from apollo.rollout.llm_annotator import LLMAnnotator
 
 EMBEDDED = models.EMBEDDED
 
@@ -38,7 +39,10 @@ class RunOptions:
     model: str = EMBEDDED
     model_name: str = "default"
     api_key_env: str | None = None  # name of the environment variable holding the key
-    annotator: str = "none"  # "simulated" or "none"
+    annotator: str = "none"  # ANNOTATORS: "simulated" (rules), "llm" or "none"
+    # The LLM annotator's model (`annotator == "llm"`): embedded:NAME or an endpoint URL.
+    annotator_model: str = LLM_ANNOTATOR_MODEL
+    annotator_model_name: str = "default"
     unsafe_no_sandbox: bool = False
     summary_threshold_tokens: int | None = None
     constrain: str | None = None  # constrained decoding for endpoints that support it
@@ -82,8 +86,13 @@ def check_settings(home: Home, task: Task, options: RunOptions) -> None:
     steps), and commands that could not be sandboxed (SandboxUnavailable). A family's own
     task stands for its instances here (batch commands check once, before any run)."""
     models.parse(options.model)  # refuses an unknown embedded model before anything is written
-    if options.annotator not in ("simulated", "none"):
-        raise ValueError(f"unknown annotator {options.annotator!r}; use simulated or none")
+    if options.annotator not in ANNOTATORS:
+        raise ValueError(
+            f"unknown annotator {options.annotator!r}; use {', '.join(ANNOTATORS[:-1])} or "
+            f"{ANNOTATORS[-1]}"
+        )
+    if options.annotator == "llm":
+        models.parse(options.annotator_model)
     CallLimits().updated(options.model_limits)  # refuses unknown names and bad values
     check_steps(task, options)
     Sandbox.create(
@@ -191,6 +200,13 @@ class Runner:
             if options.annotator == "simulated":
                 annotator = SimulatedAnnotator(self.store, run_id, task, workspace.path)
                 annotator_task = asyncio.create_task(annotator.follow())
+            elif options.annotator == "llm":
+                watcher = RunOptions(
+                    model=options.annotator_model, model_name=options.annotator_model_name
+                )
+                watching = await model_lease.enter_async_context(self.model(watcher))
+                llm = LLMAnnotator(self.store, run_id, task, watching)
+                annotator_task = asyncio.create_task(llm.follow())
             return await agent.run()
         except StoreBusy as exc:
             # The log ends where a crash would have left it, so the run resumes from there.

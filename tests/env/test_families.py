@@ -9,14 +9,12 @@ the runner's sandbox (apollo.env.evaluate)."""
 from __future__ import annotations
 
 import asyncio
-import csv
 import hashlib
 import json
 import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -24,10 +22,11 @@ from typing import Any
 import pytest
 
 from apollo.env.evaluate import evaluate
-from apollo.env.family import Family, builtin_families, resolve_family
+from apollo.env.family import ANNOTATOR_NOTES, Family, builtin_families, resolve_family
 from apollo.env.task import Task, builtin_tasks
 from apollo.env.tools.registry import ToolBox
 from apollo.env.workspace import Workspace
+from apollo.rollout.llm_annotator import hidden_values, reference_notes
 from tests.agent.harness import Outcome, act, observation_texts, run_agent
 from tests.rollout.policies import listed_filters
 
@@ -66,32 +65,6 @@ def tree(folder: Path) -> dict[str, bytes]:
     return {
         p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()
     }
-
-
-def leaves(value: Any) -> Iterator[Any]:
-    if isinstance(value, dict):
-        for v in value.values():
-            yield from leaves(v)
-    elif isinstance(value, list):
-        for v in value:
-            yield from leaves(v)
-    else:
-        yield value
-
-
-def hidden_values(task: Task) -> set[str]:
-    """Every value in an instance's hidden truth (JSON leaves and CSV cells) of 3 characters
-    or more; shorter ones, like a single digit, occur in any text."""
-    found: set[str] = set()
-    for path in (task.eval_dir / "truth").rglob("*"):
-        if path.suffix == ".json":
-            found |= {
-                str(v) for v in leaves(json.loads(path.read_text())) if not isinstance(v, bool)
-            }
-        elif path.suffix == ".csv":
-            with open(path, newline="") as f:
-                found |= {cell for row in csv.reader(f) for cell in row}
-    return {v for v in found if len(v) >= 3}
 
 
 # --- all families -------------------------------------------------------------------------
@@ -292,6 +265,11 @@ def test_no_hint_contains_a_hidden_value(name: str, tmp_path: Path) -> None:
     for hint in family.task.spec.hints:
         leaked = sorted(v for v in hidden if v in hint.text)
         assert not leaked, (hint.id, leaked[:5])
+    # Nor the notes the LLM annotator reads, which it might quote.
+    notes = reference_notes(family.task)
+    assert notes, f"{name} has no eval/{ANNOTATOR_NOTES}"
+    leaked = sorted(v for v in hidden if v.lower() in notes.lower())
+    assert not leaked, leaked[:5]
 
 
 # --- through the agent, in the real sandbox -------------------------------------------------

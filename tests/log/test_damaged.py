@@ -81,6 +81,11 @@ def test_every_command_explains_a_damaged_store(
     task = make_task(tmp_path)
     model = ["--model", "http://127.0.0.1:9/v1"]
     evals = tmp_path / "eval"
+    spec = tmp_path / "exp.yaml"
+    spec.write_text(
+        "name: t\nmodel: http://127.0.0.1:9/v1\nbase: embedded:smollm2-135m\n"
+        "families: [noise-filter]\ncollect: {n: 1}\nevaluate: {n: 1}\n"
+    )
     commands: dict[str, list[str]] = {
         "run": ["run", str(task.path), *model],
         "serve": ["serve", "--port", "0"],
@@ -100,6 +105,7 @@ def test_every_command_explains_a_damaged_store(
         "backup": ["backup", str(tmp_path / "copy.db")],
         "collect": ["collect", "noise-filter", "--n", "1", *model],
         "eval": ["eval", model[1], "--family", "noise-filter", "--n", "1", "--out", str(evals)],
+        "experiment": ["experiment", str(spec)],
     }
     parser = build_parser()
     known = set(parser._subparsers._group_actions[0].choices)  # type: ignore[union-attr]
@@ -117,3 +123,4 @@ def test_every_command_explains_a_damaged_store(
     assert _tree(home / "runs") == runs_before
     assert not (tmp_path / "copy.db").exists() and not (tmp_path / "out.jsonl").exists()
     assert not evals.exists()
+    assert not (home / "experiments").exists()
