@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from apollo.experiment.outcome import ArmExport, Collected, Evaluated, Outcome, Trained
-from apollo.experiment.plan import GUIDED, UNGUIDED, ArmData, arm_data
-from apollo.experiment.spec import NO_HUMAN, UNTRAINED, Experiment, ExperimentError
+from apollo.experiment.plan import GUIDED, GUIDED_LLM, UNGUIDED, ArmData, arm_data
+from apollo.experiment.spec import APOLLO_LLM, NO_HUMAN, UNTRAINED, Experiment, ExperimentError
 from apollo.export.card import card_figures, card_path
 from apollo.export.formats.tokenized import Tokenized, load_tokenizer
 from apollo.export.pipeline import RunFilter, export
@@ -119,6 +119,10 @@ class Driver:
         guided = await self.collect(GUIDED, annotator=spec.collect.annotator)
         self._say("collect", f"guided: {self._describe(guided)}")
         collections = {GUIDED: guided}
+        if APOLLO_LLM in spec.arms:
+            by_llm = await self.collect(GUIDED_LLM, annotator="llm")
+            self._say("collect", f"guided by the LLM annotator: {self._describe(by_llm)}")
+            collections[GUIDED_LLM] = by_llm
         if NO_HUMAN in spec.arms:
             unguided = await self.collect(UNGUIDED, annotator="none", steps=guided.steps)
             self._say("collect", f"unguided: {self._describe(unguided)}")
@@ -169,6 +173,7 @@ class Driver:
             model=model or spec.model,
             model_name=spec.model_name if not model else "default",
             annotator=annotator,
+            annotator_model=models.canonical(spec.collect.annotator_model),
             max_steps=max_steps,
         )
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from apollo.experiment import power
 from apollo.experiment.spec import (
     APOLLO,
+    APOLLO_LLM,
     NO_HUMAN,
     NO_MASK,
     STRIPPED,
@@ -18,7 +19,7 @@ from apollo.experiment.spec import (
     Experiment,
 )
 
-GUIDED, UNGUIDED = "guided", "unguided"
+GUIDED, UNGUIDED, GUIDED_LLM = "guided", "unguided", "guided-llm"
 # Each trained arm's data: the collection it comes from, whether only successful runs count,
 # the supervision policy, and whether the <real_user> guidance turns stay in the context.
 DATA: dict[str, tuple[str, bool, str, bool]] = {
@@ -26,6 +27,7 @@ DATA: dict[str, tuple[str, bool, str, bool]] = {
     NO_MASK: (GUIDED, False, "keep-all", True),
     APOLLO: (GUIDED, False, "precedence", True),
     STRIPPED: (GUIDED, False, "precedence", False),
+    APOLLO_LLM: (GUIDED_LLM, False, "precedence", True),
 }
 
 
@@ -38,7 +40,7 @@ class ArmData:
     """Where one trained arm's training data comes from."""
 
     arm: str
-    collection: str  # GUIDED or UNGUIDED
+    collection: str  # GUIDED, UNGUIDED or GUIDED_LLM
     successes_only: bool
     policy: str  # apollo.supervise.policy mode
     guidance: bool  # keep the <real_user> turns
@@ -93,7 +95,7 @@ class Plan:
     trainings: int
     models: int  # models evaluated: untrained (if an arm) + trained arms x seeds
     episodes_per_model: int
-    rollout_hours_max: float  # guided + one unguided round at full working time
+    rollout_hours_max: float  # every collection (one unguided round) at full working time
     power: PowerStatement
 
     def lines(self) -> list[str]:
@@ -114,6 +116,11 @@ class Plan:
             f"1. collect: guided: {per} = {self.collect_runs} runs, {spec.collect.annotator} "
             "annotator",
         ]
+        if APOLLO_LLM in spec.arms:
+            out.append(
+                "1. collect: guided-llm (apollo-llm): the same instances, guided by the LLM "
+                f"annotator on {spec.collect.annotator_model}"
+            )
         if self.unguided:
             out.append(
                 "1. collect: unguided (no-human): the same instances without guidance, repeated "
@@ -178,7 +185,8 @@ def make_plan(exp: Experiment) -> Plan:
         * spec.evaluate.repeats
         * models
     )
-    hours = (collect_s * (2 if unguided else 1) + eval_s) / 3600
+    collections = 1 + unguided + (APOLLO_LLM in spec.arms)
+    hours = (collect_s * collections + eval_s) / 3600
     return Plan(
         exp, collect_runs, unguided, data, trainings, models, episodes, hours, power_statement(exp)
     )

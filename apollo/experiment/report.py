@@ -21,7 +21,7 @@ from apollo.eval import report as eval_report
 from apollo.eval import stats
 from apollo.experiment import power
 from apollo.experiment.outcome import Outcome
-from apollo.experiment.plan import GUIDED, PowerStatement, power_statement
+from apollo.experiment.plan import GUIDED, GUIDED_LLM, PowerStatement, power_statement
 from apollo.experiment.spec import APOLLO, NO_HUMAN, UNTRAINED, Experiment
 from apollo.rollout.batch import Episode, Summary
 
@@ -169,6 +169,11 @@ def results(exp: Experiment, outcome: Outcome) -> dict[str, Any]:
         "power": _power(power_statement(exp), pairs.get("apollo_vs_untrained")),
         "collections": collections,
         "annotation": Summary.of(guided).to_json(),
+        **(
+            {"annotation_llm": Summary.of(outcome.collections[GUIDED_LLM].episodes).to_json()}
+            if GUIDED_LLM in outcome.collections
+            else {}
+        ),
         "data": data,
         "trainings": trainings,
         "wall_hours": {k: round(v / 3600, 3) for k, v in hours.items()},
@@ -262,16 +267,19 @@ def markdown(res: dict[str, Any]) -> str:
             f"| {arm} | {d['source']} | {d['runs']} | {d['samples']} | {d['tokens_trained']} | "
             f"{d['tokens_masked']} | {reasons} |"
         )
-    a = res["annotation"]
-    per = a["interventions_per_success"]
+    lines += ["", "## Annotation cost", ""]
+    for key, who in (("annotation", "rule-based"), ("annotation_llm", "LLM")):
+        if key not in res:
+            continue
+        a = res[key]
+        per = a["interventions_per_success"]
+        lines.append(
+            f"- {who} annotator: {a['interventions']} interventions in {a['episodes']} runs "
+            f"with {a['successes']} successes ({'n/a' if per is None else f'{per:.2g}'} per "
+            f"success); {a['annotator_minutes']:g} annotator-minutes (estimated: "
+            f"{a['minutes_per_intervention']:g} per intervention)."
+        )
     lines += [
-        "",
-        "## Annotation cost (guided collection)",
-        "",
-        f"{a['interventions']} interventions in {a['episodes']} runs with {a['successes']} "
-        f"successes ({'n/a' if per is None else f'{per:.2g}'} per success); "
-        f"{a['annotator_minutes']:g} annotator-minutes (estimated: "
-        f"{a['minutes_per_intervention']:g} per intervention).",
         "",
         "## Compute (wall hours)",
         "",

@@ -25,17 +25,19 @@ from apollo import specfile
 from apollo.env.family import Family, resolve_family
 from apollo.env.task import TaskSpecError
 from apollo.llm import models
+from apollo.rollout.annotator import LLM_ANNOTATOR_MODEL
 from apollo.train.options import TrainOptions
 
 # The arms of the ablation (README "The experiment"): what each trains on.
-UNTRAINED, NO_HUMAN, NO_MASK, APOLLO, STRIPPED = (
+UNTRAINED, NO_HUMAN, NO_MASK, APOLLO, STRIPPED, APOLLO_LLM = (
     "untrained",
     "no-human",
     "no-mask",
     "apollo",
     "apollo-stripped",
+    "apollo-llm",
 )
-Arm = Literal["untrained", "no-human", "no-mask", "apollo", "apollo-stripped"]
+Arm = Literal["untrained", "no-human", "no-mask", "apollo", "apollo-stripped", "apollo-llm"]
 ARMS: tuple[Arm, ...] = get_args(Arm)
 # Training settings a spec may not set: the experiment decides them per arm and seed, and
 # where it runs decides the device and threads.
@@ -58,7 +60,17 @@ class Collect(_Strict):
     split: str = "train"
     n: int = Field(ge=1, description="instances per family")
     annotator: Literal["simulated"] = "simulated"
+    # The apollo-llm arm's collection is guided by the LLM annotator on this model.
+    annotator_model: str = LLM_ANNOTATOR_MODEL
     max_steps: int | None = Field(None, ge=1, description="cap below the families' budgets")
+
+    @field_validator("annotator_model")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        try:
+            return models.canonical(v)
+        except models.EmbeddedError as exc:
+            raise ValueError(str(exc)) from None
 
 
 class Evaluate(_Strict):
@@ -131,7 +143,7 @@ class ExperimentSpec(_Strict):
     families: tuple[str, ...] = Field(min_length=1)
     collect: Collect
     evaluate: Evaluate
-    arms: tuple[Arm, ...] = ARMS
+    arms: tuple[Arm, ...] = tuple(a for a in ARMS if a != APOLLO_LLM)
     training: Training = Training()
     power: Power = Power()
     profiles: dict[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]*$")], dict[str, Any]] = {}

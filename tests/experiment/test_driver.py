@@ -14,8 +14,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from apollo.experiment.driver import GUIDED, UNGUIDED, ArmExport, Driver, experiment_dir
+from apollo.experiment.driver import ArmExport, Driver, experiment_dir
+from apollo.experiment.plan import GUIDED, GUIDED_LLM, UNGUIDED, make_plan
 from apollo.experiment.spec import ExperimentError, load_experiment
+from apollo.llm.scripted import ScriptedServer, reply
 from apollo.log.sqlite import SQLiteStore
 from apollo.rollout.home import Home
 from tests.rollout.policies import GatedServer, first_option_wins
@@ -119,6 +121,35 @@ def test_the_phases_make_each_arms_data_and_a_second_run_redoes_nothing(tmp_path
         other = load_experiment(spec_file(tmp_path, server.base_url, collect={"n": 2}))
         with pytest.raises(ExperimentError, match=r"another spec \(collect differ\)"):
             Driver(Home(home), other).claim()
+
+
+def test_the_apollo_llm_arm_is_collected_with_the_llm_annotator(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    no_hint = reply(json.dumps({"drifted": False, "reason": "fine", "hint": None}))
+    with GatedServer() as agent, ScriptedServer(default=lambda request: no_hint) as watcher:
+        spec = spec_file(
+            tmp_path,
+            agent.base_url,
+            collect={"n": 2, "annotator_model": watcher.base_url},
+            arms=["apollo", "apollo-llm"],
+        )
+        exp = load_experiment(spec)
+        assert any("collect: guided-llm (apollo-llm)" in line for line in make_plan(exp).lines())
+        driver = Driver(Home(home), exp, say=lambda line: None)
+        driver.claim()
+        collections = asyncio.run(driver.collect_all())
+        exports = driver.export_all(collections)
+    assert set(collections) == {GUIDED, GUIDED_LLM}
+    by_llm = runs_of(home, driver.tag(GUIDED_LLM))
+    assert [(s, a) for s, _, _, a in by_llm] == [(1000, "llm"), (1001, "llm")]
+    assert set(exports["apollo-llm"].runs) == {run for _, _, run, _ in by_llm}
+    assert set(exports["apollo"].runs) == {
+        run for _, _, run, _ in runs_of(home, driver.tag(GUIDED))
+    }
+    store = SQLiteStore(home / "apollo.db")
+    record = store.get_run(by_llm[0][2])
+    assert record is not None and record.config["options"]["annotator_model"] == watcher.base_url
+    store.close()
 
 
 def test_unguided_rounds_are_added_until_their_steps_reach_the_target(tmp_path: Path) -> None:
