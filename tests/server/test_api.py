@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 import time
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
+import apollo.server
 from apollo.log.events import Event, Kind, NewEvent
 from apollo.log.sqlite import BUSY_ENV, SQLiteStore
 from apollo.log.writes import post_label, post_presence
@@ -557,3 +559,12 @@ def test_a_failed_evaluation_is_shown_as_such_and_keeps_the_last_score(
     assert d.submissions[1].error == "exit 1"
     record = run.store.get_run(run.run_id)
     assert record is not None and record.last_score == 40.0  # not erased by the failure
+
+
+def test_the_console_subscribes_to_every_event_kind() -> None:
+    """The run page's EventSource listens by kind name: a kind missing from its list would
+    never reach the page (an LLM annotator's decisions, say)."""
+    script = (Path(apollo.server.__file__).parent / "static" / "run.js").read_text()
+    listed = re.search(r"const KINDS = \[(.*?)\];", script, re.S)
+    assert listed is not None
+    assert set(re.findall(r'"([a-z_]+)"', listed.group(1))) == {k.value for k in Kind}

@@ -24,7 +24,7 @@ const PRESENCE_MAX_S = 120;
 const KINDS = [
   "run_started", "run_resumed", "model_call", "model_retry", "observation", "guidance",
   "guidance_delivered", "guidance_cancelled", "summary", "control", "label", "presence",
-  "submission", "run_finished",
+  "submission", "sessions_closed", "annotator_decision", "run_finished",
 ];
 
 const runId = document.body.dataset.runId ?? "";

@@ -140,6 +140,12 @@ export class Timeline {
       case "submission":
         this.submission(ev, p);
         break;
+      case "annotator_decision":
+        this.note(ev, `decision decision-${p.outcome}`,
+          `${p.annotator ?? ev.actor} looked at step ${p.step}: `
+            + (DECISION_WORDS[p.outcome] ?? String(p.outcome)),
+          p.reason ? ` · ${p.reason}` : "");
+        break;
       case "run_finished":
         this.note(ev, `finished finished-${p.status}`, `Run ${p.status}`,
           p.reason ? ` · ${p.reason}` : "");
@@ -395,6 +401,14 @@ export class Timeline {
 
 /** Words for control actions in the timeline. */
 const CONTROL_WORDS = { pause: "Paused", resume: "Resumed", stop: "Stop requested" };
+/** What an LLM annotator decided (annotator_decision outcomes, docs/api.md). */
+const DECISION_WORDS = {
+  posted: "posted a hint",
+  no_intervention: "no intervention",
+  refused: "its hint was refused (it held a hidden value)",
+  unparseable: "no decision in its answer",
+  model_error: "its model failed",
+};
 
 /**
  * A failed model attempt about to be made again, as `apollo show` says it
