@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from apollo.experiment.outcome import ArmExport, Collected, Evaluated, Outcome, Trained
 from apollo.experiment.plan import GUIDED, GUIDED_LLM, UNGUIDED, ArmData, arm_data
@@ -23,7 +23,7 @@ from apollo.export.pipeline import RunFilter, export
 from apollo.export.windows import WindowOptions
 from apollo.llm import models
 from apollo.rollout.batch import Batch, BatchPlan, BatchResult, BatchView
-from apollo.rollout.home import Home
+from apollo.rollout.home import Home, try_lock
 from apollo.rollout.runner import RunOptions
 from apollo.supervise.policy import Policy
 from apollo.supervise.report import supervise_runs
@@ -33,6 +33,7 @@ PHASES = ("collect", "supervise", "export", "train", "evaluate", "report")
 # at least one step per instance, so this only stops a collection that makes no progress.
 MAX_ROUNDS = 50
 SPEC_RECORD = "spec.json"
+LOCK = "experiment.lock"
 
 
 class ExperimentIncomplete(ExperimentError):
@@ -47,8 +48,11 @@ def experiment_dir(home: Home, exp: Experiment) -> Path:
 
 def _recorded(exp: Experiment) -> dict[str, Any]:
     """What must not change once an experiment started: everything but the power settings,
-    which only the report reads, and the profiles (applied already)."""
-    return exp.spec.model_dump(mode="json", exclude={"power", "profiles"})
+    which only the report reads, and the profiles (applied already); and the version
+    (digest) of every family, since an edited family makes other instances."""
+    out = exp.spec.model_dump(mode="json", exclude={"power", "profiles"})
+    out["family_digests"] = {f.id: f.digest for f in exp.families}
+    return out
 
 
 class Driver:
@@ -67,16 +71,26 @@ class Driver:
         self.home, self.exp = home, exp
         self.say, self.view, self.concurrency = say, view, concurrency
         self.dir = experiment_dir(home, exp)
+        self._lock: IO[str] | None = None  # held from claim() until the process ends
 
     def claim(self) -> None:
-        """Record the spec in the home, or refuse one that differs from the recorded one
-        (continuing would mix two experiments under one name)."""
+        """Hold the experiment for this process, and record its spec in the home, or refuse
+        one that differs from the recorded one (continuing would mix two experiments under
+        one name)."""
+        if self._lock is None:
+            self._lock = try_lock(self.dir / LOCK)
+            if self._lock is None:
+                raise ExperimentError(
+                    f"experiment {self.exp.name!r} in {self.home.path} is being run by another "
+                    "live process; wait for it to end or stop it"
+                )
         path = self.dir / SPEC_RECORD
         now = _recorded(self.exp)
         if path.is_file():
             was = json.loads(path.read_text(encoding="utf-8"))
             differs = sorted(k for k in now.keys() | was.keys() if now.get(k) != was.get(k))
             if differs:
+                self.release()
                 raise ExperimentError(
                     f"experiment {self.exp.name!r} in {self.home.path} was started with another "
                     f"spec ({', '.join(differs)} differ); restore those fields, or give the "
@@ -92,14 +106,23 @@ class Driver:
         """Every phase, in order."""
         self.home.open_store().close()  # a store that cannot be used is refused before anything
         self.claim()
-        collections = await self.collect_all()
-        await self.supervise([e.run_id for c in collections.values() for e in c.episodes])
-        exports = self.export_all(collections)
-        trainings = self.train_all(exports)
-        evaluations = await self.evaluate_all(trainings)
-        outcome = Outcome(collections, exports, trainings, evaluations)
-        self.report(outcome)
-        return outcome
+        try:
+            collections = await self.collect_all()
+            await self.supervise([e.run_id for c in collections.values() for e in c.episodes])
+            exports = self.export_all(collections)
+            trainings = self.train_all(exports)
+            evaluations = await self.evaluate_all(trainings)
+            outcome = Outcome(collections, exports, trainings, evaluations)
+            self.report(outcome)
+            return outcome
+        finally:
+            self.release()
+
+    def release(self) -> None:
+        """Let another process run the experiment (claim() held it)."""
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
 
     def report(self, outcome: Outcome) -> None:
         """results.json, report.md, episodes.jsonl and the plots (rewritten every time: they

@@ -215,9 +215,10 @@ class Presence(TypedDict):
 
 class AnnotatorDecision(TypedDict):
     """An LLM annotator read the run up to `step` and decided (`outcome`): `posted` a hint
-    (`guidance_id`), `no_intervention`, `refused` (the hint held a hidden value of the
-    instance, or was empty or too long), `unparseable` (no decision in its answer) or
-    `model_error`. `reason` is the model's why (or the failure)."""
+    (`hint`, queued as guidance `guidance_id` in the same append), `no_intervention`,
+    `refused` (its hint held a hidden value of the instance or was too long; the hint is not
+    kept), `unparseable` (no decision in its answer) or `model_error`. `reason` is the
+    model's why, or the failure."""
 
     annotator: str
     step: int

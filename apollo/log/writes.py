@@ -36,18 +36,17 @@ def check_drift_step(run: RunRecord, drift_from_step: int) -> None:
         )
 
 
-def post_guidance(
+def _guidance(
     store: Store,
     run_id: str,
     author: str,
     text: str,
-    kind: str = "hint",
-    drift_from_step: int | None = None,
-    urgent: bool = False,
-    hint_id: str | None = None,
-) -> Event:
-    """Queue guidance for a run; the agent delivers it at its next step boundary. The
-    simulated annotator names the task's hint it posts (`hint_id`)."""
+    kind: str,
+    drift_from_step: int | None,
+    urgent: bool,
+    hint_id: str | None,
+) -> NewEvent:
+    """A checked guidance event for a live run (not yet appended)."""
     text = text.strip()
     if not text:
         raise ValueError("guidance text is empty; write what the agent should know or do")
@@ -70,7 +69,23 @@ def post_guidance(
     }
     if hint_id is not None:
         payload["hint_id"] = hint_id
-    return _append(store, run_id, schema.GUIDANCE.new(payload, actor=author))
+    return schema.GUIDANCE.new(payload, actor=author)
+
+
+def post_guidance(
+    store: Store,
+    run_id: str,
+    author: str,
+    text: str,
+    kind: str = "hint",
+    drift_from_step: int | None = None,
+    urgent: bool = False,
+    hint_id: str | None = None,
+) -> Event:
+    """Queue guidance for a run; the agent delivers it at its next step boundary. The
+    simulated annotator names the task's hint it posts (`hint_id`)."""
+    event = _guidance(store, run_id, author, text, kind, drift_from_step, urgent, hint_id)
+    return _append(store, run_id, event)
 
 
 def post_control(store: Store, run_id: str, author: str, action: str) -> Event:
@@ -147,12 +162,22 @@ def post_presence(store: Store, run_id: str, author: str, seconds: float) -> Eve
     return _append(store, run_id, presence)
 
 
-def post_decision(store: Store, run_id: str, decision: schema.AnnotatorDecision) -> Event:
-    """Record what an LLM annotator decided at a step (hint or not), under its identity."""
-    event = schema.ANNOTATOR_DECISION.new(
-        decision, actor=decision["annotator"], step=decision["step"]
-    )
-    return _append(store, run_id, event)
+def post_decision(
+    store: Store, run_id: str, decision: schema.AnnotatorDecision, hint_kind: str | None = None
+) -> Event:
+    """Record what an LLM annotator decided at a step, under its identity; with `hint_kind`,
+    its `hint` is queued as guidance of that kind in the same append (so the log never holds
+    the hint without the decision that counts it), and the decision names it."""
+    events: list[NewEvent] = []
+    if hint_kind is not None:
+        text = decision["hint"] or ""
+        events.append(
+            _guidance(store, run_id, decision["annotator"], text, hint_kind, None, False, None)
+        )
+        decision = {**decision, "guidance_id": schema.GUIDANCE.payload(events[0])["id"]}
+    actor, step = decision["annotator"], decision["step"]
+    events.append(schema.ANNOTATOR_DECISION.new(decision, actor=actor, step=step))
+    return store.append(run_id, events)[-1]
 
 
 def _append(store: Store, run_id: str, event: NewEvent) -> Event:

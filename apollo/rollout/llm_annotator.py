@@ -23,13 +23,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from apollo.env.family import ANNOTATOR_NOTES
-from apollo.env.task import TRUTH_DIR, Task
+from apollo.env.task import TASKS_DIR, TRUTH_DIR, Task
 from apollo.llm.base import ChatModel, ModelError
 from apollo.log import schema
 from apollo.log.actions import action_texts
 from apollo.log.events import Event
 from apollo.log.store import RunEnded, Store
-from apollo.log.writes import MAX_GUIDANCE_CHARS, post_decision, post_guidance
+from apollo.log.writes import MAX_GUIDANCE_CHARS, post_decision
 from apollo.rollout.annotator import RunFacts, ensure_identity
 from apollo.rollout.prompts import prompt
 from apollo.supervise.judge import JudgeConfig, render_step
@@ -81,8 +81,15 @@ def hidden_values(task: Task) -> set[str]:
 
 
 def reference_notes(task: Task) -> str:
-    """The family's private notes for annotators, or '' when it has none."""
-    path = task.eval_dir / ANNOTATOR_NOTES
+    """The family's private notes for annotators, or '' when it has none. An instance of a
+    built-in family reads its family's current notes: the notes are not in the digest, so an
+    instance made before they were written or edited holds an old copy."""
+    instance = task.spec.instance
+    family = TASKS_DIR / instance.family if instance is not None else None
+    if family is not None and (family / "task.yaml").is_file():
+        path = family / "eval" / ANNOTATOR_NOTES
+    else:  # a task of its own, or an instance of a family folder elsewhere: its own copy
+        path = task.eval_dir / ANNOTATOR_NOTES
     return path.read_text(encoding="utf-8").strip() if path.is_file() else ""
 
 
@@ -216,34 +223,32 @@ class LLMAnnotator:
             }
             return post_decision(self.store, self.run_id, decision)
         drifted, reason, hint = parsed
-        decision |= {"drifted": drifted, "reason": reason[:500], "hint": hint}
-        if drifted and hint is not None:
-            refusal = self.refusal(hint)
-            if refusal:  # the refused text is not kept: it may hold the answer
-                decision |= {
-                    "outcome": "refused",
-                    "reason": f"{refusal} ({reason[:300]})",
-                    "hint": None,
-                }
-            else:
-                guidance = post_guidance(
-                    self.store, self.run_id, author=self.name, text=hint, kind="strategy"
-                )
-                payload = schema.GUIDANCE.payload(guidance)
-                decision |= {"outcome": "posted", "guidance_id": payload["id"]}
-        event = post_decision(self.store, self.run_id, decision)
-        self._read()
-        return event
+        reason = self._withheld(reason)[:500]
+        decision |= {"drifted": drifted, "reason": reason}
+        if not drifted or hint is None:
+            return post_decision(self.store, self.run_id, decision)
+        refusal = self.refusal(hint)
+        if refusal:  # the refused text is not kept: it may hold the answer
+            decision |= {"outcome": "refused", "reason": f"{refusal} ({reason[:300]})"}
+            return post_decision(self.store, self.run_id, decision)
+        decision |= {"outcome": "posted", "hint": hint}
+        return post_decision(self.store, self.run_id, decision, hint_kind="strategy")
+
+    def _withheld(self, text: str) -> str:
+        """`text`, or a note in its place when it holds a hidden value (the console and
+        `apollo show` display decisions' reasons)."""
+        lowered = text.lower()
+        if any(v.lower() in lowered for v in self.hidden):
+            return "(its reason is withheld: it held a hidden value of the instance)"
+        return text
 
     def refusal(self, hint: str) -> str | None:
         """Why a hint may not be posted, or None: it holds a hidden value of the instance,
         or is too long for guidance."""
         if len(hint) > MAX_GUIDANCE_CHARS:
             return f"the hint is {len(hint)} characters, above {MAX_GUIDANCE_CHARS}"
-        lowered = hint.lower()
-        leaked = sorted(v for v in self.hidden if v.lower() in lowered)
-        if leaked:
-            return f"the hint holds {len(leaked)} hidden value(s) of the instance"
+        if self._withheld(hint) != hint:
+            return "the hint held a hidden value of the instance"
         return None
 
     async def follow(self) -> None:

@@ -333,7 +333,11 @@ def train(
         finally:
             progress.close()
     record = finish(options, data, base, trainer, trainable, total, device, command, started)
-    (options.out / "train.json").write_text(json.dumps(record, indent=2), encoding="utf-8")
+    # Written whole or not at all: its presence means a finished training (a kill mid-write
+    # must not leave a truncated one).
+    staged = options.out / "train.json.tmp"
+    staged.write_text(json.dumps(record, indent=2), encoding="utf-8")
+    staged.replace(options.out / "train.json")
     return TrainResult(options.out, record)
 
 

@@ -68,10 +68,13 @@ def test_the_phases_make_each_arms_data_and_a_second_run_redoes_nothing(tmp_path
 
         def phases(driver: Driver) -> dict[str, ArmExport]:
             driver.claim()
-            collections = asyncio.run(driver.collect_all())
-            runs = [e.run_id for c in collections.values() for e in c.episodes]
-            asyncio.run(driver.supervise(runs))
-            return driver.export_all(collections)
+            try:
+                collections = asyncio.run(driver.collect_all())
+                runs = [e.run_id for c in collections.values() for e in c.episodes]
+                asyncio.run(driver.supervise(runs))
+                return driver.export_all(collections)
+            finally:
+                driver.release()
 
         exports = phases(driver)
         requests = len(server.requests)
@@ -121,6 +124,12 @@ def test_the_phases_make_each_arms_data_and_a_second_run_redoes_nothing(tmp_path
         other = load_experiment(spec_file(tmp_path, server.base_url, collect={"n": 2}))
         with pytest.raises(ExperimentError, match=r"another spec \(collect differ\)"):
             Driver(Home(home), other).claim()
+        # One process at a time runs an experiment.
+        holder = Driver(Home(home), exp)
+        holder.claim()
+        with pytest.raises(ExperimentError, match="being run by another live process"):
+            Driver(Home(home), exp).claim()
+        holder.release()
 
 
 def test_the_apollo_llm_arm_is_collected_with_the_llm_annotator(tmp_path: Path) -> None:
@@ -136,7 +145,6 @@ def test_the_apollo_llm_arm_is_collected_with_the_llm_annotator(tmp_path: Path) 
         exp = load_experiment(spec)
         assert any("collect: guided-llm (apollo-llm)" in line for line in make_plan(exp).lines())
         driver = Driver(Home(home), exp, say=lambda line: None)
-        driver.claim()
         collections = asyncio.run(driver.collect_all())
         exports = driver.export_all(collections)
     assert set(collections) == {GUIDED, GUIDED_LLM}

@@ -8,7 +8,7 @@ import asyncio
 import json
 import subprocess
 import sys
-import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -64,7 +64,7 @@ def test_decisions_refusals_rate_limits_and_a_restart(tmp_path: Path) -> None:
     run = FakeRun(store, store.create_run(task.id, {"options": {}}).id)
     run.start()
     script = [
-        decision(False),
+        decision(False, reason=f"it ran {answer} already"),  # a reason that gives it away
         decision(True, f"Run {answer} last."),  # the instance's answer: refused
         reply("I think the run is fine."),  # no decision in it
         decision(True, "Compare the dev accuracy of every filter before choosing."),
@@ -85,7 +85,9 @@ def test_decisions_refusals_rate_limits_and_a_restart(tmp_path: Path) -> None:
         return out
 
     with ScriptedServer(script) as server:
-        outcomes = asyncio.run(steps(server.base_url, 14))
+        # A restart after step 8 (a new annotator on the same run) reads its state back.
+        outcomes = asyncio.run(steps(server.base_url, 8))
+        outcomes += asyncio.run(steps(server.base_url, 6))
         # Decided at steps 2, 4, 6 (every 2), then a hint at 8; the next hint no sooner than
         # step 11; then the two hints allowed are spent and it never asks again.
         made = {i + 1: d["outcome"] for i, d in enumerate(outcomes) if d is not None}
@@ -106,10 +108,15 @@ def test_decisions_refusals_rate_limits_and_a_restart(tmp_path: Path) -> None:
 
     logged = decisions(store, run.run_id)
     assert [d["step"] for d in logged] == [2, 4, 6, 8, 11]
-    assert answer not in json.dumps([d["reason"] for d in logged])
+    assert answer not in json.dumps(logged)  # neither reasons nor refused hints keep it
+    assert "withheld" in logged[0]["reason"]
     refused = logged[1]
     assert refused["guidance_id"] is None and "hidden value" in refused["reason"]
-    assert refused["hint"] is None  # not even the log keeps the answer it gave away
+    assert refused["hint"] is None
+    assert [d["hint"] for d in logged[3:]] == [
+        "Compare the dev accuracy of every filter before choosing.",
+        "Run the best filter again last, then submit.",
+    ]
     guidance = [schema.GUIDANCE.payload(e) for e in store.events(run.run_id, kinds=[Kind.GUIDANCE])]
     assert [(g["author"], g["kind"]) for g in guidance] == [(LLM_NAME, "strategy")] * 2
     assert [g["id"] for g in guidance] == [logged[3]["guidance_id"], logged[4]["guidance_id"]]
@@ -117,7 +124,7 @@ def test_decisions_refusals_rate_limits_and_a_restart(tmp_path: Path) -> None:
     events = store.events(run.run_id, kinds=[Kind.ANNOTATOR_DECISION])
     assert {e.actor for e in events} == {LLM_NAME}
 
-    # A restart reads its decisions and hints back: nothing is asked again.
+    # Once both hints are spent, another restart asks nothing more.
     with ScriptedServer([decision(True, "should never be asked")]) as again:
         assert asyncio.run(steps(again.base_url, 3)) == [None] * 3
         assert again.requests == []
@@ -150,13 +157,13 @@ def test_a_model_that_fails_is_a_logged_decision_not_a_crash(tmp_path: Path) -> 
 
 
 class WaitForAnnotator(ScriptedServer):
-    """The agent's model: three `run` steps, then `finish`, which it answers only after the
-    annotator's model has been asked (due at step 3), so a decision is made while the run
-    is live: a condition, not a time."""
+    """The agent's model: three `run` steps, then `finish`, which it answers only once the
+    store holds the annotator's decision (due at step 3), so the decision is made while the
+    run is live: a condition, not a time."""
 
-    def __init__(self, asked: threading.Event) -> None:
+    def __init__(self, db: Path) -> None:
         super().__init__(default=self._answer)
-        self.asked = asked
+        self.db = db
 
     def _answer(self, request: Request) -> dict[str, Any]:
         if not request.body.get("tools"):  # a summary call (not expected in a run this short)
@@ -164,21 +171,31 @@ class WaitForAnnotator(ScriptedServer):
         done = sum(m.get("role") == "tool" for m in request.body["messages"])
         if done < 3:
             return reply("looking", tool_calls=[call("run", {"command": f"echo {done}"})])
-        if not self.asked.wait(120):
-            raise AssertionError("the annotator's model was never asked")
+        deadline = time.monotonic() + 120
+        while not self._decided():
+            if time.monotonic() > deadline:
+                raise AssertionError("the annotator never logged a decision")
+            time.sleep(0.05)
         return reply("done", tool_calls=[call("finish", {"summary": "looked around"})])
+
+    def _decided(self) -> bool:
+        store = SQLiteStore(self.db)
+        try:
+            return any(
+                store.events(r.id, kinds=[Kind.ANNOTATOR_DECISION]) for r in store.list_runs()
+            )
+        finally:
+            store.close()
 
 
 @pytest.mark.slow
 def test_apollo_run_with_the_llm_annotator(tmp_path: Path) -> None:
-    asked = threading.Event()
-
     def annotator_model(request: Request) -> dict[str, Any]:
-        asked.set()
         return decision(False, reason="on track")
 
     home = tmp_path / "home"
-    with WaitForAnnotator(asked) as agent, ScriptedServer(default=annotator_model) as watcher:
+    agent_model = WaitForAnnotator(home / "apollo.db")
+    with agent_model as agent, ScriptedServer(default=annotator_model) as watcher:
         done = subprocess.run(
             [
                 *(sys.executable, "-m", "apollo.cli", "run", "noise-filter@1000"),

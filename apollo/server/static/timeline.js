@@ -405,7 +405,7 @@ const CONTROL_WORDS = { pause: "Paused", resume: "Resumed", stop: "Stop requeste
 const DECISION_WORDS = {
   posted: "posted a hint",
   no_intervention: "no intervention",
-  refused: "its hint was refused (it held a hidden value)",
+  refused: "its hint was refused",
   unparseable: "no decision in its answer",
   model_error: "its model failed",
 };
