@@ -22,6 +22,7 @@ from apollo.export.formats.tokenized import Tokenized, load_tokenizer
 from apollo.export.pipeline import RunFilter, export
 from apollo.export.windows import WindowOptions
 from apollo.llm import models
+from apollo.log.store import FINAL_STATUSES
 from apollo.rollout.batch import Batch, BatchPlan, BatchResult, BatchView
 from apollo.rollout.home import Home, try_lock
 from apollo.rollout.runner import RunOptions
@@ -200,14 +201,19 @@ class Driver:
             max_steps=max_steps,
         )
 
-    async def _drive(self, plan: BatchPlan, what: str) -> BatchResult:
-        """Drive a batch to its end; ExperimentIncomplete when runs stopped on errors."""
+    async def _drive(
+        self, plan: BatchPlan, what: str, stop: Callable[[], bool] | None = None
+    ) -> BatchResult:
+        """Drive a batch to its end (`stop`: asked before each new run); ExperimentIncomplete
+        when runs stopped on errors."""
         title = f"experiment {self.exp.name} · {what}"
-        result = await Batch(self.home, plan).drive(self.concurrency, self.view(title))
-        if result.open:
+        batch = Batch(self.home, plan)
+        result = await batch.drive(self.concurrency, self.view(title), stop=stop)
+        unended = [s for s in result.open if s.run_id is not None]  # not: never started
+        if unended:
             why = "; ".join(f"{run}: {reason}" for run, reason in result.failed.items())
             raise ExperimentIncomplete(
-                f"{what}: {len(result.open)} runs did not end"
+                f"{what}: {len(unended)} runs did not end"
                 + (f" ({why})" if why else "")
                 + "; run the same command again to resume them"
             )
@@ -217,15 +223,18 @@ class Driver:
         return tuple(str(f.task.path) for f in self.exp.families)
 
     async def collect(self, collection: str, annotator: str, steps: int = 0) -> Collected:
-        """One collection of the training instances; with `steps`, whole rounds of them are
-        added until their steps reach it (the no-human arm's rollout compute matches the
-        guided collection's)."""
+        """One collection of the training instances; with `steps`, rounds of them (repeat 0,
+        1, ...) until their steps reach it, no run started once they have: the no-human
+        arm's rollout compute matches the guided collection's, up to the steps of the run
+        that reached it. The same rule gives the same runs on a resume."""
         spec = self.exp.spec.collect
+        tag = self.tag(collection)
+        reached = (lambda: self._ended_steps(tag) >= steps) if steps else None
         rounds = 1
         while True:
             plan = BatchPlan(
                 kind="collect",
-                tag=self.tag(collection),
+                tag=tag,
                 families=self._families(),
                 split=spec.split,
                 n=spec.n,
@@ -233,11 +242,30 @@ class Driver:
                 options=self._options(annotator, spec.max_steps),
             )
             what = f"collect {collection}" + (f" · round {rounds}" if rounds > 1 else "")
-            result = await self._drive(plan, what)
-            done = Collected(self.tag(collection), tuple(result.episodes), rounds)
-            if done.steps >= steps or rounds >= MAX_ROUNDS:
+            result = await self._drive(plan, what, stop=reached)
+            done = Collected(tag, tuple(result.episodes), rounds)
+            if done.steps >= steps:
+                return done
+            if rounds >= MAX_ROUNDS:
+                self._say(
+                    "collect",
+                    f"{collection}: {rounds} rounds gave {done.steps} of {steps} steps; "
+                    "stopped there (the runs make next to no steps)",
+                )
                 return done
             rounds += 1
+
+    def _ended_steps(self, tag: str) -> int:
+        """The steps of a batch's runs that ended, from the runs table."""
+        store = self.home.open_store()
+        try:
+            return sum(
+                r.step
+                for r in store.list_runs(limit=10**9)
+                if (r.config.get("batch") or {}).get("tag") == tag and r.status in FINAL_STATUSES
+            )
+        finally:
+            store.close()
 
     async def supervise(self, runs: Sequence[str]) -> int:
         """Label the runs with the rules (a rule label already written is not written again);

@@ -167,14 +167,19 @@ def test_unguided_rounds_are_added_until_their_steps_reach_the_target(tmp_path: 
         driver = Driver(Home(home), exp, say=lambda line: None)
         one = asyncio.run(driver.collect(UNGUIDED, "none"))
         assert one.rounds == 1 and one.steps > 0
+        # One step more than a round gives: a second round, with no run started once the
+        # steps are reached, so it holds one run (the policy takes the same steps each run).
         more = asyncio.run(driver.collect(UNGUIDED, "none", steps=one.steps + 1))
         assert more.rounds == 2 and more.steps >= one.steps + 1
         rows = runs_of(home, driver.tag(UNGUIDED))
         assert sorted((s, r) for s, r, _, _ in rows) == sorted(
-            (s, r) for s in SEEDS for r in (0, 1)
+            [(s, 0) for s in SEEDS] + [(1000, 1)]
         )
-        # The first round's runs were kept, not run again.
+        # The first round's runs were kept, not run again; asked again, nothing runs.
         assert {run for _, r, run, _ in rows if r == 0} == {e.run_id for e in one.episodes}
+        requests = len(server.requests)
+        again = asyncio.run(driver.collect(UNGUIDED, "none", steps=one.steps + 1))
+        assert len(server.requests) == requests and again.steps == more.steps
 
 
 @pytest.mark.slow
