@@ -102,6 +102,64 @@ def paired_difference(
     return mean_ci(diff.tolist(), resamples, confidence, seed)
 
 
+def _seed_means(data: np.ndarray, picks: np.ndarray) -> np.ndarray:
+    """Per seed (row of `data`), the mean over each resample's instances: (seeds, resamples)."""
+    return data[:, picks].mean(axis=2)
+
+
+def _nested(
+    arms: Sequence[Sequence[Sequence[float]]], resamples: int, confidence: float, seed: int
+) -> tuple[list[float], float, float]:
+    """Two-level bootstrap of each arm's mean (arm: seeds x instances, the instances the same
+    for every arm and seed): per resample, instances are drawn once for all arms (paired),
+    each arm's seeds apart. The point estimates, and the interval of the last arm's mean
+    minus the first's (or of the only arm's mean)."""
+    data = [np.asarray(a, dtype=float) for a in arms]
+    n = data[0].shape[1]
+    if n == 0 or any(d.ndim != 2 or d.shape[1] != n or d.shape[0] == 0 for d in data):
+        raise ValueError("give each arm as seeds x instances, the same instances for every arm")
+    rng = np.random.default_rng(seed)
+    out = np.empty(resamples)
+    for start in range(0, resamples, _CHUNK):
+        size = min(_CHUNK, resamples - start)
+        picks = rng.integers(0, n, size=(size, n))
+        means = []
+        for d in data:
+            per_seed = _seed_means(d, picks)  # (seeds, size)
+            drawn = rng.integers(0, d.shape[0], size=(size, d.shape[0]))
+            means.append(np.take_along_axis(per_seed.T, drawn, axis=1).mean(axis=1))
+        out[start : start + size] = means[-1] - means[0] if len(means) > 1 else means[0]
+    tail = (1 - confidence) / 2
+    lo, hi = np.quantile(out, [tail, 1 - tail])
+    return [float(d.mean()) for d in data], float(lo), float(hi)
+
+
+def nested_mean_ci(
+    values: Sequence[Sequence[float]],
+    resamples: int = RESAMPLES,
+    confidence: float = CONFIDENCE,
+    seed: int = SEED,
+) -> Interval:
+    """The mean of `values[s][i]` (training seed s, instance i) with a two-level bootstrap
+    interval: instances and seeds both resampled, so the spread between training seeds
+    counts, not only the instances'."""
+    (mean,), lo, hi = _nested([values], resamples, confidence, seed)
+    return Interval(mean, lo, hi, len(values[0]))
+
+
+def nested_paired_difference(
+    a: Sequence[Sequence[float]],
+    b: Sequence[Sequence[float]],
+    resamples: int = RESAMPLES,
+    confidence: float = CONFIDENCE,
+    seed: int = SEED,
+) -> Interval:
+    """mean(b) - mean(a), each seeds x the same instances, with its two-level bootstrap
+    interval: instances resampled together (paired), each arm's seeds apart."""
+    (ma, mb), lo, hi = _nested([a, b], resamples, confidence, seed)
+    return Interval(mb - ma, lo, hi, len(a[0]))
+
+
 def best_so_far(
     points: Sequence[tuple[float, float]], grid: Sequence[float], floor: float
 ) -> list[float]:

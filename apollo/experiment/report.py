@@ -3,11 +3,11 @@
 (success per arm with its interval, best score against working time per arm, training loss
 per arm), written into the experiment's report folder.
 
-Intervals are percentile bootstraps over instances (apollo.eval.stats): an arm's instance
-value is the mean over its training seeds (and repeats) of that instance's episodes, and an
-arm is compared with `apollo` by the paired bootstrap difference on the instances both
-evaluated. The numbers are whatever the runs gave; the target the method claims is stated
-against them, met or not.
+Intervals are two-level percentile bootstraps (apollo.eval.stats): training seeds and
+instances are both resampled, so the spread between trainings counts, and an arm is compared
+with `apollo` on the instances both evaluated, the instances resampled together (paired).
+An instance's value within one training seed is the mean over its repeats. The numbers are
+whatever the runs gave; the target the method claims is stated against them, met or not.
 """
 
 from __future__ import annotations
@@ -19,11 +19,12 @@ from typing import Any
 
 from apollo.eval import report as eval_report
 from apollo.eval import stats
+from apollo.eval.report import Key
 from apollo.experiment import power
-from apollo.experiment.outcome import Outcome
+from apollo.experiment.outcome import Evaluated, Outcome
 from apollo.experiment.plan import GUIDED, GUIDED_LLM, PowerStatement, power_statement
 from apollo.experiment.spec import APOLLO, NO_HUMAN, UNTRAINED, Experiment
-from apollo.rollout.batch import Episode, Summary
+from apollo.rollout.batch import Summary
 
 RESULTS, REPORT, EPISODES = "results.json", "report.md", "episodes.jsonl"
 PLOTS = {"success": "success.png", "best_score": "best_score.png", "loss": "loss.png"}
@@ -35,38 +36,56 @@ def _relative(b: float, a: float) -> float | None:
     return (b - a) / a if a else None
 
 
-def arm_figures(episodes: Sequence[Episode], seeds: Sequence[int | None]) -> dict[str, Any]:
-    """One arm's success rate and mean score with 95% intervals over instances."""
-    values = eval_report.instance_values(episodes)
-    rate = stats.mean_ci([v[0] for v in values.values()])
-    score = stats.mean_ci([v[1] for v in values.values()])
+def _shared(evaluations: Sequence[Evaluated]) -> list[Key]:
+    """The instances every one of the evaluations holds, in order."""
+    sets = [set(eval_report.instance_values(ev.episodes)) for ev in evaluations]
+    return sorted(set.intersection(*sets)) if sets else []
+
+
+def _matrix(evaluations: Sequence[Evaluated], keys: Sequence[Key], what: int) -> list[list[float]]:
+    """Training seeds x instances: success rate (what=0) or mean score (1) of each."""
+    rows = []
+    for ev in evaluations:
+        values = eval_report.instance_values(ev.episodes)
+        rows.append([values[k][what] for k in keys])
+    return rows
+
+
+def arm_figures(evaluations: Sequence[Evaluated]) -> dict[str, Any]:
+    """One arm's success rate and mean score with 95% two-level bootstrap intervals (its
+    training seeds and the instances they all evaluated resampled)."""
+    keys = _shared(evaluations)
+    rate = stats.nested_mean_ci(_matrix(evaluations, keys, 0))
+    score = stats.nested_mean_ci(_matrix(evaluations, keys, 1))
     return {
-        "n": len(values),
-        "episodes": len(episodes),
+        "n": len(keys),
+        "episodes": sum(len(ev.episodes) for ev in evaluations),
         "success_rate": rate.value,
         "success_ci95": [rate.lo, rate.hi],
         "mean_score": score.value,
         "mean_score_ci95": [score.lo, score.hi],
-        "seeds": [s for s in seeds if s is not None],
+        "seeds": [ev.seed for ev in evaluations if ev.seed is not None],
     }
 
 
-def paired(apollo: Sequence[Episode], other: Sequence[Episode]) -> dict[str, Any]:
-    """Apollo minus another arm in success rate, paired on shared instances."""
-    va, vo = eval_report.instance_values(apollo), eval_report.instance_values(other)
-    shared = sorted(set(va) & set(vo))
-    if not shared:
+def paired(apollo: Sequence[Evaluated], other: Sequence[Evaluated]) -> dict[str, Any]:
+    """Apollo minus another arm in success rate on the instances both evaluated, with the
+    two-level paired bootstrap interval; `discordant_share` is the share of (Apollo seed,
+    other seed, instance) outcomes that differ, for McNemar's sample size."""
+    keys = _shared([*apollo, *other])
+    if not keys:
         return {"diff": None, "ci95": None, "relative": None, "shared": 0}
-    a = [va[k][0] for k in shared]
-    o = [vo[k][0] for k in shared]
-    d = stats.paired_difference(o, a)
-    discordant = sum(x != y for x, y in zip(a, o, strict=True)) / len(shared)
+    a, o = _matrix(apollo, keys, 0), _matrix(other, keys, 0)
+    d = stats.nested_paired_difference(o, a)
+    mean_a = sum(map(sum, a)) / (len(a) * len(keys))
+    mean_o = sum(map(sum, o)) / (len(o) * len(keys))
+    pairs = [abs(x - y) for ra in a for ro in o for x, y in zip(ra, ro, strict=True)]
     return {
         "diff": d.value,
         "ci95": [d.lo, d.hi],
-        "relative": _relative(sum(a) / len(a), sum(o) / len(o)),
-        "shared": len(shared),
-        "discordant_share": discordant,
+        "relative": _relative(mean_a, mean_o),
+        "shared": len(keys),
+        "discordant_share": sum(pairs) / len(pairs),
     }
 
 
@@ -90,17 +109,21 @@ def _power(statement: PowerStatement, pair: dict[str, Any] | None) -> dict[str, 
     return out
 
 
+def _by_arm(outcome: Outcome) -> dict[str, list[Evaluated]]:
+    """Each arm's evaluations (one per training seed; one for the untrained base)."""
+    out: dict[str, list[Evaluated]] = {}
+    for ev in outcome.evaluations:
+        out.setdefault(ev.arm, []).append(ev)
+    return out
+
+
 def results(exp: Experiment, outcome: Outcome) -> dict[str, Any]:
     """Everything the report says, as JSON."""
-    by_arm: dict[str, list[Episode]] = {}
-    seeds: dict[str, list[int | None]] = {}
-    for ev in outcome.evaluations:
-        by_arm.setdefault(ev.arm, []).extend(ev.episodes)
-        seeds.setdefault(ev.arm, []).append(ev.seed)
+    by_arm = _by_arm(outcome)
     arms: dict[str, dict[str, Any]] = {}
     for arm in exp.spec.arms:  # in the spec's order; an arm with no data has no figures
         if arm in by_arm:
-            arms[arm] = arm_figures(by_arm[arm], seeds[arm])
+            arms[arm] = arm_figures(by_arm[arm])
         else:
             arms[arm] = {
                 "n": 0,
@@ -308,9 +331,7 @@ def _plots(res: dict[str, Any], outcome: Outcome, out: Path) -> None:
     fig.savefig(out / PLOTS["success"])
     plt.close(fig)
 
-    groups: dict[str, list[Episode]] = {}
-    for ev in outcome.evaluations:
-        groups.setdefault(ev.arm, []).extend(ev.episodes)
+    groups = {arm: [e for ev in evs for e in ev.episodes] for arm, evs in _by_arm(outcome).items()}
     eval_report.plot_groups(groups, out / PLOTS["best_score"])
 
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from apollo.eval import stats
 from apollo.eval.stats import best_so_far, mean_ci, paired_difference, pass_at_k, wilson
 
 
@@ -96,3 +97,29 @@ def test_wilson_interval_is_not_a_point_where_the_bootstrap_is() -> None:
     assert wilson(0, 5).hi > 0.4
     with pytest.raises(ValueError, match="0 <= successes <= n"):
         wilson(6, 5)
+
+
+def test_the_two_level_interval_counts_the_spread_between_training_seeds() -> None:
+    # Two trainings that disagree on every instance: averaged per instance they look certain
+    # (0.5 everywhere); resampling the trainings too shows the doubt.
+    split = [[1.0] * 30, [0.0] * 30]
+    flat = stats.mean_ci([0.5] * 30)
+    assert flat.lo == flat.hi == 0.5
+    nested = stats.nested_mean_ci(split)
+    assert nested.value == 0.5 and nested.lo == 0.0 and nested.hi == 1.0
+    # One training: the instance bootstrap alone, about as wide as the flat one.
+    one = [[float(i % 3 == 0) for i in range(60)]]
+    alone, plain = stats.nested_mean_ci(one), stats.mean_ci(one[0])
+    assert alone.value == plain.value
+    assert abs((alone.hi - alone.lo) - (plain.hi - plain.lo)) < 0.05
+
+
+def test_the_two_level_paired_difference() -> None:
+    a = [[float(i % 4 == 0) for i in range(40)]] * 3
+    b = [[1.0 if i % 4 == 0 or i % 4 == 1 else 0.0 for i in range(40)]] * 3
+    d = stats.nested_paired_difference(a, b)
+    assert abs(d.value - 0.25) < 1e-12 and 0 < d.lo < 0.25 < d.hi
+    same = stats.nested_paired_difference(a, a)
+    assert same.value == same.lo == same.hi == 0.0
+    with pytest.raises(ValueError, match="the same instances for every arm"):
+        stats.nested_paired_difference(a, [[1.0] * 39])
