@@ -25,6 +25,8 @@ def read_mapping(path: Path, fields: str) -> dict[str, Any]:
         raise ValueError(f"{path}: not valid YAML ({exc}); fix the syntax") from exc
     except UnicodeDecodeError as exc:
         raise ValueError(f"{path}: not UTF-8 text ({exc}); save it as UTF-8") from exc
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot be read ({exc.strerror or exc}); check it") from exc
     if not isinstance(raw, dict):
         raise ValueError(f"{path}: must be a mapping of fields ({fields})")
     return raw

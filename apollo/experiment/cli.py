@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 
 from apollo.rollout.cli import AddFn
 from apollo.rollout.home import Home
@@ -42,7 +43,7 @@ def cmd_experiment(args: argparse.Namespace, home: Home) -> int:
         print(
             "apollo: interrupted; run the same command again to continue the experiment "
             "(nothing that finished is redone)",
-            flush=True,
+            file=sys.stderr,
         )
         return 130
     print(safe(f"experiment {experiment.name} done: {experiment.report_dir / REPORT}"))
@@ -54,7 +55,8 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser], add: 
     p = add(
         "experiment",
         cmd_experiment,
-        "the method's ablation (untrained / no-human / no-mask / apollo / apollo-stripped) "
+        "the method's ablation (untrained / no-human / no-mask / apollo / apollo-stripped / "
+        "apollo-llm) "
         "from a spec: --plan checks it and prints the phases, sizes and power",
     )
     p.add_argument("spec", metavar="SPEC", help="the experiment's spec (YAML)")

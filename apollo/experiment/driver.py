@@ -196,8 +196,11 @@ class Driver:
         return RunOptions(
             model=model or spec.model,
             model_name=spec.model_name if not model else "default",
+            api_key_env=spec.api_key_env if not model else None,
             annotator=annotator,
-            annotator_model=models.canonical(spec.collect.annotator_model),
+            annotator_model=spec.collect.annotator_model,
+            annotator_model_name=spec.collect.annotator_model_name,
+            annotator_api_key_env=spec.collect.annotator_api_key_env,
             max_steps=max_steps,
         )
 

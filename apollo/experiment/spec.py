@@ -50,6 +50,14 @@ class ExperimentError(ValueError):
     """An experiment spec that cannot be used; the message says where and how to fix it."""
 
 
+def _canonical(model: str) -> str:
+    """A `--model` value in full (an unknown embedded model: a ValueError naming them)."""
+    try:
+        return models.canonical(model)
+    except models.EmbeddedError as exc:
+        raise ValueError(str(exc)) from None
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -62,15 +70,14 @@ class Collect(_Strict):
     annotator: Literal["simulated"] = "simulated"
     # The apollo-llm arm's collection is guided by the LLM annotator on this model.
     annotator_model: str = LLM_ANNOTATOR_MODEL
+    annotator_model_name: str = "default"
+    annotator_api_key_env: str | None = None
     max_steps: int | None = Field(None, ge=1, description="cap below the families' budgets")
 
     @field_validator("annotator_model")
     @classmethod
     def _known(cls, v: str) -> str:
-        try:
-            return models.canonical(v)
-        except models.EmbeddedError as exc:
-            raise ValueError(str(exc)) from None
+        return _canonical(v)
 
 
 class Evaluate(_Strict):
@@ -89,6 +96,15 @@ class Power(_Strict):
     power: float = Field(0.8, gt=0, lt=1)
     base: float = Field(0.25, ge=0, lt=1, description="expected success rate of the base model")
     difference: float = Field(0.15, gt=0, lt=1, description="success-rate rise to detect")
+
+    @model_validator(mode="after")
+    def _reachable(self) -> Power:
+        if self.base + self.difference > 1:
+            raise ValueError(
+                f"base {self.base} + difference {self.difference} is above a 100% success rate; "
+                "lower one of them"
+            )
+        return self
 
 
 class Training(BaseModel):
@@ -136,9 +152,13 @@ class Training(BaseModel):
 class ExperimentSpec(_Strict):
     """The contents of SPEC.yaml."""
 
-    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$", description="experiments/<name>/")
+    # Short enough for batch tags (exp-NAME-PROFILE-unguided, at most 100 characters).
+    name: str = Field(
+        pattern=r"^[a-z0-9][a-z0-9_-]*$", max_length=60, description="experiments/<name>/"
+    )
     model: str = Field(description="the rollout policy: embedded:NAME or an endpoint URL")
     model_name: str = Field("default", description="the model name sent to an endpoint")
+    api_key_env: str | None = Field(None, description="the variable with the endpoint's key")
     base: str | None = Field(None, description="the model trained: embedded:NAME (default: model)")
     families: tuple[str, ...] = Field(min_length=1)
     collect: Collect
@@ -146,15 +166,14 @@ class ExperimentSpec(_Strict):
     arms: tuple[Arm, ...] = tuple(a for a in ARMS if a != APOLLO_LLM)
     training: Training = Training()
     power: Power = Power()
-    profiles: dict[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]*$")], dict[str, Any]] = {}
+    profiles: dict[
+        Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]*$", max_length=20)], dict[str, Any]
+    ] = {}
 
     @field_validator("model")
     @classmethod
     def _model(cls, v: str) -> str:
-        try:
-            return models.canonical(v)
-        except models.EmbeddedError as exc:
-            raise ValueError(str(exc)) from None
+        return _canonical(v)
 
     @field_validator("base")
     @classmethod
@@ -250,6 +269,11 @@ def _family(name: str, folder: Path, path: Path) -> Family:
 
 def _check_sizes(path: Path, spec: ExperimentSpec, families: tuple[Family, ...]) -> None:
     for family in families:
+        if family.task.spec.success_score is None:
+            raise ExperimentError(
+                f"{path}: field 'families': family {family.id} has no success_score in its "
+                "task.yaml; add the score at or above which a run counts as a success"
+            )
         for field, split, n in (
             ("collect", spec.collect.split, spec.collect.n),
             ("evaluate", spec.evaluate.split, spec.evaluate.n),

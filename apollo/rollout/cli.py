@@ -67,6 +67,9 @@ def add_annotator_options(p: argparse.ArgumentParser, default: str, help_: str) 
     p.add_argument(
         "--annotator-model-name", default="default", help="model name sent to its endpoint"
     )
+    p.add_argument(
+        "--annotator-api-key-env", metavar="VAR", help="environment variable with its API key"
+    )
 
 
 class AnnotatorSettings(TypedDict):
@@ -75,6 +78,7 @@ class AnnotatorSettings(TypedDict):
     annotator: str
     annotator_model: str
     annotator_model_name: str
+    annotator_api_key_env: str | None
 
 
 def annotator_settings(args: argparse.Namespace, annotator: str | None = None) -> AnnotatorSettings:
@@ -83,6 +87,7 @@ def annotator_settings(args: argparse.Namespace, annotator: str | None = None) -
         "annotator": annotator or args.annotator,
         "annotator_model": models.canonical(args.annotator_model),
         "annotator_model_name": args.annotator_model_name,
+        "annotator_api_key_env": args.annotator_api_key_env,
     }
 
 

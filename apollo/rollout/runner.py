@@ -43,6 +43,7 @@ class RunOptions:
     # The LLM annotator's model (`annotator == "llm"`): embedded:NAME or an endpoint URL.
     annotator_model: str = LLM_ANNOTATOR_MODEL
     annotator_model_name: str = "default"
+    annotator_api_key_env: str | None = None
     unsafe_no_sandbox: bool = False
     summary_threshold_tokens: int | None = None
     constrain: str | None = None  # constrained decoding for endpoints that support it
@@ -202,7 +203,9 @@ class Runner:
                 annotator_task = asyncio.create_task(annotator.follow())
             elif options.annotator == "llm":
                 watcher = RunOptions(
-                    model=options.annotator_model, model_name=options.annotator_model_name
+                    model=options.annotator_model,
+                    model_name=options.annotator_model_name,
+                    api_key_env=options.annotator_api_key_env,
                 )
                 watching = await model_lease.enter_async_context(self.model(watcher))
                 llm = LLMAnnotator(self.store, run_id, task, watching)

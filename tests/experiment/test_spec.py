@@ -120,6 +120,8 @@ def test_without_the_no_human_arm_there_is_no_unguided_collection(tmp_path: Path
         (with_(training={"seeds": []}), "field 'training.seeds'"),
         (with_(training={"seeds": [1, 1]}), "list each training seed once"),
         (with_(power={"difference": 0}), "field 'power.difference'"),
+        (with_(power={"base": 0.9, "difference": 0.15}), "above a 100% success rate"),
+        (with_(name="x" * 61), "field 'name'"),
         (with_(profiles={"smoke": {"name": "x"}}), "not its name or profiles"),
         # A broken profile is found when the spec loads, not when the profile is first used.
         (with_(profiles={"smoke": {"collect": {"n": -1}}}), "(with profile 'smoke')"),
