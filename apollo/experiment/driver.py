@@ -293,6 +293,9 @@ class Driver:
         card = card_path(out)
         if not card.is_file():
             out.parent.mkdir(parents=True, exist_ok=True)
+            # What an export killed before its end left (this process holds the experiment).
+            for stale in out.parent.glob(f".{data.arm}.*.part"):
+                stale.unlink()
             base = models.parse(self.exp.spec.base_model)
             assert base is not None  # the spec checked it
             gguf = models.ensure(base, models.cache_dir(self.home.path))
