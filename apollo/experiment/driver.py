@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, Any
 
+from apollo.experiment.compute import Compute
 from apollo.experiment.outcome import ArmExport, Collected, Evaluated, Outcome, Trained
 from apollo.experiment.plan import GUIDED, GUIDED_LLM, UNGUIDED, ArmData, arm_data
 from apollo.experiment.spec import APOLLO_LLM, NO_HUMAN, UNTRAINED, Experiment, ExperimentError
@@ -107,13 +108,19 @@ class Driver:
         """Every phase, in order."""
         self.home.open_store().close()  # a store that cannot be used is refused before anything
         self.claim()
+        spent = Compute(self.dir)
         try:
-            collections = await self.collect_all()
-            await self.supervise([e.run_id for c in collections.values() for e in c.episodes])
-            exports = self.export_all(collections)
-            trainings = self.train_all(exports)
-            evaluations = await self.evaluate_all(trainings)
-            outcome = Outcome(collections, exports, trainings, evaluations)
+            with spent.phase("collect"):
+                collections = await self.collect_all()
+            with spent.phase("supervise"):
+                await self.supervise([e.run_id for c in collections.values() for e in c.episodes])
+            with spent.phase("export"):
+                exports = self.export_all(collections)
+            with spent.phase("train"):
+                trainings = self.train_all(exports)
+            with spent.phase("evaluate"):
+                evaluations = await self.evaluate_all(trainings)
+            outcome = Outcome(collections, exports, trainings, evaluations, spent.spent)
             self.report(outcome)
             return outcome
         finally:

@@ -3,7 +3,7 @@ trainings and the evaluations (apollo.experiment.driver makes them, .report read
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -66,3 +66,5 @@ class Outcome:
     exports: dict[str, ArmExport]
     trainings: tuple[Trained, ...]
     evaluations: tuple[Evaluated, ...]
+    # CPU and wall seconds per phase, over every process that ran it (experiment.compute).
+    compute: dict[str, dict[str, float]] = field(default_factory=dict)

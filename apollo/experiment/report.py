@@ -176,11 +176,6 @@ def results(exp: Experiment, outcome: Outcome) -> dict[str, Any]:
             if record
             else None
         )
-    hours = {
-        "collect": sum(e.wall_s for c in outcome.collections.values() for e in c.episodes),
-        "train": sum((r or {}).get("wall_s", 0.0) for r in trainings.values()),
-        "evaluate": sum(e.wall_s for ev in outcome.evaluations for e in ev.episodes),
-    }
     return {
         "experiment": exp.name,
         "spec": str(exp.path),
@@ -199,7 +194,10 @@ def results(exp: Experiment, outcome: Outcome) -> dict[str, Any]:
         ),
         "data": data,
         "trainings": trainings,
-        "wall_hours": {k: round(v / 3600, 3) for k, v in hours.items()},
+        "compute_hours": {
+            phase: {"cpu": round(t["cpu_s"] / 3600, 3), "wall": round(t["wall_s"] / 3600, 3)}
+            for phase, t in outcome.compute.items()
+        },
     }
 
 
@@ -304,9 +302,13 @@ def markdown(res: dict[str, Any]) -> str:
         )
     lines += [
         "",
-        "## Compute (wall hours)",
+        "## Compute (hours, every process that ran the experiment)",
         "",
-        ", ".join(f"{k} {v:g}" for k, v in res["wall_hours"].items()),
+        "; ".join(
+            f"{phase} {t['cpu']:g} CPU, {t['wall']:g} wall"
+            for phase, t in res["compute_hours"].items()
+        )
+        or "not measured",
         "",
         f"Plots: {', '.join(PLOTS.values())}; every episode: {EPISODES}.",
         "",

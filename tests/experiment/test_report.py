@@ -98,8 +98,9 @@ def outcome(tmp_path: Path, no_human_wins: int | None) -> Outcome:
         exports["no-human"] = ArmExport(arm_data("no-human"), ("u1",), tmp_path / "n.jsonl", card)
         trainings += [trained(tmp_path, "no-human", s) for s in (0, 1)]
         evaluations += [evaluation("no-human", s, no_human_wins) for s in (0, 1)]
+    compute = {"collect": {"cpu_s": 7200.0, "wall_s": 3600.0}}
     return Outcome(
-        {GUIDED: Collected("t", guided, 1)}, exports, tuple(trainings), tuple(evaluations)
+        {GUIDED: Collected("t", guided, 1)}, exports, tuple(trainings), tuple(evaluations), compute
     )
 
 
@@ -126,6 +127,7 @@ def test_figures_comparisons_and_an_arm_without_data(tmp_path: Path) -> None:
     assert res["data"]["apollo"]["tokens_masked"] == 40
     assert res["trainings"]["apollo-seed0"]["final_loss"] == 1.5
     assert res["trainings"]["no-human-seed0"] is None
+    assert res["compute_hours"] == {"collect": {"cpu": 2.0, "wall": 1.0}}
     # 20 instances detect far less than 15 points; the measured discordance gives a paired n.
     assert res["power"]["needed_unpaired"] == 152
     assert res["power"]["needed_paired"] > 20
@@ -133,6 +135,7 @@ def test_figures_comparisons_and_an_arm_without_data(tmp_path: Path) -> None:
     assert "| untrained | 20 | 20 | 20.0% |" in md
     assert "| no-human | 0 | 0 | no run qualified" in md
     assert "**Target not met.**" in md
+    assert "collect 2 CPU, 1 wall" in md
 
 
 def test_the_target_is_met_only_when_both_parts_hold(tmp_path: Path) -> None:
