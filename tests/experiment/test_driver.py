@@ -229,6 +229,9 @@ def test_the_cli_runs_every_phase_and_a_second_run_redoes_nothing(tmp_path: Path
             results["arms"]["apollo"]["success_rate"] - results["arms"]["untrained"]["success_rate"]
         )
         assert set(results["target"]) >= {"met", "relative_over_untrained"}
+        phases = {"collect", "supervise", "export", "train", "evaluate"}
+        assert set(results["compute_hours"]) == phases
+        assert results["compute_hours"]["train"]["cpu"] > 0
         assert results["data"]["apollo"]["runs"] == 1 and results["data"]["apollo"]["samples"] > 0
         episodes = [
             json.loads(line) for line in (reported / "episodes.jsonl").read_text().splitlines()
