@@ -4,6 +4,7 @@ without data, and the files."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from apollo.experiment.outcome import ArmExport, Collected, Evaluated, Outcome, 
 from apollo.experiment.plan import GUIDED, arm_data
 from apollo.experiment.spec import Experiment, load_experiment
 from apollo.rollout.batch import Episode
+from tests.eval.test_report import episode as eval_episode
 
 INSTANCES = list(range(5000, 5020))
 
@@ -35,29 +37,8 @@ def experiment(tmp_path: Path, arms: list[str]) -> Experiment:
 
 
 def episode(seed: int, success: bool, run: str, interventions: int = 0) -> Episode:
-    return Episode(
-        family="noise-filter",
-        seed=seed,
-        split="test",
-        repeat=0,
-        run_id=run,
-        model="m",
-        status="finished",
-        score=90.0 if success else 10.0,
-        success=success,
-        success_score=60.0,
-        score_floor=0.0,
-        steps=5,
-        working_time_s=60.0,
-        tokens=100,
-        completion_tokens=10,
-        interventions=interventions,
-        presence_s=0.0,
-        model_s=30.0,
-        tool_s=1.0,
-        wall_s=90.0,
-        submissions=((30.0, 90.0 if success else 10.0),),
-    )
+    made = eval_episode("noise-filter", seed, 90.0 if success else 10.0)
+    return dataclasses.replace(made, run_id=run, interventions=interventions)
 
 
 def evaluation(arm: str, seed: int | None, wins: int) -> Evaluated:
