@@ -14,21 +14,32 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, Any
 
+from apollo.experiment.agreement import agreement
 from apollo.experiment.compute import Compute
 from apollo.experiment.outcome import ArmExport, Collected, Evaluated, Outcome, Trained
 from apollo.experiment.plan import GUIDED, GUIDED_LLM, UNGUIDED, ArmData, arm_data
-from apollo.experiment.spec import APOLLO_LLM, NO_HUMAN, UNTRAINED, Experiment, ExperimentError
+from apollo.experiment.spec import (
+    APOLLO_LLM,
+    NO_HUMAN,
+    UNTRAINED,
+    Experiment,
+    ExperimentError,
+    Supervise,
+)
 from apollo.export.card import card_figures, card_path
 from apollo.export.formats.tokenized import Tokenized, load_tokenizer
 from apollo.export.pipeline import RunFilter, export
 from apollo.export.windows import WindowOptions
 from apollo.llm import models
-from apollo.log.store import FINAL_STATUSES
+from apollo.log.store import FINAL_STATUSES, Store
 from apollo.rollout.batch import Batch, BatchPlan, BatchResult, BatchView
 from apollo.rollout.home import Home, try_lock
-from apollo.rollout.runner import RunOptions
+from apollo.rollout.runner import Runner, RunOptions
+from apollo.supervise.judge import Judge, write_judge_labels
+from apollo.supervise.labels import read_labels
 from apollo.supervise.policy import Policy
 from apollo.supervise.report import supervise_runs
+from apollo.supervise.trajectory import load_trajectory
 
 PHASES = ("collect", "supervise", "export", "train", "evaluate", "report")
 # Unguided rounds are added until their steps reach the guided collection's; each round adds
@@ -112,15 +123,18 @@ class Driver:
         try:
             with spent.phase("collect"):
                 collections = await self.collect_all()
+            collected = [e.run_id for c in collections.values() for e in c.episodes]
             with spent.phase("supervise"):
-                await self.supervise([e.run_id for c in collections.values() for e in c.episodes])
+                await self.supervise(collected)
             with spent.phase("export"):
                 exports = self.export_all(collections)
             with spent.phase("train"):
                 trainings = self.train_all(exports)
             with spent.phase("evaluate"):
                 evaluations = await self.evaluate_all(trainings)
-            outcome = Outcome(collections, exports, trainings, evaluations, spent.spent)
+            outcome = Outcome(
+                collections, exports, trainings, evaluations, spent.spent, self.agreement(collected)
+            )
             self.report(outcome)
             return outcome
         finally:
@@ -278,16 +292,54 @@ class Driver:
             store.close()
 
     async def supervise(self, runs: Sequence[str]) -> int:
-        """Label the runs with the rules (a rule label already written is not written again);
+        """Label the runs with the rules (a rule label already written is not written again)
+        and, when the spec names one, the LLM judge (a run it judged is not judged again);
         the number of labels written now."""
         store = self.home.open_store()
         try:
             report = await supervise_runs(store, list(runs))
+            written = report.rule_labels_written
+            self._say("supervise", f"{len(runs)} runs, {written} rule labels written")
+            judge = self.exp.spec.supervise
+            if judge.judge is not None:
+                written += await self._judge(store, runs, judge)
         finally:
             store.close()
-        written = report.rule_labels_written
-        self._say("supervise", f"{len(runs)} runs, {written} rule labels written")
         return written
+
+    async def _judge(self, store: Store, runs: Sequence[str], spec: Supervise) -> int:
+        assert spec.judge is not None
+        options = RunOptions(
+            model=spec.judge, model_name=spec.judge_model_name, api_key_env=spec.judge_api_key_env
+        )
+        runner = Runner(self.home, store=store)
+        written = judged = 0
+        try:
+            async with runner.model(options) as model:
+                judge = Judge(model)
+                for run_id in runs:
+                    labels = read_labels(store, run_id)
+                    if any(lb.source == "judge" and lb.model == model.name for lb in labels):
+                        continue  # judged by this model in an earlier process
+                    traj = load_trajectory(store, run_id)
+                    written += len(write_judge_labels(store, traj, await judge.judge(traj)))
+                    judged += 1
+        finally:
+            await runner.aclose()
+        self._say("supervise", f"judge {spec.judge}: {judged} runs judged, {written} labels")
+        return written
+
+    def agreement(self, runs: Sequence[str]) -> list[dict[str, Any]]:
+        """Each judge's agreement with the rules and with people on the runs' labels."""
+        store = self.home.open_store()
+        try:
+            labels = [read_labels(store, run_id) for run_id in runs]
+        finally:
+            store.close()
+        judges = sorted(
+            {lb.model for ls in labels for lb in ls if lb.source == "judge" and lb.model}
+        )
+        return [agreement(labels, name) for name in judges]
 
     def export(self, data: ArmData, collections: dict[str, Collected]) -> ArmExport:
         """An arm's tokenized training data (made once: an export is written whole or not at

@@ -68,3 +68,5 @@ class Outcome:
     evaluations: tuple[Evaluated, ...]
     # CPU and wall seconds per phase, over every process that ran it (experiment.compute).
     compute: dict[str, dict[str, float]] = field(default_factory=dict)
+    # Each LLM judge's agreement with the rules and people (experiment.agreement).
+    judges: list[dict[str, Any]] = field(default_factory=list)

@@ -126,7 +126,12 @@ class Plan:
                 "1. collect: unguided (no-human): the same instances without guidance, repeated "
                 "until its steps match the guided collection's"
             )
-        out.append("2. supervise: the rules label the collected runs")
+        judge = spec.supervise.judge
+        out.append(
+            "2. supervise: the rules"
+            + (f" and the LLM judge {judge} (its agreement reported)" if judge else "")
+            + " label the collected runs"
+        )
         out.append("3. export (tokenized), per arm:")
         out += [f"   - {d.describe()}" for d in self.data]
         settings = spec.training.settings

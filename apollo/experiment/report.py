@@ -194,6 +194,7 @@ def results(exp: Experiment, outcome: Outcome) -> dict[str, Any]:
         ),
         "data": data,
         "trainings": trainings,
+        "judges": outcome.judges,
         "compute_hours": {
             phase: {"cpu": round(t["cpu_s"] / 3600, 3), "wall": round(t["wall_s"] / 3600, 3)}
             for phase, t in outcome.compute.items()
@@ -277,6 +278,19 @@ def markdown(res: dict[str, Any]) -> str:
             f"{_pct(res['power']['discordant_share_measured'])}), a paired test needs "
             f"{res['power']['needed_paired']} instances."
         )
+    for j in res["judges"]:
+        lines += ["", f"## The LLM judge {j['judge']}: agreement on the actions it judged", ""]
+        for other in ("rules", "humans"):
+            f = j[other]
+            if not f["actions"]:
+                lines.append(f"- with the {other}: no action to compare")
+                continue
+            k = "n/a" if f["kappa"] is None else f"{f['kappa']:.2f}"
+            lines.append(
+                f"- with the {other}: {f['actions']} actions, {_pct(f['agreement'])} the same "
+                f"decision, Cohen's kappa {k} (judge masked {f['judge_masks']}, the "
+                f"{other} {f['other_masks']})"
+            )
     lines += ["", "## Training data per arm", ""]
     lines += [
         "| arm | source | runs | samples | tokens trained | tokens masked | mask reasons |",

@@ -80,6 +80,20 @@ class Collect(_Strict):
         return _canonical(v)
 
 
+class Supervise(_Strict):
+    """Supervision control of the collected runs: the rules always; an LLM judge too when
+    `judge` names its model (the report gives its agreement with the rules and people)."""
+
+    judge: str | None = None
+    judge_model_name: str = "default"
+    judge_api_key_env: str | None = None
+
+    @field_validator("judge")
+    @classmethod
+    def _known(cls, v: str | None) -> str | None:
+        return None if v is None else _canonical(v)
+
+
 class Evaluate(_Strict):
     """The held-out episodes every arm is measured on, without guidance."""
 
@@ -162,6 +176,7 @@ class ExperimentSpec(_Strict):
     base: str | None = Field(None, description="the model trained: embedded:NAME (default: model)")
     families: tuple[str, ...] = Field(min_length=1)
     collect: Collect
+    supervise: Supervise = Supervise()
     evaluate: Evaluate
     arms: tuple[Arm, ...] = tuple(a for a in ARMS if a != APOLLO_LLM)
     training: Training = Training()

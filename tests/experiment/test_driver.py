@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -17,7 +19,7 @@ import yaml
 from apollo.experiment.driver import ArmExport, Driver, experiment_dir
 from apollo.experiment.plan import GUIDED, GUIDED_LLM, UNGUIDED, make_plan
 from apollo.experiment.spec import ExperimentError, load_experiment
-from apollo.llm.scripted import ScriptedServer, reply
+from apollo.llm.scripted import Request, ScriptedServer, reply
 from apollo.log.sqlite import SQLiteStore
 from apollo.rollout.home import Home
 from tests.rollout.policies import GatedServer, first_option_wins
@@ -158,6 +160,45 @@ def test_the_apollo_llm_arm_is_collected_with_the_llm_annotator(tmp_path: Path) 
     record = store.get_run(by_llm[0][2])
     assert record is not None and record.config["options"]["annotator_model"] == watcher.base_url
     store.close()
+
+
+def judge_masks_step_2(request: Request) -> dict[str, Any]:
+    """A scripted judge: keep every step it is asked about but step 2."""
+    text = request.body["messages"][-1]["content"]
+    listed = re.search(r"## Steps to judge: ([0-9, ]+)", text)
+    assert listed is not None
+    steps = [int(s) for s in listed.group(1).split(",")]
+    verdicts = [
+        {"step": s, "verdict": "mask" if s == 2 else "keep", "reason": "scripted"} for s in steps
+    ]
+    return reply(json.dumps({"verdicts": verdicts}))
+
+
+def test_an_llm_judge_labels_once_and_its_agreement_is_measured(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    with GatedServer() as agent, ScriptedServer(default=judge_masks_step_2) as judge:
+        spec = spec_file(
+            tmp_path,
+            agent.base_url,
+            collect={"n": 2},
+            arms=["apollo"],
+            supervise={"judge": judge.base_url},
+        )
+        driver = Driver(Home(home), load_experiment(spec), say=lambda line: None)
+        collections = asyncio.run(driver.collect_all())
+        runs = [e.run_id for e in collections[GUIDED].episodes]
+        written = asyncio.run(driver.supervise(runs))
+        asked = len(judge.requests)
+        assert asked == 2 and written >= 2 * 3  # a verdict on each step of each run
+        # Again: every run has this judge's labels, so it is not asked again.
+        assert asyncio.run(driver.supervise(runs)) == 0 and len(judge.requests) == asked
+        exports = driver.export_all(collections)
+    [made] = driver.agreement(runs)
+    assert made["judge"] == "default" and made["rules"]["actions"] == written
+    assert made["rules"]["judge_masks"] == 2  # step 2 of each run
+    assert made["humans"]["actions"] == 0
+    # The judge's masks reach the Apollo arm's data.
+    assert exports["apollo"].card["assistant_turns_masked"] >= 2
 
 
 def test_unguided_rounds_are_added_until_their_steps_reach_the_target(tmp_path: Path) -> None:
