@@ -2,9 +2,10 @@
 it made in the home: runs found by their batch tag, and files (exports) written whole or not
 at all. Running it again redoes nothing that finished.
 
-The phases: the guided collection and the unguided one matched to its steps, supervision (the
-rules), each arm's tokenized export, the trainings (every trained arm x seed), the evaluations
-(every model on the test split, unguided) and the report.
+The phases: the guided collections (by the rules' annotator, and by the LLM annotator for the
+apollo-llm arm) and the unguided one matched to their steps, supervision (the rules, and an
+LLM judge when the spec names one), each arm's tokenized export, the trainings (every trained
+arm x seed), the evaluations (every model on the test split, unguided) and the report.
 """
 
 from __future__ import annotations
@@ -84,7 +85,7 @@ class Driver:
         self.home, self.exp = home, exp
         self.say, self.view, self.concurrency = say, view, concurrency
         self.dir = experiment_dir(home, exp)
-        self._lock: IO[str] | None = None  # held from claim() until the process ends
+        self._lock: IO[str] | None = None  # held from claim() to release()
 
     def claim(self) -> None:
         """Hold the experiment for this process, and record its spec in the home, or refuse
