@@ -190,7 +190,7 @@ class Driver:
             for seed in self.exp.spec.training.seeds:
                 done = self.train(exports[arm], seed)
                 trainings.append(done)
-                said = f"in {done.out}" if done.out else "no data to train on, not trained"
+                said = f"in {done.out}" if done.out else f"not trained: {done.why_not}"
                 self._say("train", f"{done.label}: {said}")
         return tuple(trainings)
 
@@ -387,11 +387,15 @@ class Driver:
         train.json; an interrupted one resumes from its last checkpoint)."""
         out = self.dir / "models" / f"{data.data.arm}-seed{seed}"
         if data.path is None:
-            return Trained(data.data.arm, seed, None)
+            return Trained(data.data.arm, seed, None, "no run qualified for its training data")
+        if not data.card.get("tokens_trained"):
+            why = "every action of its data is masked, so no token is trained"
+            return Trained(data.data.arm, seed, None, why)
         if not (out / "train.json").is_file():
             from apollo.train.cli import require_training_stack
 
             require_training_stack()
+            from apollo.train.data import TrainError
             from apollo.train.sft import OPTIONS_FILE, latest_checkpoint, train
 
             spec = self.exp.spec
@@ -401,7 +405,13 @@ class Driver:
                 and (out / "checkpoints" / OPTIONS_FILE).is_file()
             )
             command = f"apollo experiment {self.exp.path} (arm {data.data.arm}, seed {seed})"
-            train(options, models.cache_dir(self.home.path), resume=resume, command=command)
+            try:
+                train(options, models.cache_dir(self.home.path), resume=resume, command=command)
+            except TrainError as exc:
+                raise ExperimentError(
+                    f"train {data.data.arm}-seed{seed}: {exc} (the spec's `training` section "
+                    "sets `apollo train`'s options by name: --max-length is max_length)"
+                ) from exc
         return Trained(data.data.arm, seed, out.resolve())
 
     async def evaluate(self, arm: str, seed: int | None, model: str) -> Evaluated:

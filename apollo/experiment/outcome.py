@@ -36,11 +36,12 @@ class ArmExport:
 
 @dataclass(frozen=True)
 class Trained:
-    """One training of an arm: its folder (None when the arm has no data to train on)."""
+    """One training of an arm: its folder, or None and why not (no data to train on)."""
 
     arm: str
     seed: int
     out: Path | None
+    why_not: str = ""
 
     @property
     def label(self) -> str:

@@ -133,7 +133,8 @@ def results(exp: Experiment, outcome: Outcome) -> dict[str, Any]:
                 "mean_score": None,
                 "mean_score_ci95": None,
                 "seeds": [],
-                "note": "no run qualified for its training data, so it was not trained",
+                "note": "not trained: "
+                + (next((t.why_not for t in outcome.trainings if t.arm == arm), "") or "no data"),
             }
     pairs = {
         f"apollo_vs_{arm.replace('-', '_')}": paired(by_arm[APOLLO], eps)

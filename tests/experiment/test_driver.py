@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from apollo.experiment.driver import ArmExport, Driver, experiment_dir
-from apollo.experiment.plan import GUIDED, GUIDED_LLM, UNGUIDED, make_plan
+from apollo.experiment.plan import GUIDED, GUIDED_LLM, UNGUIDED, arm_data, make_plan
 from apollo.experiment.spec import ExperimentError, load_experiment
 from apollo.llm.scripted import Request, ScriptedServer, reply
 from apollo.log.sqlite import SQLiteStore
@@ -201,6 +201,19 @@ def test_an_llm_judge_labels_once_and_its_agreement_is_measured(tmp_path: Path) 
     assert exports["apollo"].card["assistant_turns_masked"] >= 2
 
 
+def test_an_arm_without_trained_tokens_is_not_trained(tmp_path: Path) -> None:
+    exp = load_experiment(spec_file(tmp_path, "http://127.0.0.1:9/v1"))
+    driver = Driver(Home(tmp_path / "home"), exp)
+    data = tmp_path / "apollo.jsonl"
+    data.write_text('{"input_ids": [1, 2], "labels": [-100, -100]}\n')
+    masked = ArmExport(arm_data("apollo"), ("r1",), data, {"tokens_trained": 0, "samples": 1})
+    done = driver.train(masked, 0)
+    assert done.out is None and "every action of its data is masked" in done.why_not
+    assert not (driver.dir / "models").exists()
+    empty = driver.train(ArmExport(arm_data("no-human"), (), None, {}), 0)
+    assert empty.out is None and empty.why_not == "no run qualified for its training data"
+
+
 def test_unguided_rounds_are_added_until_their_steps_reach_the_target(tmp_path: Path) -> None:
     home = tmp_path / "home"
     with GatedServer() as server:
@@ -341,8 +354,13 @@ def test_the_smoke_profile_runs_end_to_end_and_survives_a_kill(tmp_path: Path) -
     assert evals and all(runs[tag] == [(5000, 0), (5001, 0)] for tag in evals)
     reported = tmp_path / "mini-smoke"
     results = json.loads((reported / "results.json").read_text())
-    assert set(results["arms"]) == {"untrained", "no-human", "apollo"}
+    assert set(results["arms"]) == {"untrained", "no-human", "no-mask", "apollo"}
     assert results["arms"]["untrained"]["n"] == 2
-    assert results["arms"]["apollo"]["seeds"] == [0]  # trained: the guided runs are its data
+    # no-mask trains on every guided action, so at least it was trained and evaluated; the
+    # other arms were, or say why not (SmolLM2 rarely succeeds, and repeats itself).
+    assert results["arms"]["no-mask"]["seeds"] == [0] and results["arms"]["no-mask"]["n"] == 2
+    for arm in ("no-human", "apollo"):
+        figures = results["arms"][arm]
+        assert figures["seeds"] == [0] or figures["note"].startswith("not trained: ")
     for name in ("report.md", "episodes.jsonl", "success.png", "best_score.png", "loss.png"):
         assert (reported / name).is_file(), name

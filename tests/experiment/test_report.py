@@ -74,7 +74,7 @@ def outcome(tmp_path: Path, no_human_wins: int | None) -> Outcome:
     ]
     if no_human_wins is None:
         exports["no-human"] = ArmExport(arm_data("no-human"), (), None, {})
-        trainings += [Trained("no-human", s, None) for s in (0, 1)]
+        trainings += [Trained("no-human", s, None, "no run qualified") for s in (0, 1)]
     else:
         exports["no-human"] = ArmExport(arm_data("no-human"), ("u1",), tmp_path / "n.jsonl", card)
         trainings += [trained(tmp_path, "no-human", s) for s in (0, 1)]
@@ -114,7 +114,7 @@ def test_figures_comparisons_and_an_arm_without_data(tmp_path: Path) -> None:
     assert res["power"]["needed_paired"] > 20
     md = report.markdown(res)
     assert "| untrained | 20 | 20 | 20.0% |" in md
-    assert "| no-human | 0 | 0 | no run qualified" in md
+    assert "| no-human | 0 | 0 | not trained: no run qualified |" in md
     assert "**Target not met.**" in md
     assert "collect 2 CPU, 1 wall" in md
 
