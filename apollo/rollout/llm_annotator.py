@@ -26,14 +26,13 @@ from apollo.env.family import ANNOTATOR_NOTES
 from apollo.env.task import TASKS_DIR, TRUTH_DIR, Task
 from apollo.llm.base import ChatModel, ModelError
 from apollo.log import schema
-from apollo.log.actions import action_texts
+from apollo.log.actions import ActionFold, action_texts
 from apollo.log.events import Event
 from apollo.log.store import RunEnded, Store
 from apollo.log.writes import MAX_GUIDANCE_CHARS, post_decision
-from apollo.rollout.annotator import RunFacts, ensure_identity
+from apollo.rollout.annotator import ensure_identity
 from apollo.rollout.prompts import prompt
 from apollo.supervise.judge import JudgeConfig, render_step
-from apollo.supervise.trajectory import load_trajectory
 
 LLM_NAME = "llm-annotator"
 _MIN_HIDDEN = 3  # shorter values (a digit, "no") occur in any text
@@ -125,7 +124,10 @@ class LLMAnnotator:
         self.name = ensure_identity(store, name)
         self.config = config or LLMAnnotatorConfig()
         self.poll_interval_s = poll_interval_s
-        self.facts = RunFacts(me=self.name)
+        # The run as far as it has been read, folded as it comes (the latest steps are
+        # shown with their results): a decision never reads the whole log again.
+        self.fold = ActionFold()
+        self._task_text: str | None = None
         self.hidden = hidden_values(task)
         self.notes = reference_notes(task)
         self.decided_at = 0  # the last step it decided at
@@ -134,9 +136,9 @@ class LLMAnnotator:
 
     def _read(self) -> None:
         events = self.store.events(self.run_id, after=self._seq)
-        texts = action_texts(self.store, events)
+        texts = action_texts(self.store, events, results=True)
         for ev in events:
-            self.facts.apply(ev, texts)
+            self.fold.apply(ev, texts)
             decision = schema.ANNOTATOR_DECISION.of(ev)
             if decision is not None and decision["annotator"] == self.name:
                 self.decided_at = max(self.decided_at, decision["step"])
@@ -149,8 +151,8 @@ class LLMAnnotator:
         """Whether it should look now: the run goes on, it may still hint, and the run has
         gone `every_steps` further since its last decision and `min_gap_steps` since its
         last hint."""
-        step, cfg = self.facts.step, self.config
-        if self.facts.finished or len(self.hint_steps) >= cfg.max_hints or step < 1:
+        step, cfg = self.fold.last_step, self.config
+        if self.finished or len(self.hint_steps) >= cfg.max_hints or step < 1:
             return False
         if self.hint_steps and step < self.hint_steps[-1] + cfg.min_gap_steps:
             return False
@@ -162,23 +164,37 @@ class LLMAnnotator:
         if not self.due:
             return None
         try:
-            return await self.decide(self.facts.step)
+            return await self.decide(self.fold.last_step)
         except RunEnded:  # the run ended while the model was thinking
             return None
 
+    @property
+    def finished(self) -> bool:
+        """Whether the run has ended (and was not resumed since)."""
+        return self.fold.outcome is not None
+
+    def task_text(self) -> str:
+        """The task message the agent got (read once)."""
+        if self._task_text is None:
+            started = self.fold.started
+            messages = started["messages"] if started is not None else []
+            blob = json.loads(self.store.get_blob(messages[1])) if len(messages) > 1 else {}
+            self._task_text = str(blob.get("content") or "")
+        return self._task_text
+
     def _message(self, step: int) -> str:
-        traj = load_trajectory(self.store, self.run_id)
+        guidance = sorted(self.fold.guidance.values(), key=lambda g: g.seq)
         delivered: dict[int, list[str]] = {}
-        for g in traj.guidance:
+        for g in guidance:
             if g.delivered_step is not None:
                 delivered.setdefault(g.delivered_step, []).append(g.text)
-        recent = [a for a in traj.actions if a.step <= step][-self.config.recent_steps :]
+        recent = [a for a in self.fold.actions if a.step <= step][-self.config.recent_steps :]
         cfg = JudgeConfig()
-        given = [f"- at step {g.delivered_step or 'queued'}: {g.text}" for g in traj.guidance]
+        given = [f"- at step {g.delivered_step or 'queued'}: {g.text}" for g in guidance]
         return "\n".join(
             [
                 f"## Task ({self.task.id})",
-                traj.task_text[:3000],
+                self.task_text()[:3000],
                 "## Reference notes (private: the agent cannot see them)",
                 self.notes or "none",
                 "## Hints already given",
@@ -255,6 +271,6 @@ class LLMAnnotator:
         """Check the run until it finishes."""
         while True:
             await self.check()
-            if self.facts.finished:
+            if self.finished:
                 return
             await asyncio.sleep(self.poll_interval_s)
