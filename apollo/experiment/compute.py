@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
+import resource
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,8 +18,10 @@ FILE = "compute.json"
 
 
 def _cpu_s() -> float:
-    t = os.times()
-    return t.user + t.system + t.children_user + t.children_system
+    # process_time and getrusage count in nanoseconds and microseconds; os.times counts
+    # clock ticks (10 ms), too coarse for a short phase.
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + children.ru_utime + children.ru_stime
 
 
 class Compute:
