@@ -1,7 +1,4 @@
-"""Calibration of a task family: a model's success on its instances, unguided and guided.
-
-It measures a model's success on the family's test instances, unguided and with the simulated
-annotator's hints, with 95% Wilson intervals.
+"""Calibration of a task family: a model's success unguided and with hints (95% Wilson CIs).
 
 The two arms run alternately, one instance each, through the real CLI (`apollo eval` for the
 unguided arm, `apollo collect --annotator simulated` for the guided one), so if it is stopped
