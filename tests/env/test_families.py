@@ -325,6 +325,7 @@ def test_bug_patch_commands_of_the_description_work_in_the_sandbox(tmp_path: Pat
         task,
         [
             act("run", command="python3 check.py"),
+            act("run", command="python3 check.py patches/fix2.py"),  # a guessed name
             act("run", command=f"python3 check.py patches/{name}.py"),
             act("run", command=f"cp patches/{name}.py kit.py"),
             act("submit", note="the fix that passes the visible tests"),
@@ -332,7 +333,11 @@ def test_bug_patch_commands_of_the_description_work_in_the_sandbox(tmp_path: Pat
         ],
     )
     seen = observation_texts(outcome)
-    assert "FAIL" in seen[0] and "visible tests pass" in seen[1] and "FAIL" not in seen[1]
+    assert "FAIL" in seen[0] and "visible tests pass" in seen[2] and "FAIL" not in seen[2]
+    # A wrong name is answered with the four files there are.
+    candidates = sorted(p.name for p in (task.path / "workspace" / "patches").glob("*.py"))
+    assert len(candidates) == 4 and f"patches/{name}.py" in seen[1]
+    assert all(f"patches/{c}" in seen[1] for c in candidates)
     assert final_score(outcome) == 100
 
 

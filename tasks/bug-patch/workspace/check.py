@@ -21,7 +21,11 @@ def main(argv: list[str]) -> int:
         return 2
     path = HERE / (argv[0] if argv else "kit.py")
     if not path.is_file():
-        print(f"{argv[0]}: no such file; the candidates are in patches/", file=sys.stderr)
+        # Name the files: a model that guesses names (patches/fix2.py, fix4.py...) otherwise
+        # spends every step on the same error.
+        found = [f"patches/{p.name}" for p in sorted((HERE / "patches").glob("*.py"))]
+        listed = ", ".join(found) if found else "none (patches/ is empty)"
+        print(f"{argv[0]}: no such file; the candidates are {listed}", file=sys.stderr)
         return 2
     tests = json.loads((HERE / "tests.json").read_text())
     spec = importlib.util.spec_from_file_location("candidate", path)
