@@ -6,11 +6,12 @@ the agent writes them (run_started, guidance, guidance_delivered, model_call act
 input, observation, summarize call + summary every `--window` steps, labels), in a child
 process, so the parent's peak RSS is the export's alone. `openai` exports the whole store;
 `tokenized` (a chat-template render per segment and a tokenizer, slower) exports the first
-`--tokenized-runs` runs and reports its own rate (`tokenized_steps_per_s`), next to the rate
-of the tokenizer alone on the same samples' texts (`tokenizer_floor_steps_per_s`): a bound no
-tokenized export with that tokenizer can pass.
+`--tokenized-runs` runs in `--workers` processes (one per core by default, as `apollo export`
+does) and reports its own rate (`tokenized_steps_per_s`), next to the rate of the tokenizer
+alone on the same samples' texts with every core (`tokenizer_floor_steps_per_s`): a bound no
+tokenized export with that tokenizer can pass on this machine.
 
-    python benchmarks/export_throughput.py [--runs 1000] [--steps 1000]
+    python benchmarks/export_throughput.py [--runs 1000] [--steps 1000] [--workers N]
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from _common import report
 
 from apollo.export.formats import get_format
 from apollo.export.formats.tokenized import Tokenized
+from apollo.export.parallel import cores
 from apollo.export.pipeline import RunFilter, export
 from apollo.export.windows import WindowOptions
 from apollo.log.calls import encode_input
@@ -272,6 +274,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=1000, help="steps per run")
     parser.add_argument("--window", type=int, default=50, help="steps between summaries")
     parser.add_argument("--tokenized-runs", type=int, default=10)
+    parser.add_argument("--workers", type=int, default=cores(), help="tokenized export's")
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="apollo-export-bench-"))
     try:
@@ -314,6 +317,7 @@ def main() -> None:
             RunFilter(runs=subset),
             options,
             "benchmark",
+            workers=args.workers,
         )
         tokenized_s = time.perf_counter() - started
         tokenized_steps = tok.stats.turns_trained + tok.stats.turns_masked
@@ -334,6 +338,7 @@ def main() -> None:
                 "tokenized_steps": tokenized_steps,
                 "tokenized_s": round(tokenized_s, 1),
                 "tokenized_steps_per_s": round(tokenized_steps / tokenized_s),
+                "tokenized_workers": args.workers,
                 "tokens_per_step": round(n_tokens / tokenized_steps),
                 "tokenizer_floor_steps_per_s": round(tokenized_steps / floor_s),
                 "peak_rss_mb": round(peak_rss_mb(), 1),

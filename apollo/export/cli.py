@@ -86,11 +86,15 @@ def cmd_export(args: argparse.Namespace, home: Home) -> int:
         return _inspect(args, home, policy, options, flt)
     if not args.out:
         raise ValueError("--out PATH is required (or use --inspect)")
+    if args.workers is not None and args.workers < 1:
+        raise ValueError(f"--workers {args.workers}: give 1 or more processes")
     command = "apollo " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     out = Path(args.out)
     check_target(out, args.force)  # before loading a tokenizer or reading any run
     fmt = _format(args, home)
-    result = export(store, out, fmt, policy, flt, options, command, force=args.force)
+    result = export(
+        store, out, fmt, policy, flt, options, command, force=args.force, workers=args.workers
+    )
     s = result.stats
     print(
         safe(
@@ -160,6 +164,13 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser], add: 
         "--chat-template",
         default=AUTO,
         help="tokenized format: 'auto', 'apollo' (ChatML with tool calls) or a Jinja file",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="tokenized format: processes that encode samples (default: one per core when the "
+        "runs hold 2,000 steps or more, else 1)",
     )
     p.add_argument(
         "--inspect", action="store_true", help="print one sample's trained and masked spans"

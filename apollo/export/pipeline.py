@@ -11,6 +11,7 @@ from apollo.export.card import CardStats, card_path, render_card
 from apollo.export.formats import Format
 from apollo.export.formats.sharegpt import ShareGPT
 from apollo.export.output import Staged, check_target
+from apollo.export.parallel import Encoded, encoded, worker_count
 from apollo.export.windows import EXPORT_KINDS, ExportError, Sample, WindowOptions, run_samples
 from apollo.log.events import Kind, RunRecord
 from apollo.log.store import Store, StoreError
@@ -102,10 +103,12 @@ def export(
     options: WindowOptions,
     command: str,
     force: bool = False,
+    workers: int | None = None,
 ) -> ExportResult:
     """Write one JSON line per sample to `out` and the dataset card beside it. Each must be a
     new path, or a regular file when `force` is set (see `apollo.export.output`); both are
-    replaced only once everything is written."""
+    replaced only once everything is written. A tokenized export is encoded in `workers`
+    processes (None: one per core when it is large; see `apollo.export.parallel`)."""
     stats = CardStats(fmt.name, policy.to_json(), command, flt.to_json(), fmt.token_source)
     stats.filters.update(summaries=options.summaries, guidance=options.guidance)
     card = card_path(out)
@@ -115,11 +118,11 @@ def export(
     staged = Staged(force)
     try:
         with staged.open(out) as fh:
-            for sample in samples(store, runs, policy, options, stats):
-                line, record = fmt.encode_line(sample)
-                fh.write(line)
+            stream = samples(store, runs, policy, options, stats)
+            for sample, done in encoded(fmt, stream, worker_count(fmt, runs, workers)):
+                fh.write(done.line)
                 fh.write("\n")
-                _count(stats, fmt, sample, record)
+                _count(stats, sample, done)
         if isinstance(fmt, ShareGPT) and fmt.dropped_text:
             stats.notes.append(
                 f"{fmt.dropped_text} assistant turns had text beside a tool call, which "
@@ -137,13 +140,12 @@ def export(
     return ExportResult(out, card, stats)
 
 
-def _count(stats: CardStats, fmt: Format, sample: Sample, record: dict[str, Any] | None) -> None:
+def _count(stats: CardStats, sample: Sample, done: Encoded) -> None:
     stats.samples += 1
     if sample.kind == "summary":
         stats.summary_samples += 1
-    trained, masked = fmt.tokens(sample, record)
-    stats.tokens_trained += trained
-    stats.tokens_masked += masked
+    stats.tokens_trained += done.trained
+    stats.tokens_masked += done.masked
     stats.turns_trained += len(sample.trained())
     stats.guidance_turns += sample.guidance
     stats.guidance_dropped += sample.guidance_dropped

@@ -101,3 +101,26 @@ def test_filters_select_runs(home: tuple[Path, Outcome]) -> None:
         assert apollo(root, "export", "--out", str(dest), "--force", *flags) == 0
         assert len(dest.read_text().splitlines()) == n, flags
     shutil.rmtree(root / "runs", ignore_errors=True)
+
+
+def test_tokenized_export_in_workers(home: tuple[Path, Outcome]) -> None:
+    root, _ = home
+    written = []
+    for workers in ("1", "2"):
+        dest = root / f"tok{workers}.jsonl"
+        argv = ["export", "--format", "tokenized", "--out", str(dest), "--workers", workers]
+        assert apollo(root, *argv) == 0
+        written.append(dest.read_bytes())
+    assert written[0] == written[1] and b'"input_ids"' in written[0]
+    with pytest.raises(ValueError, match="--workers 0: give 1 or more"):
+        apollo(
+            root,
+            "export",
+            "--format",
+            "tokenized",
+            "--out",
+            str(root / "x.jsonl"),
+            "--workers",
+            "0",
+        )
+    assert not (root / "x.jsonl").exists()
