@@ -273,7 +273,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=1000)
     parser.add_argument("--steps", type=int, default=1000, help="steps per run")
     parser.add_argument("--window", type=int, default=50, help="steps between summaries")
-    parser.add_argument("--tokenized-runs", type=int, default=10)
+    parser.add_argument("--tokenized-runs", type=int, default=40)
     parser.add_argument("--workers", type=int, default=cores(), help="tokenized export's")
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="apollo-export-bench-"))
