@@ -327,13 +327,17 @@ def test_bug_patch_commands_of_the_description_work_in_the_sandbox(tmp_path: Pat
             act("run", command="python3 check.py"),
             act("run", command="python3 check.py patches/fix2.py"),  # a guessed name
             act("run", command=f"python3 check.py patches/{name}.py"),
-            act("run", command=f"cp patches/{name}.py kit.py"),
+            act("run", command=f"python3 check.py patches/{name}.py --apply"),
+            act("run", command="python3 check.py"),
             act("submit", note="the fix that passes the visible tests"),
             act("finish", summary="done"),
         ],
     )
     seen = observation_texts(outcome)
     assert "FAIL" in seen[0] and "visible tests pass" in seen[2] and "FAIL" not in seen[2]
+    assert "not applied" in seen[2] and f"check.py patches/{name}.py --apply" in seen[2]
+    assert "applied: kit.py is now a copy of" in seen[3] and "not applied" not in seen[3]
+    assert "kit.py:" in seen[4] and "FAIL" not in seen[4]  # the applied fix is what kit.py holds
     # A wrong name is answered with the four files there are.
     candidates = sorted(p.name for p in (task.path / "workspace" / "patches").glob("*.py"))
     assert len(candidates) == 4 and f"patches/{name}.py" in seen[1]

@@ -5,7 +5,7 @@ set -e
 cd "$1"
 for candidate in patches/*.py; do
   if python3 check.py "$candidate"; then
-    cp "$candidate" kit.py
+    python3 check.py "$candidate" --apply
     echo "applied $candidate"
     exit 0
   fi
