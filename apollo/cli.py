@@ -23,6 +23,7 @@ from apollo.llm.embedded import EmbeddedError
 from apollo.log import schema
 from apollo.log.events import Kind, Role, check_annotator_name
 from apollo.log.store import StoreError
+from apollo.log.stores import STORE_ENV
 from apollo.log.writes import GUIDANCE_KINDS, post_control, post_guidance
 from apollo.rollout.cli import add_annotator_options, annotator_settings
 from apollo.rollout.cli import add_commands as add_collect_commands
@@ -292,9 +293,10 @@ def cmd_control(args: argparse.Namespace, home: Home) -> int:
 
 
 def cmd_backup(args: argparse.Namespace, home: Home) -> int:
-    dest = home.open_store().backup(args.dest, overwrite=args.force)
+    store = home.open_sqlite("apollo backup")
+    dest = store.backup(args.dest, overwrite=args.force)
     size = dest.stat().st_size / 2**20
-    print(f"backed up {home.db_path} to {dest} ({size:.1f} MiB, consistent as of now)")
+    print(f"backed up {store.path} to {dest} ({size:.1f} MiB, consistent as of now)")
     return 0
 
 
@@ -357,6 +359,13 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument(
         "--home",
         help="data directory for the store and workspaces (default: $APOLLO_HOME or ~/.apollo)",
+    )
+    common.add_argument(
+        "--store",
+        metavar="URL",
+        help="the store, when not the home's apollo.db: sqlite:///ABSOLUTE/PATH.db or "
+        "postgresql://USER:PASSWORD@HOST:PORT/DATABASE "
+        f"(default: ${STORE_ENV})",
     )
     parser = argparse.ArgumentParser(
         prog="apollo",
@@ -552,7 +561,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command in ("annotators", "endpoints") and args.action != "list" and not args.name:
         parser.error(f"{args.command} {args.action} needs a NAME")
     try:
-        code = int(args.fn(args, Home(args.home)))
+        if args.store:  # so that the runs this command starts in other processes use it too
+            os.environ[STORE_ENV] = args.store
+        code = int(args.fn(args, Home(args.home, args.store)))
         sys.stdout.flush()  # here, so a reader that went away is caught below, not at exit
         return code
     except (

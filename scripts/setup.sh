@@ -23,6 +23,8 @@ command -v bwrap >/dev/null 2>&1 || apt_pkgs+=(bubblewrap)
 if [ "$dev" -eq 1 ]; then
   [ -x /usr/bin/chromium ] || apt_pkgs+=(chromium)
   command -v pgrep >/dev/null 2>&1 || apt_pkgs+=(procps)
+  # The PostgreSQL store's tests start a throwaway server from Debian's binaries.
+  compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || apt_pkgs+=(postgresql)
 fi
 if [ ${#apt_pkgs[@]} -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ]; then sudo=""; else sudo="sudo"; fi
@@ -63,8 +65,9 @@ fi
 
 extras="embedded,server"
 # The tests check exports against real tokenizers and TRL, so --dev brings the training stack
-# (torch is pinned to the CPU build pip finds locally; see pyproject.toml).
-[ "$dev" -eq 1 ] && extras="$extras,dev,train"
+# (torch is pinned to the CPU build pip finds locally; see pyproject.toml), and the PostgreSQL
+# store against a real server, so psycopg.
+[ "$dev" -eq 1 ] && extras="$extras,dev,train,postgres"
 echo "setup: installing apollo-rollout[$extras] into .venv"
 .venv/bin/python -m pip install -q -e ".[$extras]" 2>&1 | grep -v '^WARNING: Location' || true
 .venv/bin/python -c "import llama_cpp, apollo" # fail loudly if the install did not take

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from apollo.env.sandbox import LAUNCHER_NAME
+from tests.pg import PostgresServer
 
 # Command-line pieces that mark processes started by Apollo or its tests.
 _MARKERS = (LAUNCHER_NAME.encode(), b"llama_cpp.server", b"apollo.llm.scripted", b"apollo.cli")
@@ -106,3 +107,17 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if left:
         print(f"\nprocesses left running by the suite (now killed): {_kill(left)}")
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """One throwaway PostgreSQL server for the whole session (tests/pg.py)."""
+    server = PostgresServer()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_server: PostgresServer) -> str:
+    """The URL of an empty database of its own for one test."""
+    return postgres_server.database()

@@ -553,3 +553,47 @@ def test_a_reader_that_went_away_is_no_traceback(tmp_path: Path) -> None:
             os.close(write)
         assert done.returncode == 141, done.stderr
         assert "Traceback" not in done.stderr and "BrokenPipeError" not in done.stderr
+
+
+@pytest.mark.postgres
+def test_a_run_in_a_postgresql_store(tmp_path: Path, postgres_url: str) -> None:
+    """`--store URL` puts the run, its events and its guidance in PostgreSQL, for every
+    command; the home keeps only the run's folder."""
+    from apollo.log.postgres import PostgresStore
+
+    task = make_task(tmp_path)
+    home = tmp_path / "home"
+    script = [act("think", thought="in postgres"), act("finish", summary="done")]
+    with ScriptedServer(script) as server:
+        done = apollo(
+            "run", str(task.path), "--model", server.base_url, "--store", postgres_url, home=home
+        )
+    assert done.returncode == 0, done.stderr
+    run_id = done.stdout.split()[1]
+    with PostgresStore(postgres_url) as store:
+        record = store.get_run(run_id)
+        assert record is not None and record.status == "finished"
+        assert [e.kind for e in store.events(run_id)][-1] == "run_finished"
+    assert not (home / "apollo.db").exists()
+    env = {**os.environ, "APOLLO_STORE": postgres_url}  # the variable names it as well
+    listed = apollo("runs", home=home, env=env).stdout.splitlines()
+    assert listed[1].split()[:3] == [run_id, "fake-task", "finished"]
+    shown = apollo("show", run_id, "--store", postgres_url, home=home).stdout
+    assert "think" in shown and "run finished" in shown
+    refused = apollo("backup", str(tmp_path / "b.db"), "--store", postgres_url, home=home)
+    assert refused.returncode == 2 and "for PostgreSQL use pg_dump" in refused.stderr
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("mysql://x/y", "not a store Apollo knows; give sqlite:///ABSOLUTE/PATH.db"),
+        ("sqlite://", "names no absolute file path"),
+        ("sqlite://apollo.db", "names no absolute file path"),
+        ("postgresql://apollo@/nodb?host=/nonexistent", "cannot use the PostgreSQL store"),
+    ],
+)
+def test_a_bad_store_url_is_a_clear_error(tmp_path: Path, url: str, message: str) -> None:
+    done = apollo("runs", "--store", url, home=tmp_path)
+    assert done.returncode == 2 and message in done.stderr
+    assert "Traceback" not in done.stderr

@@ -11,42 +11,44 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import math
 import os
 import sqlite3
 import stat
 import threading
 import time
 import uuid
-import zlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 from apollo.log.events import Annotator, Event, NewEvent, Role, RunRecord, RunStatus, blob_id
 from apollo.log.store import (
-    LastAdminError,
-    LogCorrupt,
-    NameTaken,
+    BUSY_ENV,
     Store,
     StoreBusy,
     StoreCorrupt,
     StoreError,
-    UnknownAnnotator,
-    UnknownRun,
+    annotator_from_row,
+    annotator_taken,
+    busy_seconds,
+    check_blobs_found,
     check_steerable,
     hash_token,
+    last_admin,
     new_run_id,
     new_token,
+    pack_blob,
+    run_from_row,
+    run_taken,
     run_updates,
+    unknown_annotator,
+    unknown_run,
+    unpack_blob,
 )
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-BUSY_ENV = "APOLLO_STORE_BUSY_S"
-# Generous: a runner that gives up leaves its run to be resumed by hand.
-DEFAULT_BUSY_S = 120.0
 # SQLite's own busy handler waits at most this long per attempt. The retry loop around it
 # bounds the whole wait and starts each attempt afresh, which also covers busy answers the
 # handler never sees (a write from a read snapshot that another writer made stale).
@@ -108,27 +110,6 @@ CREATE TABLE IF NOT EXISTS annotators (
 );
 """
 
-# Blobs above this size are zlib-compressed; observations and file dumps compress well.
-_COMPRESS_ABOVE = 512
-
-
-def busy_seconds(value: float | None = None) -> float:
-    """How long a store waits for another process's write lock: `value`, else
-    $APOLLO_STORE_BUSY_S, else DEFAULT_BUSY_S."""
-    if value is None:
-        raw = os.environ.get(BUSY_ENV, "").strip()
-        if not raw:
-            return DEFAULT_BUSY_S
-        try:
-            value = float(raw)
-        except ValueError:
-            value = math.nan
-        if not (math.isfinite(value) and value >= 0):
-            raise StoreError(f"{BUSY_ENV} must be a number of seconds, 0 or more (got {raw!r})")
-    if not (math.isfinite(value) and value >= 0):
-        raise ValueError(f"busy_s must be a number of seconds, 0 or more (got {value!r})")
-    return float(value)
-
 
 def _code(exc: sqlite3.Error) -> int | None:
     """The primary SQLite result code of an error (extended codes carry it in the low byte)."""
@@ -149,30 +130,6 @@ def _one(cursor: sqlite3.Cursor) -> sqlite3.Row:
     if row is None:
         raise StoreError("the store returned no row where one must exist")
     return row
-
-
-def _run_row(row: sqlite3.Row) -> RunRecord:
-    return RunRecord(
-        id=row["id"],
-        task=row["task"],
-        status=row["status"],
-        step=row["step"],
-        created=row["created"],
-        updated=row["updated"],
-        config=json.loads(row["config"]),
-        last_score=row["last_score"],
-        guidance_count=row["guidance_count"],
-    )
-
-
-def _annotator_row(row: sqlite3.Row) -> Annotator:
-    return Annotator(
-        id=row["id"],
-        name=row["name"],
-        role=row["role"],
-        created=row["created"],
-        revoked=bool(row["revoked"]),
-    )
 
 
 class SQLiteStore(Store):
@@ -298,7 +255,7 @@ class SQLiteStore(Store):
                     (rid, task, RunStatus.CREATED.value, now, now, json.dumps(config)),
                 )
             except sqlite3.IntegrityError as exc:
-                raise NameTaken(f"run {rid!r} already exists") from exc
+                raise run_taken(rid) from exc
 
         self._retry(insert)
         record = self.get_run(rid)
@@ -309,7 +266,7 @@ class SQLiteStore(Store):
         row = self._retry(
             lambda: _first(self._db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)))
         )
-        return _run_row(row) if row else None
+        return run_from_row(row) if row else None
 
     def list_runs(self, limit: int = 1000, status: str | None = None) -> list[RunRecord]:
         sql = "SELECT * FROM runs"
@@ -320,7 +277,7 @@ class SQLiteStore(Store):
         sql += " ORDER BY created DESC, id DESC LIMIT ?"
         args.append(limit)
         rows = self._retry(lambda: self._db.execute(sql, args).fetchall())
-        return [_run_row(r) for r in rows]
+        return [run_from_row(r) for r in rows]
 
     # -- events ---------------------------------------------------------------------------
     def append(self, run_id: str, events: Sequence[NewEvent]) -> list[Event]:
@@ -332,7 +289,7 @@ class SQLiteStore(Store):
             now = time.time()
             found = _first(self._db.execute("SELECT status FROM runs WHERE id = ?", (run_id,)))
             if not found:
-                raise UnknownRun(f"unknown run {run_id!r}")
+                raise unknown_run(run_id)
             check_steerable(run_id, found[0], (ev.kind for ev in events))
             row = _one(
                 self._db.execute(
@@ -402,13 +359,7 @@ class SQLiteStore(Store):
     # -- blobs ----------------------------------------------------------------------------
     def put_blobs(self, texts: Sequence[str]) -> list[str]:
         ids = [blob_id(t) for t in texts]
-        rows = []
-        for bid, text in zip(ids, texts, strict=True):
-            raw = text.encode("utf-8")
-            if len(raw) > _COMPRESS_ABOVE:
-                rows.append((bid, 1, zlib.compress(raw, 6)))
-            else:
-                rows.append((bid, 0, raw))
+        rows = [(bid, *pack_blob(text)) for bid, text in zip(ids, texts, strict=True)]
         self._retry(
             lambda: self._transaction(
                 lambda: self._db.executemany("INSERT OR IGNORE INTO blobs VALUES (?, ?, ?)", rows)
@@ -427,11 +378,8 @@ class SQLiteStore(Store):
         for i in range(0, len(wanted), 500):
             chunk = wanted[i : i + 500]
             for r in self._retry(functools.partial(read, chunk)):
-                data = zlib.decompress(r["data"]) if r["z"] else r["data"]
-                out[r["id"]] = bytes(data).decode("utf-8")
-        missing = [b for b in wanted if b not in out]
-        if missing:
-            raise LogCorrupt(f"unknown blob(s): {', '.join(missing[:3])}")
+                out[r["id"]] = unpack_blob(r["z"], r["data"])
+        check_blobs_found(wanted, out)
         return out
 
     # -- annotators -----------------------------------------------------------------------
@@ -447,26 +395,22 @@ class SQLiteStore(Store):
                     (aid, name, role, hash_token(token), time.time()),
                 )
             except sqlite3.IntegrityError as exc:
-                raise NameTaken(
-                    f"an annotator named {name!r} already exists; pick another name"
-                ) from exc
+                raise annotator_taken(name) from exc
             return _one(self._db.execute("SELECT * FROM annotators WHERE id = ?", (aid,)))
 
-        return _annotator_row(self._retry(lambda: self._transaction(insert))), token
+        return annotator_from_row(self._retry(lambda: self._transaction(insert))), token
 
     def list_annotators(self) -> list[Annotator]:
         rows = self._retry(
             lambda: self._db.execute("SELECT * FROM annotators ORDER BY created").fetchall()
         )
-        return [_annotator_row(r) for r in rows]
+        return [annotator_from_row(r) for r in rows]
 
     def revoke_annotator(self, name: str) -> Annotator:
         def revoke() -> sqlite3.Row:
             found = _first(self._db.execute("SELECT * FROM annotators WHERE name = ?", (name,)))
             if found is None:
-                raise UnknownAnnotator(
-                    f"no annotator named {name!r} (see `apollo annotators list`)"
-                )
+                raise unknown_annotator(name)
             if found["role"] == Role.ADMIN and not found["revoked"]:
                 others = _one(
                     self._db.execute(
@@ -476,15 +420,12 @@ class SQLiteStore(Store):
                     )
                 )
                 if int(others[0]) == 0:
-                    raise LastAdminError(
-                        f"{name} is the last admin: revoking it would lock every admin out;"
-                        " add another admin first (`apollo annotators add NAME --role admin`)"
-                    )
+                    raise last_admin(name)
             self._db.execute("UPDATE annotators SET revoked = 1 WHERE name = ?", (name,))
             return _one(self._db.execute("SELECT * FROM annotators WHERE name = ?", (name,)))
 
         # One IMMEDIATE transaction: two admins revoking each other cannot both pass the check.
-        return _annotator_row(self._retry(lambda: self._transaction(revoke)))
+        return annotator_from_row(self._retry(lambda: self._transaction(revoke)))
 
     def authenticate(self, token: str) -> Annotator | None:
         row = self._retry(
@@ -495,7 +436,7 @@ class SQLiteStore(Store):
                 )
             )
         )
-        return _annotator_row(row) if row else None
+        return annotator_from_row(row) if row else None
 
     # -- backup ---------------------------------------------------------------------------
     def backup(self, dest: str | Path, overwrite: bool = False) -> Path:

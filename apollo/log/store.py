@@ -1,15 +1,20 @@
 """The Store interface: runs, append-only events, content-addressed blobs, annotators.
 
-SQLite implements it for one machine; PostgreSQL will implement it for many. Both are run
-through the same contract tests (tests/log/contract.py).
+SQLite implements it for one machine (apollo/log/sqlite.py), PostgreSQL for many
+(apollo/log/postgres.py). Both are run through the same contract tests (tests/log/contract.py);
+what they share (the busy wait, rows to records, blob packing, refusals) is here.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
+import math
+import os
 import secrets
 import time
 import uuid
+import zlib
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -55,6 +60,101 @@ class StoreCorrupt(StoreError):
 
 class LastAdminError(StoreError):
     """Revoking this annotator would leave no active admin, locking every admin out."""
+
+
+BUSY_ENV = "APOLLO_STORE_BUSY_S"
+# Generous: a runner that gives up leaves its run to be resumed by hand.
+DEFAULT_BUSY_S = 120.0
+# Blobs above this size are zlib-compressed; observations and file dumps compress well.
+_COMPRESS_ABOVE = 512
+
+
+def busy_seconds(value: float | None = None) -> float:
+    """How long a store waits for another process's lock: `value`, else
+    $APOLLO_STORE_BUSY_S, else DEFAULT_BUSY_S."""
+    if value is None:
+        raw = os.environ.get(BUSY_ENV, "").strip()
+        if not raw:
+            return DEFAULT_BUSY_S
+        try:
+            value = float(raw)
+        except ValueError:
+            value = math.nan
+        if not (math.isfinite(value) and value >= 0):
+            raise StoreError(f"{BUSY_ENV} must be a number of seconds, 0 or more (got {raw!r})")
+    if not (math.isfinite(value) and value >= 0):
+        raise ValueError(f"busy_s must be a number of seconds, 0 or more (got {value!r})")
+    return float(value)
+
+
+def run_from_row(row: Any) -> RunRecord:
+    """A runs-table row (anything indexed by column name) as a record."""
+    return RunRecord(
+        id=row["id"],
+        task=row["task"],
+        status=row["status"],
+        step=row["step"],
+        created=row["created"],
+        updated=row["updated"],
+        config=json.loads(row["config"]),
+        last_score=row["last_score"],
+        guidance_count=row["guidance_count"],
+    )
+
+
+def annotator_from_row(row: Any) -> Annotator:
+    """An annotators-table row (anything indexed by column name) as a record."""
+    return Annotator(
+        id=row["id"],
+        name=row["name"],
+        role=row["role"],
+        created=row["created"],
+        revoked=bool(row["revoked"]),
+    )
+
+
+def pack_blob(text: str) -> tuple[bool, bytes]:
+    """A blob's text as stored: (compressed?, bytes)."""
+    raw = text.encode("utf-8")
+    if len(raw) > _COMPRESS_ABOVE:
+        return True, zlib.compress(raw, 6)
+    return False, raw
+
+
+def unpack_blob(compressed: Any, data: bytes | memoryview) -> str:
+    """The text of a stored blob (`pack_blob` undone)."""
+    return (zlib.decompress(data) if compressed else bytes(data)).decode("utf-8")
+
+
+def check_blobs_found(wanted: Iterable[str], found: dict[str, str]) -> None:
+    """Raise LogCorrupt when a blob asked for is not in the store."""
+    missing = [b for b in wanted if b not in found]
+    if missing:
+        raise LogCorrupt(f"unknown blob(s): {', '.join(missing[:3])}")
+
+
+# Refusals both stores give in the same words.
+def run_taken(run_id: str) -> NameTaken:
+    return NameTaken(f"run {run_id!r} already exists")
+
+
+def unknown_run(run_id: str) -> UnknownRun:
+    return UnknownRun(f"unknown run {run_id!r}")
+
+
+def annotator_taken(name: str) -> NameTaken:
+    return NameTaken(f"an annotator named {name!r} already exists; pick another name")
+
+
+def unknown_annotator(name: str) -> UnknownAnnotator:
+    return UnknownAnnotator(f"no annotator named {name!r} (see `apollo annotators list`)")
+
+
+def last_admin(name: str) -> LastAdminError:
+    return LastAdminError(
+        f"{name} is the last admin: revoking it would lock every admin out;"
+        " add another admin first (`apollo annotators add NAME --role admin`)"
+    )
 
 
 def new_run_id() -> str:

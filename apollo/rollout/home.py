@@ -1,4 +1,5 @@
-"""Where Apollo keeps its store and run folders (`--home` or APOLLO_HOME)."""
+"""Where Apollo keeps its store and run folders (`--home` or APOLLO_HOME); the store may live
+elsewhere (`--store URL` or APOLLO_STORE, apollo/log/stores.py)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from typing import IO
 
 from apollo.env.sessions import SessionManager
 from apollo.log.sqlite import SQLiteStore
+from apollo.log.store import Store, StoreError
+from apollo.log.stores import STORE_ENV, open_store
 
 DEFAULT_HOME = Path.home() / ".apollo"
 
@@ -33,18 +36,29 @@ def try_lock(path: Path) -> IO[str] | None:
 
 class Home:
     """A data directory: `apollo.db`, `runs/<run id>/` (workspace, sessions, lock) and
-    `instances/` (materialized instances of task families)."""
+    `instances/` (materialized instances of task families). `store`: the URL of a store
+    elsewhere (default $APOLLO_STORE, else `apollo.db` here)."""
 
-    def __init__(self, path: str | Path | None = None) -> None:
+    def __init__(self, path: str | Path | None = None, store: str | None = None) -> None:
         self.path = Path(path or os.environ.get("APOLLO_HOME") or DEFAULT_HOME).resolve()
         self.path.mkdir(parents=True, exist_ok=True)
+        self.store_url = store or os.environ.get(STORE_ENV) or None
 
     @property
     def db_path(self) -> Path:
         return self.path / "apollo.db"
 
-    def open_store(self) -> SQLiteStore:
-        return SQLiteStore(self.db_path)
+    def open_store(self) -> Store:
+        """The store: the one `store_url` names, else the home's SQLite file."""
+        return open_store(self.store_url) if self.store_url else SQLiteStore(self.db_path)
+
+    def open_sqlite(self, what: str) -> SQLiteStore:
+        """The store when it is an SQLite file; `what` needs one (a backup of the file)."""
+        store = self.open_store()
+        if not isinstance(store, SQLiteStore):
+            store.close()
+            raise StoreError(f"{what} works on an SQLite store; for PostgreSQL use pg_dump")
+        return store
 
     @property
     def instances_dir(self) -> Path:

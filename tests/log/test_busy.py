@@ -13,8 +13,8 @@ import pytest
 from apollo.cli import main
 from apollo.llm.scripted import Request, ScriptedServer
 from apollo.log.events import Kind, RunStatus
-from apollo.log.sqlite import BUSY_ENV, DEFAULT_BUSY_S, SQLiteStore
-from apollo.log.store import StoreBusy, StoreError
+from apollo.log.sqlite import SQLiteStore
+from apollo.log.store import BUSY_ENV, DEFAULT_BUSY_S, StoreBusy, StoreError
 from tests.agent.harness import act, make_task, run_agent
 from tests.log.lockholder import LockHolder, store_waiting
 

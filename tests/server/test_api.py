@@ -15,7 +15,8 @@ from fastapi.testclient import TestClient
 
 import apollo.server
 from apollo.log.events import Event, Kind, NewEvent
-from apollo.log.sqlite import BUSY_ENV, SQLiteStore
+from apollo.log.sqlite import SQLiteStore
+from apollo.log.store import BUSY_ENV
 from apollo.log.writes import post_label, post_presence
 from apollo.rollout.home import Home
 from apollo.server.app import create_app

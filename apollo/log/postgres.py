@@ -1,0 +1,406 @@
+"""PostgreSQL implementation of the Store: one log shared by many processes and machines.
+
+A psycopg 3 connection pool serves every thread. Appends to one run are serialized by a row
+lock on the run (`SELECT ... FOR UPDATE`), so two writers never pick the same seq while writes
+to different runs go on side by side. A lock held by another client is waited for at most
+`busy_s` ($APOLLO_STORE_BUSY_S, as for SQLite), then StoreBusy; a server that cannot be
+reached is a StoreError that names the URL (without its password) and what to check.
+
+Payloads are stored as the JSON text the SQLite store keeps (exact, and never re-parsed by the
+server); blobs as bytea, compressed the same way.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+from psycopg import errors
+from psycopg.rows import dict_row
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from apollo.log.events import Annotator, Event, NewEvent, Role, RunRecord, RunStatus, blob_id
+from apollo.log.store import (
+    BUSY_ENV,
+    Store,
+    StoreBusy,
+    StoreError,
+    annotator_from_row,
+    annotator_taken,
+    busy_seconds,
+    check_blobs_found,
+    check_steerable,
+    hash_token,
+    last_admin,
+    new_run_id,
+    new_token,
+    pack_blob,
+    run_from_row,
+    run_taken,
+    run_updates,
+    unknown_annotator,
+    unknown_run,
+    unpack_blob,
+)
+
+T = TypeVar("T")
+
+# Taken while the schema is created, so two processes starting at once do not race on it.
+_SCHEMA_LOCK = 0x41504F4C  # "APOL"
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY,
+    task TEXT NOT NULL,
+    status TEXT NOT NULL,
+    step INTEGER NOT NULL DEFAULT 0,
+    created DOUBLE PRECISION NOT NULL,
+    updated DOUBLE PRECISION NOT NULL,
+    config TEXT NOT NULL,
+    last_score DOUBLE PRECISION,
+    guidance_count INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS runs_created ON runs (created);
+CREATE TABLE IF NOT EXISTS events (
+    run_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    ts DOUBLE PRECISION NOT NULL,
+    kind TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    step INTEGER,
+    payload TEXT NOT NULL,
+    PRIMARY KEY (run_id, seq)
+);
+CREATE INDEX IF NOT EXISTS events_kind ON events (run_id, kind, seq);
+CREATE TABLE IF NOT EXISTS blobs (
+    id TEXT PRIMARY KEY,
+    z BOOLEAN NOT NULL,
+    data BYTEA NOT NULL
+);
+CREATE TABLE IF NOT EXISTS annotators (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    role TEXT NOT NULL,
+    token_hash TEXT NOT NULL UNIQUE,
+    created DOUBLE PRECISION NOT NULL,
+    revoked BOOLEAN NOT NULL DEFAULT FALSE
+);
+"""
+_SCHEMA_OBJECTS = ("runs", "runs_created", "events", "events_kind", "blobs", "annotators")
+_CONNECT_TIMEOUT_S = 10
+_LAST_SEQ = "SELECT COALESCE(MAX(seq), 0) FROM events WHERE run_id = %s"
+
+
+def _count(conn: psycopg.Connection[Any], sql: str, args: Sequence[Any]) -> int:
+    """The integer an aggregate query gives."""
+    row = conn.execute(sql, args).fetchone()
+    if row is None:
+        raise StoreError("the store returned no row where one must exist")
+    return int(row[0])
+
+
+def _written(record: T | None) -> T:
+    """A row this transaction has just written, read back."""
+    if record is None:
+        raise StoreError("the store returned no row where one must exist")
+    return record
+
+
+def redacted(url: str) -> str:
+    """The URL without its password, to show in messages."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    user = f"{parts.username}:***@" if parts.username else ""
+    port = f":{parts.port}" if parts.port else ""
+    return urlunsplit(parts._replace(netloc=f"{user}{host}{port}"))
+
+
+class PostgresStore(Store):
+    """A Store in a PostgreSQL database, given as a `postgresql://` URL (libpq's forms:
+    `postgresql://user:pass@host:5432/db`, or `postgresql:///db?host=/socket/dir`).
+
+    `busy_s`: how long an operation waits for a lock another client holds before StoreBusy;
+    `pool_size`: connections kept for this process's threads."""
+
+    def __init__(self, url: str, busy_s: float | None = None, pool_size: int = 8) -> None:
+        super().__init__()
+        self.url = url
+        self.busy_s = busy_seconds(busy_s)
+        self._where = redacted(url)
+        # Connect once first: a wrong URL or a server that is down fails here, with its reason,
+        # instead of as a pool timeout later.
+        try:
+            psycopg.connect(url, connect_timeout=_CONNECT_TIMEOUT_S).close()
+        except psycopg.Error as exc:
+            raise self._unreachable(exc) from exc
+        self._pool = ConnectionPool(
+            url,
+            min_size=1,
+            max_size=pool_size,
+            kwargs={
+                "connect_timeout": _CONNECT_TIMEOUT_S,
+                # A lock wait beyond busy_s fails (LockNotAvailable) instead of hanging.
+                "options": f"-c lock_timeout={int(self.busy_s * 1000)}",
+            },
+            timeout=max(self.busy_s, _CONNECT_TIMEOUT_S),
+            name="apollo-store",
+            open=True,
+        )
+        self._run(self._create_schema)
+
+    def _unreachable(self, exc: BaseException) -> StoreError:
+        why = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return StoreError(
+            f"cannot use the PostgreSQL store {self._where}: {why}. Check that the server is "
+            "running and that the URL's host, port, user, password and database are right"
+        )
+
+    def _create_schema(self, conn: psycopg.Connection[Any]) -> None:
+        # Only when something is missing: DDL on an existing table still locks it, and a
+        # process opening the store while another appends would deadlock with that append.
+        if self._has_schema(conn):
+            return
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
+        if not self._has_schema(conn):  # nobody made it while this one waited
+            conn.execute(_SCHEMA)
+
+    @staticmethod
+    def _has_schema(conn: psycopg.Connection[Any]) -> bool:
+        found = _count(
+            conn,
+            "SELECT COUNT(*) FROM unnest(%s::text[]) AS name WHERE to_regclass(name) IS NOT NULL",
+            (list(_SCHEMA_OBJECTS),),
+        )
+        return found == len(_SCHEMA_OBJECTS)
+
+    def _run(self, body: Callable[[psycopg.Connection[Any]], T]) -> T:
+        """`body` in one transaction on a pooled connection (committed when it returns,
+        rolled back when it raises); lock waits and lost servers become StoreErrors."""
+        try:
+            with self._pool.connection() as conn, conn.transaction():
+                return body(conn)
+        except errors.LockNotAvailable as exc:
+            raise StoreBusy(
+                f"the store {self._where} is busy: another client held a lock this operation "
+                f"needs for all the {self.busy_s:g} s it waited. Let it finish and try again; "
+                f"set {BUSY_ENV} to wait longer"
+            ) from exc
+        except (psycopg.OperationalError, PoolTimeout) as exc:
+            raise self._unreachable(exc) from exc
+
+    # -- runs -----------------------------------------------------------------------------
+    def create_run(self, task: str, config: dict[str, Any], run_id: str | None = None) -> RunRecord:
+        rid = run_id or new_run_id()
+        now = time.time()
+
+        def insert(conn: psycopg.Connection[Any]) -> RunRecord:
+            try:
+                with conn.transaction():  # a savepoint: the refusal leaves the rest usable
+                    conn.execute(
+                        "INSERT INTO runs (id, task, status, created, updated, config)"
+                        " VALUES (%s, %s, %s, %s, %s, %s)",
+                        (rid, task, RunStatus.CREATED.value, now, now, json.dumps(config)),
+                    )
+            except errors.UniqueViolation as exc:
+                raise run_taken(rid) from exc
+            return _written(self._get_run(conn, rid))
+
+        return self._run(insert)
+
+    @staticmethod
+    def _get_run(conn: psycopg.Connection[Any], run_id: str) -> RunRecord | None:
+        cur = conn.cursor(row_factory=dict_row)
+        row = cur.execute("SELECT * FROM runs WHERE id = %s", (run_id,)).fetchone()
+        return run_from_row(row) if row else None
+
+    def get_run(self, run_id: str) -> RunRecord | None:
+        return self._run(lambda conn: self._get_run(conn, run_id))
+
+    def list_runs(self, limit: int = 1000, status: str | None = None) -> list[RunRecord]:
+        sql = "SELECT * FROM runs"
+        args: list[Any] = []
+        if status:
+            sql += " WHERE status = %s"
+            args.append(status)
+        sql += " ORDER BY created DESC, id DESC LIMIT %s"
+        args.append(limit)
+
+        def read(conn: psycopg.Connection[Any]) -> list[dict[str, Any]]:
+            return conn.cursor(row_factory=dict_row).execute(sql, args).fetchall()
+
+        return [run_from_row(r) for r in self._run(read)]
+
+    # -- events ---------------------------------------------------------------------------
+    def append(self, run_id: str, events: Sequence[NewEvent]) -> list[Event]:
+        if not events:
+            return []
+        payloads = [json.dumps(ev.payload) for ev in events]
+
+        def write(conn: psycopg.Connection[Any]) -> list[Event]:
+            now = time.time()
+            found = conn.execute(
+                "SELECT status FROM runs WHERE id = %s FOR UPDATE", (run_id,)
+            ).fetchone()
+            if not found:
+                raise unknown_run(run_id)
+            check_steerable(run_id, found[0], (ev.kind for ev in events))
+            seq = _count(conn, _LAST_SEQ, (run_id,))
+            out: list[Event] = []
+            rows = []
+            for ev, payload in zip(events, payloads, strict=True):
+                seq += 1
+                out.append(Event(run_id, seq, now, ev.kind, ev.actor, ev.step, ev.payload))
+                rows.append((run_id, seq, now, ev.kind, ev.actor, ev.step, payload))
+            with conn.cursor() as cur:
+                cur.executemany("INSERT INTO events VALUES (%s, %s, %s, %s, %s, %s, %s)", rows)
+            self._apply_run_updates(conn, run_id, run_updates(events), now)
+            return out
+
+        return self._run(write)
+
+    @staticmethod
+    def _apply_run_updates(
+        conn: psycopg.Connection[Any], run_id: str, changes: dict[str, Any], now: float
+    ) -> None:
+        sets = ["updated = %s"]
+        args: list[Any] = [now]
+        for col in ("status", "step", "last_score"):
+            if col in changes:
+                sets.append(f"{col} = %s")
+                args.append(changes[col])
+        if "guidance_delta" in changes:
+            sets.append("guidance_count = guidance_count + %s")
+            args.append(changes["guidance_delta"])
+        args.append(run_id)
+        conn.execute(f"UPDATE runs SET {', '.join(sets)} WHERE id = %s", args)
+
+    def _events(
+        self, run_id: str, after: int, kinds: Sequence[str] | None, limit: int | None
+    ) -> list[Event]:
+        sql = (
+            "SELECT seq, ts, kind, actor, step, payload FROM events WHERE run_id = %s AND seq > %s"
+        )
+        args: list[Any] = [run_id, after]
+        if kinds:
+            sql += " AND kind = ANY(%s)"
+            args.append(list(kinds))
+        sql += " ORDER BY seq"
+        if limit is not None:
+            sql += " LIMIT %s"
+            args.append(limit)
+        rows = self._run(lambda conn: conn.execute(sql, args).fetchall())
+        loads = json.loads
+        return [
+            Event(run_id, seq, ts, kind, actor, step, loads(payload))
+            for seq, ts, kind, actor, step, payload in rows
+        ]
+
+    def last_seq(self, run_id: str) -> int:
+        return self._run(lambda conn: _count(conn, _LAST_SEQ, (run_id,)))
+
+    # -- blobs ----------------------------------------------------------------------------
+    def put_blobs(self, texts: Sequence[str]) -> list[str]:
+        ids = [blob_id(t) for t in texts]
+        rows = [(bid, *pack_blob(text)) for bid, text in zip(ids, texts, strict=True)]
+
+        def write(conn: psycopg.Connection[Any]) -> None:
+            with conn.cursor() as cur:
+                cur.executemany(
+                    "INSERT INTO blobs VALUES (%s, %s, %s) ON CONFLICT (id) DO NOTHING", rows
+                )
+
+        if rows:
+            self._run(write)
+        return ids
+
+    def get_blobs(self, ids: Sequence[str]) -> dict[str, str]:
+        wanted = list(dict.fromkeys(ids))
+        rows = self._run(
+            lambda conn: conn.execute(
+                "SELECT id, z, data FROM blobs WHERE id = ANY(%s)", (wanted,)
+            ).fetchall()
+        )
+        out = {bid: unpack_blob(z, data) for bid, z, data in rows}
+        check_blobs_found(wanted, out)
+        return out
+
+    # -- annotators -----------------------------------------------------------------------
+    def add_annotator(self, name: str, role: Role | str) -> tuple[Annotator, str]:
+        role = Role(role).value
+        token = new_token()
+        aid = "a-" + uuid.uuid4().hex[:10]
+
+        def insert(conn: psycopg.Connection[Any]) -> Annotator:
+            try:
+                with conn.transaction():
+                    conn.execute(
+                        "INSERT INTO annotators VALUES (%s, %s, %s, %s, %s, FALSE)",
+                        (aid, name, role, hash_token(token), time.time()),
+                    )
+            except errors.UniqueViolation as exc:
+                raise annotator_taken(name) from exc
+            return _written(self._annotator(conn, "id", aid))
+
+        return self._run(insert), token
+
+    @staticmethod
+    def _annotator(conn: psycopg.Connection[Any], column: str, value: str) -> Annotator | None:
+        cur = conn.cursor(row_factory=dict_row)
+        row = cur.execute(f"SELECT * FROM annotators WHERE {column} = %s", (value,)).fetchone()
+        return annotator_from_row(row) if row else None
+
+    def list_annotators(self) -> list[Annotator]:
+        rows = self._run(
+            lambda conn: (
+                conn.cursor(row_factory=dict_row)
+                .execute("SELECT * FROM annotators ORDER BY created")
+                .fetchall()
+            )
+        )
+        return [annotator_from_row(r) for r in rows]
+
+    def revoke_annotator(self, name: str) -> Annotator:
+        def revoke(conn: psycopg.Connection[Any]) -> Annotator:
+            # Lock every active admin first: two admins revoking each other wait in turn, and
+            # the second sees that it would leave none.
+            conn.execute(
+                "SELECT id FROM annotators WHERE role = %s AND NOT revoked FOR UPDATE",
+                (Role.ADMIN.value,),
+            )
+            found = self._annotator(conn, "name", name)
+            if found is None:
+                raise unknown_annotator(name)
+            if found.role == Role.ADMIN and not found.revoked:
+                others = _count(
+                    conn,
+                    "SELECT COUNT(*) FROM annotators"
+                    " WHERE role = %s AND NOT revoked AND name != %s",
+                    (Role.ADMIN.value, name),
+                )
+                if others == 0:
+                    raise last_admin(name)
+            conn.execute("UPDATE annotators SET revoked = TRUE WHERE name = %s", (name,))
+            return _written(self._annotator(conn, "name", name))
+
+        return self._run(revoke)
+
+    def authenticate(self, token: str) -> Annotator | None:
+        def read(conn: psycopg.Connection[Any]) -> Annotator | None:
+            cur = conn.cursor(row_factory=dict_row)
+            row = cur.execute(
+                "SELECT * FROM annotators WHERE token_hash = %s AND NOT revoked",
+                (hash_token(token),),
+            ).fetchone()
+            return annotator_from_row(row) if row else None
+
+        return self._run(read)
+
+    # -- lifecycle ------------------------------------------------------------------------
+    def close(self) -> None:
+        self._pool.close()

@@ -1,0 +1,32 @@
+"""Which store a URL names (`--store URL` or $APOLLO_STORE): `sqlite:///PATH` (the embedded
+default, one file) or `postgresql://...` (one log for many processes and machines)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from apollo.log.store import Store, StoreError
+
+STORE_ENV = "APOLLO_STORE"
+FORMS = "sqlite:///ABSOLUTE/PATH.db, or postgresql://USER:PASSWORD@HOST:PORT/DATABASE"
+
+
+def open_store(url: str) -> Store:
+    """The store at `url`; anything else is a StoreError that gives the forms."""
+    scheme, sep, rest = url.partition("://")
+    if sep and scheme == "sqlite":
+        from apollo.log.sqlite import SQLiteStore
+
+        # As file:// URLs: the path after the scheme's two slashes is absolute.
+        if not rest.startswith("/") or rest == "/":
+            raise StoreError(f"store URL {url!r} names no absolute file path; give {FORMS}")
+        return SQLiteStore(Path(rest))
+    if sep and scheme in ("postgresql", "postgres"):
+        try:
+            from apollo.log.postgres import PostgresStore
+        except ImportError as exc:  # the `postgres` extra is not installed
+            raise StoreError(
+                f"store URL {url!r} needs psycopg: pip install 'apollo-rollout[postgres]'"
+            ) from exc
+        return PostgresStore(url)
+    raise StoreError(f"store URL {url!r}: not a store Apollo knows; give {FORMS}")
