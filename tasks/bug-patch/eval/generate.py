@@ -1,7 +1,8 @@
 """Make one instance of bug-patch: python3 generate.py SEED WORKSPACE TRUTH
 
-The seed picks a function with a bug (templates.py), names its four candidate fixes and
-orders them, and draws the visible and the hidden test cases. Cases are redrawn (same seed,
+The seed picks a function with a bug (templates.py), deals its four candidate fixes (one
+right, three wrong) to the names fix-a .. fix-d, and draws the visible and the hidden test
+cases. Cases are redrawn (same seed,
 next attempt) until every wrong candidate fails a visible test and at least a quarter of the
 hidden ones, so testing the candidates always finds the fix."""
 
@@ -16,6 +17,7 @@ from typing import Any, Callable
 from templates import TEMPLATES, Template
 
 VISIBLE_RANDOM, HIDDEN = 3, 40
+NAMES = ("fix-a", "fix-b", "fix-c", "fix-d")
 MIN_HIDDEN_FAILS = 0.25
 
 
@@ -37,7 +39,7 @@ def main() -> None:
     seed, workspace, truth = int(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
     rng = random.Random(f"bug-patch/{seed}")
     template = TEMPLATES[rng.randrange(len(TEMPLATES))]
-    names = [f"fix-{n}" for n in rng.sample(range(100, 1000), 4)]
+    names = list(NAMES)  # the same four names in every instance; which one is right varies
     roles = [template.right, *template.wrong]
     rng.shuffle(roles)
     candidates = dict(zip(names, roles))
