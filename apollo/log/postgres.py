@@ -39,9 +39,11 @@ from apollo.log.store import (
     last_admin,
     new_run_id,
     new_token,
+    numbered,
     pack_blob,
     run_from_row,
     run_taken,
+    run_update_sql,
     run_updates,
     unknown_annotator,
     unknown_run,
@@ -250,35 +252,13 @@ class PostgresStore(Store):
             if not found:
                 raise unknown_run(run_id)
             check_steerable(run_id, found[0], (ev.kind for ev in events))
-            seq = _count(conn, _LAST_SEQ, (run_id,))
-            out: list[Event] = []
-            rows = []
-            for ev, payload in zip(events, payloads, strict=True):
-                seq += 1
-                out.append(Event(run_id, seq, now, ev.kind, ev.actor, ev.step, ev.payload))
-                rows.append((run_id, seq, now, ev.kind, ev.actor, ev.step, payload))
+            out, rows = numbered(run_id, events, payloads, _count(conn, _LAST_SEQ, (run_id,)), now)
             with conn.cursor() as cur:
                 cur.executemany("INSERT INTO events VALUES (%s, %s, %s, %s, %s, %s, %s)", rows)
-            self._apply_run_updates(conn, run_id, run_updates(events), now)
+            conn.execute(*run_update_sql(run_id, run_updates(events), now, "%s"))
             return out
 
         return self._run(write)
-
-    @staticmethod
-    def _apply_run_updates(
-        conn: psycopg.Connection[Any], run_id: str, changes: dict[str, Any], now: float
-    ) -> None:
-        sets = ["updated = %s"]
-        args: list[Any] = [now]
-        for col in ("status", "step", "last_score"):
-            if col in changes:
-                sets.append(f"{col} = %s")
-                args.append(changes[col])
-        if "guidance_delta" in changes:
-            sets.append("guidance_count = guidance_count + %s")
-            args.append(changes["guidance_delta"])
-        args.append(run_id)
-        conn.execute(f"UPDATE runs SET {', '.join(sets)} WHERE id = %s", args)
 
     def _events(
         self, run_id: str, after: int, kinds: Sequence[str] | None, limit: int | None

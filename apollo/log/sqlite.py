@@ -37,9 +37,11 @@ from apollo.log.store import (
     last_admin,
     new_run_id,
     new_token,
+    numbered,
     pack_blob,
     run_from_row,
     run_taken,
+    run_update_sql,
     run_updates,
     unknown_annotator,
     unknown_run,
@@ -296,31 +298,12 @@ class SQLiteStore(Store):
                     "SELECT COALESCE(MAX(seq), 0) FROM events WHERE run_id = ?", (run_id,)
                 )
             )
-            seq = int(row[0])
-            out: list[Event] = []
-            rows = []
-            for ev, payload in zip(events, payloads, strict=True):
-                seq += 1
-                out.append(Event(run_id, seq, now, ev.kind, ev.actor, ev.step, ev.payload))
-                rows.append((run_id, seq, now, ev.kind, ev.actor, ev.step, payload))
+            out, rows = numbered(run_id, events, payloads, int(row[0]), now)
             self._db.executemany("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
-            self._apply_run_updates(run_id, run_updates(events), now)
+            self._db.execute(*run_update_sql(run_id, run_updates(events), now, "?"))
             return out
 
         return self._retry(lambda: self._transaction(write))
-
-    def _apply_run_updates(self, run_id: str, changes: dict[str, Any], now: float) -> None:
-        sets = ["updated = ?"]
-        args: list[Any] = [now]
-        for col in ("status", "step", "last_score"):
-            if col in changes:
-                sets.append(f"{col} = ?")
-                args.append(changes[col])
-        if "guidance_delta" in changes:
-            sets.append("guidance_count = guidance_count + ?")
-            args.append(changes["guidance_delta"])
-        args.append(run_id)
-        self._db.execute(f"UPDATE runs SET {', '.join(sets)} WHERE id = ?", args)
 
     def _events(
         self, run_id: str, after: int, kinds: Sequence[str] | None, limit: int | None

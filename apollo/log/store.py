@@ -214,6 +214,36 @@ def run_updates(events: Iterable[Event | NewEvent]) -> dict[str, Any]:
     return changes
 
 
+def run_update_sql(
+    run_id: str, changes: dict[str, Any], now: float, mark: str
+) -> tuple[str, list[Any]]:
+    """The UPDATE of a run's cached row that `changes` (`run_updates`) makes, with `mark` as
+    the driver's parameter marker (`?` or `%s`), and its parameters."""
+    sets = [f"updated = {mark}"]
+    args: list[Any] = [now]
+    for col in ("status", "step", "last_score"):
+        if col in changes:
+            sets.append(f"{col} = {mark}")
+            args.append(changes[col])
+    if "guidance_delta" in changes:
+        sets.append(f"guidance_count = guidance_count + {mark}")
+        args.append(changes["guidance_delta"])
+    return f"UPDATE runs SET {', '.join(sets)} WHERE id = {mark}", [*args, run_id]
+
+
+def numbered(
+    run_id: str, events: Sequence[NewEvent], payloads: Sequence[str], last: int, now: float
+) -> tuple[list[Event], list[tuple[Any, ...]]]:
+    """The events given the seqs after `last`, and their rows for the events table (payloads
+    as the JSON texts given)."""
+    out: list[Event] = []
+    rows: list[tuple[Any, ...]] = []
+    for seq, (ev, payload) in enumerate(zip(events, payloads, strict=True), start=last + 1):
+        out.append(Event(run_id, seq, now, ev.kind, ev.actor, ev.step, ev.payload))
+        rows.append((run_id, seq, now, ev.kind, ev.actor, ev.step, payload))
+    return out, rows
+
+
 class Store(ABC):
     """Persistent home of every run. Implementations must be safe to use from several
     processes at once (a runner and a CLI posting guidance, say)."""
