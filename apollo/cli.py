@@ -20,7 +20,7 @@ from apollo.llm import models, sampling
 from apollo.llm.base import CallLimits, ModelError
 from apollo.llm.cli import add_commands as add_models_commands
 from apollo.llm.embedded import EmbeddedError
-from apollo.log import schema
+from apollo.log import migrations, schema
 from apollo.log.events import Kind, Role, check_annotator_name
 from apollo.log.store import StoreError
 from apollo.log.stores import STORE_ENV
@@ -292,6 +292,19 @@ def cmd_control(args: argparse.Namespace, home: Home) -> int:
     return 0
 
 
+def cmd_db(args: argparse.Namespace, home: Home) -> int:
+    store = home.open_store(migrate=True)
+    done = store.migrated
+    version = migrations.latest()
+    if done:
+        steps = "; ".join(f"{m.version}: {m.what}" for m in done)
+        print(safe(f"migrated {store.where} to schema version {version} ({steps})"))
+    else:
+        print(safe(f"{store.where} is at schema version {version}; nothing to migrate"))
+    store.close()
+    return 0
+
+
 def cmd_backup(args: argparse.Namespace, home: Home) -> int:
     store = home.open_sqlite("apollo backup")
     dest = store.backup(args.dest, overwrite=args.force)
@@ -526,6 +539,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("dest", metavar="DEST", help="path of the copy (a new file)")
     p.add_argument("--force", action="store_true", help="replace DEST if it is an existing file")
+
+    p = add("db", cmd_db, "the store's schema: `migrate` applies the migrations it is behind")
+    p.add_argument("action", choices=["migrate"])
 
     add("tasks", cmd_tasks, "list built-in tasks, then families with their splits (id first)")
     add_supervise_commands(sub, add)

@@ -24,6 +24,7 @@ from psycopg import errors
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
+from apollo.log import migrations
 from apollo.log.events import Annotator, Event, NewEvent, Role, RunRecord, RunStatus, blob_id
 from apollo.log.store import (
     BUSY_ENV,
@@ -52,47 +53,8 @@ from apollo.log.store import (
 
 T = TypeVar("T")
 
-# Taken while the schema is created, so two processes starting at once do not race on it.
+# Taken while the schema is migrated, so two processes starting at once do not race on it.
 _SCHEMA_LOCK = 0x41504F4C  # "APOL"
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS runs (
-    id TEXT PRIMARY KEY,
-    task TEXT NOT NULL,
-    status TEXT NOT NULL,
-    step INTEGER NOT NULL DEFAULT 0,
-    created DOUBLE PRECISION NOT NULL,
-    updated DOUBLE PRECISION NOT NULL,
-    config TEXT NOT NULL,
-    last_score DOUBLE PRECISION,
-    guidance_count INTEGER NOT NULL DEFAULT 0
-);
-CREATE INDEX IF NOT EXISTS runs_created ON runs (created);
-CREATE TABLE IF NOT EXISTS events (
-    run_id TEXT NOT NULL,
-    seq INTEGER NOT NULL,
-    ts DOUBLE PRECISION NOT NULL,
-    kind TEXT NOT NULL,
-    actor TEXT NOT NULL,
-    step INTEGER,
-    payload TEXT NOT NULL,
-    PRIMARY KEY (run_id, seq)
-);
-CREATE INDEX IF NOT EXISTS events_kind ON events (run_id, kind, seq);
-CREATE TABLE IF NOT EXISTS blobs (
-    id TEXT PRIMARY KEY,
-    z BOOLEAN NOT NULL,
-    data BYTEA NOT NULL
-);
-CREATE TABLE IF NOT EXISTS annotators (
-    id TEXT PRIMARY KEY,
-    name TEXT NOT NULL UNIQUE,
-    role TEXT NOT NULL,
-    token_hash TEXT NOT NULL UNIQUE,
-    created DOUBLE PRECISION NOT NULL,
-    revoked BOOLEAN NOT NULL DEFAULT FALSE
-);
-"""
-_SCHEMA_OBJECTS = ("runs", "runs_created", "events", "events_kind", "blobs", "annotators")
 _CONNECT_TIMEOUT_S = 10
 _LAST_SEQ = "SELECT COALESCE(MAX(seq), 0) FROM events WHERE run_id = %s"
 
@@ -123,18 +85,50 @@ def redacted(url: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{user}{host}{port}"))
 
 
+class _Schema:
+    """The database's schema as migrations read and change it (migrations.SchemaDb)."""
+
+    dialect = "postgres"
+
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+        self.conn = conn
+
+    def tables(self) -> set[str]:
+        rows = self.conn.execute(
+            "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()"
+        ).fetchall()
+        return {str(r[0]) for r in rows}
+
+    def versions(self) -> list[int]:
+        if "schema_migrations" not in self.tables():
+            return []
+        return [int(r[0]) for r in self.conn.execute("SELECT version FROM schema_migrations")]
+
+    def run(self, sql: str) -> None:
+        self.conn.execute(sql)  # several statements: allowed without parameters
+
+    def record(self, version: int, what: str, applied: float) -> None:
+        self.conn.execute(
+            "INSERT INTO schema_migrations VALUES (%s, %s, %s)", (version, what, applied)
+        )
+
+
 class PostgresStore(Store):
     """A Store in a PostgreSQL database, given as a `postgresql://` URL (libpq's forms:
     `postgresql://user:pass@host:5432/db`, or `postgresql:///db?host=/socket/dir`).
 
     `busy_s`: how long an operation waits for a lock another client holds before StoreBusy;
-    `pool_size`: connections kept for this process's threads."""
+    `pool_size`: connections kept for this process's threads; `migrate`: apply the schema
+    migrations the database is behind (`apollo db migrate`), else such a database is refused."""
 
-    def __init__(self, url: str, busy_s: float | None = None, pool_size: int = 8) -> None:
+    def __init__(
+        self, url: str, busy_s: float | None = None, pool_size: int = 8, migrate: bool = False
+    ) -> None:
         super().__init__()
         self.url = url
+        self._migrate = migrate
         self.busy_s = busy_seconds(busy_s)
-        self._where = redacted(url)
+        self.where = redacted(url)
         # Connect once first: a wrong URL or a server that is down fails here, with its reason,
         # instead of as a pool timeout later.
         try:
@@ -154,32 +148,28 @@ class PostgresStore(Store):
             name="apollo-store",
             open=True,
         )
-        self._run(self._create_schema)
+        try:
+            self._run(self._ensure_schema)
+        except BaseException:  # refused (a schema behind or ahead): no pool left open
+            self._pool.close()
+            raise
 
     def _unreachable(self, exc: BaseException) -> StoreError:
         why = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         return StoreError(
-            f"cannot use the PostgreSQL store {self._where}: {why}. Check that the server is "
+            f"cannot use the PostgreSQL store {self.where}: {why}. Check that the server is "
             "running and that the URL's host, port, user, password and database are right"
         )
 
-    def _create_schema(self, conn: psycopg.Connection[Any]) -> None:
-        # Only when something is missing: DDL on an existing table still locks it, and a
-        # process opening the store while another appends would deadlock with that append.
-        if self._has_schema(conn):
+    def _ensure_schema(self, conn: psycopg.Connection[Any]) -> None:
+        """Bring the schema to this code's version (apollo.log.migrations)."""
+        schema = _Schema(conn)
+        # Only when behind: DDL on an existing table still locks it, and a process opening
+        # the store while another appends would deadlock with that append.
+        if migrations.current(schema) == migrations.latest():
             return
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
-        if not self._has_schema(conn):  # nobody made it while this one waited
-            conn.execute(_SCHEMA)
-
-    @staticmethod
-    def _has_schema(conn: psycopg.Connection[Any]) -> bool:
-        found = _count(
-            conn,
-            "SELECT COUNT(*) FROM unnest(%s::text[]) AS name WHERE to_regclass(name) IS NOT NULL",
-            (list(_SCHEMA_OBJECTS),),
-        )
-        return found == len(_SCHEMA_OBJECTS)
+        self.migrated = migrations.upgrade(schema, self.where, self._migrate)
 
     def _run(self, body: Callable[[psycopg.Connection[Any]], T]) -> T:
         """`body` in one transaction on a pooled connection (committed when it returns,
@@ -189,7 +179,7 @@ class PostgresStore(Store):
                 return body(conn)
         except errors.LockNotAvailable as exc:
             raise StoreBusy(
-                f"the store {self._where} is busy: another client held a lock this operation "
+                f"the store {self.where} is busy: another client held a lock this operation "
                 f"needs for all the {self.busy_s:g} s it waited. Let it finish and try again; "
                 f"set {BUSY_ENV} to wait longer"
             ) from exc

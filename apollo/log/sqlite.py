@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+from apollo.log import migrations
 from apollo.log.events import Annotator, Event, NewEvent, Role, RunRecord, RunStatus, blob_id
 from apollo.log.store import (
     BUSY_ENV,
@@ -70,48 +71,6 @@ _UNUSABLE = frozenset(
     }
 )
 
-# Ordinary rowid tables: payloads and blobs are often kilobytes, which WITHOUT ROWID tables
-# store poorly (rows past ~1/20 of a page spill into overflow chains).
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS runs (
-    id TEXT PRIMARY KEY,
-    task TEXT NOT NULL,
-    status TEXT NOT NULL,
-    step INTEGER NOT NULL DEFAULT 0,
-    created REAL NOT NULL,
-    updated REAL NOT NULL,
-    config TEXT NOT NULL,
-    last_score REAL,
-    guidance_count INTEGER NOT NULL DEFAULT 0
-);
-CREATE INDEX IF NOT EXISTS runs_created ON runs (created);
-CREATE TABLE IF NOT EXISTS events (
-    run_id TEXT NOT NULL,
-    seq INTEGER NOT NULL,
-    ts REAL NOT NULL,
-    kind TEXT NOT NULL,
-    actor TEXT NOT NULL,
-    step INTEGER,
-    payload TEXT NOT NULL,
-    PRIMARY KEY (run_id, seq)
-);
--- Readers that follow only some kinds (the agent polling for guidance) seek by kind.
-CREATE INDEX IF NOT EXISTS events_kind ON events (run_id, kind, seq);
-CREATE TABLE IF NOT EXISTS blobs (
-    id TEXT PRIMARY KEY,
-    z INTEGER NOT NULL,
-    data BLOB NOT NULL
-);
-CREATE TABLE IF NOT EXISTS annotators (
-    id TEXT PRIMARY KEY,
-    name TEXT NOT NULL UNIQUE,
-    role TEXT NOT NULL,
-    token_hash TEXT NOT NULL UNIQUE,
-    created REAL NOT NULL,
-    revoked INTEGER NOT NULL DEFAULT 0
-);
-"""
-
 
 def _code(exc: sqlite3.Error) -> int | None:
     """The primary SQLite result code of an error (extended codes carry it in the low byte)."""
@@ -134,16 +93,49 @@ def _one(cursor: sqlite3.Cursor) -> sqlite3.Row:
     return row
 
 
+class _Schema:
+    """The file's schema as migrations read and change it (apollo.log.migrations.SchemaDb)."""
+
+    dialect = "sqlite"
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+
+    def tables(self) -> set[str]:
+        rows = self.db.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
+        return {str(r[0]) for r in rows}
+
+    def versions(self) -> list[int]:
+        if "schema_migrations" not in self.tables():
+            return []
+        return [int(r[0]) for r in self.db.execute("SELECT version FROM schema_migrations")]
+
+    def run(self, sql: str) -> None:
+        # One statement at a time: executescript would commit the transaction first.
+        for statement in sql.split(";"):
+            if statement.strip():
+                self.db.execute(statement)
+
+    def record(self, version: int, what: str, applied: float) -> None:
+        self.db.execute("INSERT INTO schema_migrations VALUES (?, ?, ?)", (version, what, applied))
+
+
 class SQLiteStore(Store):
     """A Store in one SQLite file. Several processes may open the same file.
 
     `busy_s`: how long an operation waits while another process holds the write lock, before
-    it raises StoreBusy (default: $APOLLO_STORE_BUSY_S, else DEFAULT_BUSY_S)."""
+    it raises StoreBusy (default: $APOLLO_STORE_BUSY_S, else DEFAULT_BUSY_S). `migrate`: apply
+    the schema migrations the file is behind (`apollo db migrate`); without it such a file is
+    refused (SchemaBehind)."""
 
-    def __init__(self, path: str | Path, busy_s: float | None = None) -> None:
+    def __init__(
+        self, path: str | Path, busy_s: float | None = None, migrate: bool = False
+    ) -> None:
         super().__init__()
         self.path = Path(path)
+        self.where = str(self.path)
         self.busy_s = busy_seconds(busy_s)
+        self._migrate = migrate
         # One connection guarded by a lock: cheap, and safe across the runner's threads.
         self._lock = threading.RLock()
         try:
@@ -167,11 +159,25 @@ class SQLiteStore(Store):
             # Long logs are read back whole (resume, export): a 64 MiB page cache instead of the
             # default 2 MiB keeps the events and blobs of a run in memory while it is read.
             db.execute("PRAGMA cache_size=-65536")
-            db.executescript(_SCHEMA)
+            self._ensure_schema(db)
         except BaseException:
             db.close()
             raise
         return db
+
+    def _ensure_schema(self, db: sqlite3.Connection) -> None:
+        """Bring the schema to this code's version (apollo.log.migrations)."""
+        schema = _Schema(db)
+        if migrations.current(schema) == migrations.latest():
+            return  # the usual case, read without taking the write lock
+        db.execute("BEGIN IMMEDIATE")  # then again under it: another process may be at it
+        try:
+            self.migrated = migrations.upgrade(schema, self.where, self._migrate)
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
 
     # -- the busy policy and errors -------------------------------------------------------
     def _retry(self, op: Callable[[], T]) -> T:

@@ -17,10 +17,13 @@ import uuid
 import zlib
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from apollo.log import schema
 from apollo.log.events import Annotator, Event, Kind, NewEvent, Role, RunRecord, RunStatus
+
+if TYPE_CHECKING:
+    from apollo.log.migrations import Migration
 
 
 class StoreError(Exception):
@@ -250,6 +253,8 @@ class Store(ABC):
 
     def __init__(self) -> None:
         self._log_versions: dict[str, int] = {}  # run id -> schema version of its log
+        self.migrated: list[Migration] = []  # the schema migrations opening it applied
+        self.where = ""  # what the store is, for messages (a path, a URL without password)
 
     # -- runs -----------------------------------------------------------------------------
     @abstractmethod

@@ -11,8 +11,9 @@ STORE_ENV = "APOLLO_STORE"
 FORMS = "sqlite:///ABSOLUTE/PATH.db, or postgresql://USER:PASSWORD@HOST:PORT/DATABASE"
 
 
-def open_store(url: str) -> Store:
-    """The store at `url`; anything else is a StoreError that gives the forms."""
+def open_store(url: str, migrate: bool = False) -> Store:
+    """The store at `url` (`migrate`: apply the schema migrations it is behind); anything
+    else is a StoreError that gives the forms."""
     scheme, sep, rest = url.partition("://")
     if sep and scheme == "sqlite":
         from apollo.log.sqlite import SQLiteStore
@@ -20,7 +21,7 @@ def open_store(url: str) -> Store:
         # As file:// URLs: the path after the scheme's two slashes is absolute.
         if not rest.startswith("/") or rest == "/":
             raise StoreError(f"store URL {url!r} names no absolute file path; give {FORMS}")
-        return SQLiteStore(Path(rest))
+        return SQLiteStore(Path(rest), migrate=migrate)
     if sep and scheme in ("postgresql", "postgres"):
         try:
             from apollo.log.postgres import PostgresStore
@@ -28,5 +29,5 @@ def open_store(url: str) -> Store:
             raise StoreError(
                 f"store URL {url!r} needs psycopg: pip install 'apollo-rollout[postgres]'"
             ) from exc
-        return PostgresStore(url)
+        return PostgresStore(url, migrate=migrate)
     raise StoreError(f"store URL {url!r}: not a store Apollo knows; give {FORMS}")

@@ -48,9 +48,12 @@ class Home:
     def db_path(self) -> Path:
         return self.path / "apollo.db"
 
-    def open_store(self) -> Store:
-        """The store: the one `store_url` names, else the home's SQLite file."""
-        return open_store(self.store_url) if self.store_url else SQLiteStore(self.db_path)
+    def open_store(self, migrate: bool = False) -> Store:
+        """The store: the one `store_url` names, else the home's SQLite file (`migrate`:
+        apply the schema migrations it is behind)."""
+        if self.store_url:
+            return open_store(self.store_url, migrate)
+        return SQLiteStore(self.db_path, migrate=migrate)
 
     def open_sqlite(self, what: str) -> SQLiteStore:
         """The store when it is an SQLite file; `what` needs one (a backup of the file)."""

@@ -103,6 +103,7 @@ def test_every_command_explains_a_damaged_store(
         "export": ["export", "--out", str(tmp_path / "out.jsonl")],
         "annotators": ["annotators", "add", "alice"],
         "backup": ["backup", str(tmp_path / "copy.db")],
+        "db": ["db", "migrate"],
         "collect": ["collect", "noise-filter", "--n", "1", *model],
         "eval": ["eval", model[1], "--family", "noise-filter", "--n", "1", "--out", str(evals)],
         "experiment": ["experiment", str(spec)],

@@ -1,0 +1,194 @@
+"""Versioned schema migrations, one list for both stores (`apollo db migrate`).
+
+A migration is a version, what it changes, and its SQL for SQLite and for PostgreSQL. A store
+records the versions applied in `schema_migrations`. Opening a store:
+- an empty database gets every migration at once (a new store needs no command);
+- a store made before migrations were versioned holds version 1's tables: it is taken as
+  version 1 (and recorded so when a later migration is applied to it);
+- a store behind this code is refused until `apollo db migrate` applies what is missing (a
+  migration can take long on a big store, and a backup first is the user's call);
+- a store ahead of this code (a newer Apollo migrated it) is refused: this code would
+  misread it.
+Migrations run inside one transaction that holds the store's lock, so two processes never
+apply one twice.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Protocol
+
+from apollo.log.store import StoreError
+
+
+class SchemaBehind(StoreError):
+    """The store's schema is older than this code's: `apollo db migrate` brings it up."""
+
+
+class SchemaAhead(StoreError):
+    """The store's schema is newer than this code knows: a newer Apollo made it."""
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    version: int
+    what: str
+    sqlite: str
+    postgres: str
+
+    def sql(self, dialect: str) -> str:
+        return self.sqlite if dialect == "sqlite" else self.postgres
+
+
+# Ordinary rowid tables on SQLite: payloads and blobs are often kilobytes, which WITHOUT ROWID
+# tables store poorly (rows past ~1/20 of a page spill into overflow chains). Readers that
+# follow only some kinds of a run's events (the agent polling for guidance) seek by kind.
+_V1_SQLITE = """
+CREATE TABLE runs (
+    id TEXT PRIMARY KEY,
+    task TEXT NOT NULL,
+    status TEXT NOT NULL,
+    step INTEGER NOT NULL DEFAULT 0,
+    created REAL NOT NULL,
+    updated REAL NOT NULL,
+    config TEXT NOT NULL,
+    last_score REAL,
+    guidance_count INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX runs_created ON runs (created);
+CREATE TABLE events (
+    run_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    ts REAL NOT NULL,
+    kind TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    step INTEGER,
+    payload TEXT NOT NULL,
+    PRIMARY KEY (run_id, seq)
+);
+CREATE INDEX events_kind ON events (run_id, kind, seq);
+CREATE TABLE blobs (
+    id TEXT PRIMARY KEY,
+    z INTEGER NOT NULL,
+    data BLOB NOT NULL
+);
+CREATE TABLE annotators (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    role TEXT NOT NULL,
+    token_hash TEXT NOT NULL UNIQUE,
+    created REAL NOT NULL,
+    revoked INTEGER NOT NULL DEFAULT 0
+)
+"""
+_V1_POSTGRES = """
+CREATE TABLE runs (
+    id TEXT PRIMARY KEY,
+    task TEXT NOT NULL,
+    status TEXT NOT NULL,
+    step INTEGER NOT NULL DEFAULT 0,
+    created DOUBLE PRECISION NOT NULL,
+    updated DOUBLE PRECISION NOT NULL,
+    config TEXT NOT NULL,
+    last_score DOUBLE PRECISION,
+    guidance_count INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX runs_created ON runs (created);
+CREATE TABLE events (
+    run_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    ts DOUBLE PRECISION NOT NULL,
+    kind TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    step INTEGER,
+    payload TEXT NOT NULL,
+    PRIMARY KEY (run_id, seq)
+);
+CREATE INDEX events_kind ON events (run_id, kind, seq);
+CREATE TABLE blobs (
+    id TEXT PRIMARY KEY,
+    z BOOLEAN NOT NULL,
+    data BYTEA NOT NULL
+);
+CREATE TABLE annotators (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    role TEXT NOT NULL,
+    token_hash TEXT NOT NULL UNIQUE,
+    created DOUBLE PRECISION NOT NULL,
+    revoked BOOLEAN NOT NULL DEFAULT FALSE
+)
+"""
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "runs, events, blobs and annotators", _V1_SQLITE, _V1_POSTGRES),
+)
+MIGRATIONS_TABLE = (
+    "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, what TEXT NOT NULL, "
+    "applied DOUBLE PRECISION NOT NULL)"
+)
+ADOPTED = " (adopted: the store was made before migrations were versioned)"
+
+
+def latest() -> int:
+    """The schema version this code writes."""
+    return MIGRATIONS[-1].version
+
+
+class SchemaDb(Protocol):
+    """A store's database inside one transaction, as migrations need it."""
+
+    dialect: str  # "sqlite" or "postgres"
+
+    def tables(self) -> set[str]:
+        """The names of the tables there are."""
+        ...
+
+    def versions(self) -> list[int]:
+        """The versions recorded in schema_migrations (none without that table)."""
+        ...
+
+    def run(self, sql: str) -> None:
+        """One or more statements, `;`-separated, in the caller's transaction."""
+        ...
+
+    def record(self, version: int, what: str, applied: float) -> None:
+        """Write a row of schema_migrations."""
+        ...
+
+
+def current(db: SchemaDb) -> int:
+    """The store's schema version: 0 when empty, 1 for a store older than versioning."""
+    versions = db.versions()
+    if versions:
+        return max(versions)
+    return 1 if "runs" in db.tables() else 0
+
+
+def upgrade(db: SchemaDb, where: str, allowed: bool) -> list[Migration]:
+    """Bring the schema to this code's version (in the caller's locked transaction): every
+    migration for an empty store; only with `allowed` (`apollo db migrate`) for a store
+    behind; never for one ahead. Returns the migrations applied."""
+    version = current(db)
+    if version > latest():
+        raise SchemaAhead(
+            f"the store {where} has schema version {version}, newer than this Apollo knows "
+            f"({latest()}): a newer Apollo migrated it; upgrade (pip install -U apollo-rollout)"
+        )
+    pending = [m for m in MIGRATIONS if m.version > version]
+    if version and pending and not allowed:
+        raise SchemaBehind(
+            f"the store {where} has schema version {version}; this Apollo needs {latest()}. "
+            "Back it up (`apollo backup`, or pg_dump for PostgreSQL), then run "
+            "`apollo db migrate`"
+        )
+    now = time.time()
+    if not db.versions():
+        db.run(MIGRATIONS_TABLE)
+        if version:  # the tables of version 1, made before they were recorded
+            db.record(1, MIGRATIONS[0].what + ADOPTED, now)
+    for migration in pending:
+        db.run(migration.sql(db.dialect))
+        db.record(migration.version, migration.what, now)
+    return pending
