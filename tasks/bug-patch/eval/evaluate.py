@@ -50,7 +50,17 @@ def main() -> None:
     if done.returncode != 0:
         return result(0, error=f"kit.py failed: {done.stderr.strip()[-500:]}")
     passed = json.loads(done.stdout.strip().splitlines()[-1])["passed"]
-    result(100 * passed / total, passed=passed, total=total)
+    result(100 * passed / total, passed=passed, total=total, kit_py=what_kit_is(kit))
+
+
+def what_kit_is(kit: Path) -> str:
+    """Which candidate kit.py is a copy of, if any: a model that submits a candidate it only
+    tested learns from the score alone that something is wrong, not what."""
+    text = kit.read_bytes()
+    for patch in sorted((kit.parent / "patches").glob("*.py")):
+        if patch.read_bytes() == text:
+            return f"a copy of patches/{patch.name}"
+    return "no candidate applied (`python3 check.py patches/NAME.py --apply` applies one)"
 
 
 if __name__ == "__main__":
