@@ -320,6 +320,7 @@ def test_noise_filter_commands_of_the_description_work_in_the_sandbox(tmp_path: 
 def test_bug_patch_commands_of_the_description_work_in_the_sandbox(tmp_path: Path) -> None:
     task = resolve_family("bug-patch").materialize(5003, tmp_path / "instances")
     name = answer_of(task)["patch"]
+    wrong = next(n for n in ("fix-a", "fix-b", "fix-c", "fix-d") if n != name)
     outcome = scripted_run(
         tmp_path,
         task,
@@ -327,23 +328,23 @@ def test_bug_patch_commands_of_the_description_work_in_the_sandbox(tmp_path: Pat
             act("run", command="python3 check.py"),
             act("run", command="python3 check.py patches/fix2.py"),  # a guessed name
             act("run", command=f"python3 check.py patches/{name}.py"),
-            act("submit", note="tested, not applied"),
-            act("run", command=f"python3 check.py patches/{name}.py --apply"),
-            act("run", command="python3 check.py"),
-            act("submit", note="the fix that passes the visible tests"),
+            act("run", command=f"python3 check.py patches/{wrong}.py"),
+            act("submit", note="the right one was checked, but not last"),
+            act("run", command=f"python3 check.py patches/{name}.py"),
+            act("submit", note="the fix that passes the visible tests, checked last"),
             act("finish", summary="done"),
         ],
     )
     seen = observation_texts(outcome)
-    assert "FAIL" in seen[0] and "visible tests pass" in seen[2] and "FAIL" not in seen[2]
+    assert "FAIL" in seen[0]
     # A wrong name is answered with the four files there are.
     candidates = sorted(p.name for p in (task.path / "workspace" / "patches").glob("*.py"))
     assert candidates == ["fix-a.py", "fix-b.py", "fix-c.py", "fix-d.py"]
     assert all(f"patches/{c}" in seen[1] for c in candidates)
-    assert "not applied" in seen[2] and f"check.py patches/{name}.py --apply" in seen[2]
-    assert "no candidate applied" in seen[3]  # the score says why it is low
-    assert "applied: kit.py is now a copy of" in seen[4] and "not applied" not in seen[4]
-    assert "kit.py:" in seen[5] and "FAIL" not in seen[5]  # the applied fix is what kit.py holds
+    assert f"kit.py is now a copy of patches/{name}.py" in seen[2] and "FAIL" not in seen[2]
+    assert f"kit.py is now a copy of patches/{wrong}.py" in seen[3] and "FAIL" in seen[3]
+    # The last candidate checked is the one scored, and the score says which it is.
+    assert f"a copy of patches/{wrong}.py" in seen[4]
     assert f"a copy of patches/{name}.py" in seen[6]
     assert final_score(outcome) == 100
 

@@ -54,13 +54,13 @@ def main() -> None:
 
 
 def what_kit_is(kit: Path) -> str:
-    """Which candidate kit.py is a copy of, if any: a model that submits a candidate it only
-    tested learns from the score alone that something is wrong, not what."""
+    """Which candidate kit.py is a copy of, if any: the score alone says that something is
+    wrong, not what."""
     text = kit.read_bytes()
     for patch in sorted((kit.parent / "patches").glob("*.py")):
         if patch.read_bytes() == text:
             return f"a copy of patches/{patch.name}"
-    return "no candidate applied (`python3 check.py patches/NAME.py --apply` applies one)"
+    return "none of the candidates (`python3 check.py patches/NAME.py` puts one in kit.py)"
 
 
 if __name__ == "__main__":

@@ -4,8 +4,7 @@
 set -e
 cd "$1"
 for candidate in patches/*.py; do
-  if python3 check.py "$candidate"; then
-    python3 check.py "$candidate" --apply
+  if python3 check.py "$candidate"; then  # it is in kit.py now
     echo "applied $candidate"
     exit 0
   fi
