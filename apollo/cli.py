@@ -293,20 +293,19 @@ def cmd_control(args: argparse.Namespace, home: Home) -> int:
 
 
 def cmd_db(args: argparse.Namespace, home: Home) -> int:
-    store = home.open_store(migrate=True)
-    done = store.migrated
+    with home.open_store(migrate=True) as store:
+        done, where = store.migrated, store.where
     version = migrations.latest()
     if done:
         steps = "; ".join(f"{m.version}: {m.what}" for m in done)
-        print(safe(f"migrated {store.where} to schema version {version} ({steps})"))
+        print(safe(f"migrated {where} to schema version {version} ({steps})"))
     else:
-        print(safe(f"{store.where} is at schema version {version}; nothing to migrate"))
-    store.close()
+        print(safe(f"{where} is at schema version {version}; nothing to migrate"))
     return 0
 
 
 def cmd_backup(args: argparse.Namespace, home: Home) -> int:
-    store = home.open_sqlite("apollo backup")
+    store = home.open_for_backup()
     dest = store.backup(args.dest, overwrite=args.force)
     size = dest.stat().st_size / 2**20
     print(f"backed up {store.path} to {dest} ({size:.1f} MiB, consistent as of now)")

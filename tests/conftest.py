@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from apollo.env.sandbox import LAUNCHER_NAME
+from apollo.log.stores import STORE_ENV
 from tests.pg import PostgresServer
 
 # Command-line pieces that mark processes started by Apollo or its tests.
@@ -107,6 +108,13 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if left:
         print(f"\nprocesses left running by the suite (now killed): {_kill(left)}")
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.fixture(autouse=True)
+def _no_store_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A developer's own APOLLO_STORE must never point the tests at a real store (and a
+    command run in-process with --store sets it for the process)."""
+    monkeypatch.delenv(STORE_ENV, raising=False)
 
 
 @pytest.fixture(scope="session")

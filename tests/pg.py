@@ -39,8 +39,15 @@ class PostgresServer:
         self.bin = binaries()
         self.root = Path(tempfile.mkdtemp(prefix="apollo-pg-"))
         self.data, self.socket = self.root / "data", self.root / "sock"
-        self.socket.mkdir()
         self.user: str | None = None
+        try:
+            self._start()
+        except BaseException:  # nothing left behind of a server that did not start
+            shutil.rmtree(self.root, ignore_errors=True)
+            raise
+
+    def _start(self) -> None:
+        self.socket.mkdir()
         if os.geteuid() == 0:
             self.user = SERVER_USER
             entry = pwd.getpwnam(SERVER_USER)
@@ -54,18 +61,9 @@ class PostgresServer:
             f"-k {self.socket} -c listen_addresses='' -c fsync=off -c synchronous_commit=off "
             "-c full_page_writes=off -c max_connections=200"
         )
+        log = str(self.root / "log")
         self._pg(
-            "pg_ctl",
-            "-D",
-            str(self.data),
-            "-o",
-            options,
-            "-l",
-            str(self.root / "log"),
-            "-w",
-            "-t",
-            "60",
-            "start",
+            "pg_ctl", "-D", str(self.data), "-o", options, "-l", log, "-w", "-t", "60", "start"
         )
 
     def _pg(self, tool: str, *args: str) -> None:

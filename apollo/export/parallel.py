@@ -13,7 +13,7 @@ import multiprocessing
 import os
 import pickle
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -62,7 +62,7 @@ def worker_count(fmt: Format, runs: list[RunRecord], asked: int | None) -> int:
 
 def encoded(
     fmt: Format, samples: Iterable[Sample], workers: int
-) -> Iterator[tuple[Sample, Encoded]]:
+) -> Generator[tuple[Sample, Encoded], None, None]:
     """Each sample with its encoding, in order: in this process for one worker, else in
     `workers` processes. An error a worker raises (an ExportError about a sample) is raised
     here as it was; a worker that dies is an ExportError."""
@@ -95,8 +95,9 @@ def _next(pending: deque[tuple[Sample, Future[Encoded]]]) -> tuple[Sample, Encod
         return sample, future.result()
     except BrokenProcessPool as exc:
         raise ExportError(
-            f"an export worker process died (run {sample.run_id} window {sample.index}; out of "
-            "memory, or killed); nothing was replaced: rerun, or pass --workers 1"
+            f"an export worker process died or could not start (at run {sample.run_id} window "
+            f"{sample.index}; out of memory, killed, or its format would not load); nothing was "
+            "replaced: rerun, or pass --workers 1"
         ) from exc
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import closing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -119,10 +120,12 @@ def export(
     try:
         with staged.open(out) as fh:
             stream = samples(store, runs, policy, options, stats)
-            for sample, done in encoded(fmt, stream, worker_count(fmt, runs, workers)):
-                fh.write(done.line)
-                fh.write("\n")
-                _count(stats, sample, done)
+            # Closed at once when writing fails, so that the workers stop with it.
+            with closing(encoded(fmt, stream, worker_count(fmt, runs, workers))) as lines:
+                for sample, done in lines:
+                    fh.write(done.line)
+                    fh.write("\n")
+                    _count(stats, sample, done)
         if isinstance(fmt, ShareGPT) and fmt.dropped_text:
             stats.notes.append(
                 f"{fmt.dropped_text} assistant turns had text beside a tool call, which "

@@ -4,7 +4,7 @@ A migration is a version, what it changes, and its SQL for SQLite and for Postgr
 records the versions applied in `schema_migrations`. Opening a store:
 - an empty database gets every migration at once (a new store needs no command);
 - a store made before migrations were versioned holds version 1's tables: it is taken as
-  version 1 (and recorded so when a later migration is applied to it);
+  version 1, what it may lack of them is made, and that is recorded;
 - a store behind this code is refused until `apollo db migrate` applies what is missing (a
   migration can take long on a big store, and a backup first is the user's call);
 - a store ahead of this code (a newer Apollo migrated it) is refused: this code would
@@ -45,7 +45,7 @@ class Migration:
 # tables store poorly (rows past ~1/20 of a page spill into overflow chains). Readers that
 # follow only some kinds of a run's events (the agent polling for guidance) seek by kind.
 _V1_SQLITE = """
-CREATE TABLE runs (
+CREATE TABLE IF NOT EXISTS runs (
     id TEXT PRIMARY KEY,
     task TEXT NOT NULL,
     status TEXT NOT NULL,
@@ -56,8 +56,8 @@ CREATE TABLE runs (
     last_score REAL,
     guidance_count INTEGER NOT NULL DEFAULT 0
 );
-CREATE INDEX runs_created ON runs (created);
-CREATE TABLE events (
+CREATE INDEX IF NOT EXISTS runs_created ON runs (created);
+CREATE TABLE IF NOT EXISTS events (
     run_id TEXT NOT NULL,
     seq INTEGER NOT NULL,
     ts REAL NOT NULL,
@@ -67,13 +67,13 @@ CREATE TABLE events (
     payload TEXT NOT NULL,
     PRIMARY KEY (run_id, seq)
 );
-CREATE INDEX events_kind ON events (run_id, kind, seq);
-CREATE TABLE blobs (
+CREATE INDEX IF NOT EXISTS events_kind ON events (run_id, kind, seq);
+CREATE TABLE IF NOT EXISTS blobs (
     id TEXT PRIMARY KEY,
     z INTEGER NOT NULL,
     data BLOB NOT NULL
 );
-CREATE TABLE annotators (
+CREATE TABLE IF NOT EXISTS annotators (
     id TEXT PRIMARY KEY,
     name TEXT NOT NULL UNIQUE,
     role TEXT NOT NULL,
@@ -83,7 +83,7 @@ CREATE TABLE annotators (
 )
 """
 _V1_POSTGRES = """
-CREATE TABLE runs (
+CREATE TABLE IF NOT EXISTS runs (
     id TEXT PRIMARY KEY,
     task TEXT NOT NULL,
     status TEXT NOT NULL,
@@ -94,8 +94,8 @@ CREATE TABLE runs (
     last_score DOUBLE PRECISION,
     guidance_count INTEGER NOT NULL DEFAULT 0
 );
-CREATE INDEX runs_created ON runs (created);
-CREATE TABLE events (
+CREATE INDEX IF NOT EXISTS runs_created ON runs (created);
+CREATE TABLE IF NOT EXISTS events (
     run_id TEXT NOT NULL,
     seq INTEGER NOT NULL,
     ts DOUBLE PRECISION NOT NULL,
@@ -105,13 +105,13 @@ CREATE TABLE events (
     payload TEXT NOT NULL,
     PRIMARY KEY (run_id, seq)
 );
-CREATE INDEX events_kind ON events (run_id, kind, seq);
-CREATE TABLE blobs (
+CREATE INDEX IF NOT EXISTS events_kind ON events (run_id, kind, seq);
+CREATE TABLE IF NOT EXISTS blobs (
     id TEXT PRIMARY KEY,
     z BOOLEAN NOT NULL,
     data BYTEA NOT NULL
 );
-CREATE TABLE annotators (
+CREATE TABLE IF NOT EXISTS annotators (
     id TEXT PRIMARY KEY,
     name TEXT NOT NULL UNIQUE,
     role TEXT NOT NULL,
@@ -145,8 +145,8 @@ class SchemaDb(Protocol):
         """The names of the tables there are."""
         ...
 
-    def versions(self) -> list[int]:
-        """The versions recorded in schema_migrations (none without that table)."""
+    def recorded(self) -> list[int]:
+        """The versions in schema_migrations (which exists)."""
         ...
 
     def run(self, sql: str) -> None:
@@ -158,36 +158,53 @@ class SchemaDb(Protocol):
         ...
 
 
-def current(db: SchemaDb) -> int:
-    """The store's schema version: 0 when empty, 1 for a store older than versioning."""
-    versions = db.versions()
-    if versions:
-        return max(versions)
-    return 1 if "runs" in db.tables() else 0
+def current(db: SchemaDb) -> tuple[int, bool]:
+    """The store's schema version (0 when empty, 1 for a store made before versioning) and
+    whether it is recorded."""
+    tables = db.tables()
+    if "schema_migrations" in tables:
+        return max(db.recorded(), default=0), True
+    return (1 if "runs" in tables else 0), False
 
 
-def upgrade(db: SchemaDb, where: str, allowed: bool) -> list[Migration]:
-    """Bring the schema to this code's version (in the caller's locked transaction): every
-    migration for an empty store; only with `allowed` (`apollo db migrate`) for a store
-    behind; never for one ahead. Returns the migrations applied."""
-    version = current(db)
+def _refuse(version: int, where: str, allowed: bool) -> None:
     if version > latest():
         raise SchemaAhead(
             f"the store {where} has schema version {version}, newer than this Apollo knows "
             f"({latest()}): a newer Apollo migrated it; upgrade (pip install -U apollo-rollout)"
         )
-    pending = [m for m in MIGRATIONS if m.version > version]
-    if version and pending and not allowed:
+    if 0 < version < latest() and not allowed:
         raise SchemaBehind(
             f"the store {where} has schema version {version}; this Apollo needs {latest()}. "
             "Back it up (`apollo backup`, or pg_dump for PostgreSQL), then run "
             "`apollo db migrate`"
         )
+
+
+def must_migrate(db: SchemaDb, where: str, allowed: bool) -> bool:
+    """Whether opening the store must take its lock and `upgrade` it: not when its schema is
+    current and recorded (the usual case, decided without the lock). A store ahead, or behind
+    without `allowed`, is refused here, before any lock is taken."""
+    version, recorded = current(db)
+    _refuse(version, where, allowed)
+    return not (recorded and version == latest())
+
+
+def upgrade(db: SchemaDb, where: str, allowed: bool) -> list[Migration]:
+    """Bring the schema to this code's version, in the caller's transaction that holds the
+    store's lock (so decided again here: another process may have done it meanwhile). A store
+    made before versioning gets version 1's statements again, which make only what is
+    missing (an index added later, a schema cut short), and is recorded as version 1.
+    Returns the migrations applied."""
+    version, recorded = current(db)
+    _refuse(version, where, allowed)
     now = time.time()
-    if not db.versions():
+    if not recorded:
         db.run(MIGRATIONS_TABLE)
-        if version:  # the tables of version 1, made before they were recorded
+        if version:
+            db.run(MIGRATIONS[0].sql(db.dialect))
             db.record(1, MIGRATIONS[0].what + ADOPTED, now)
+    pending = [m for m in MIGRATIONS if m.version > version]
     for migration in pending:
         db.run(migration.sql(db.dialect))
         db.record(migration.version, migration.what, now)

@@ -13,11 +13,11 @@ server); blobs as bytea, compressed the same way.
 from __future__ import annotations
 
 import json
+import re
 import time
 import uuid
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 from psycopg import errors
@@ -75,14 +75,18 @@ def _written(record: T | None) -> T:
 
 
 def redacted(url: str) -> str:
-    """The URL without its password, to show in messages."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    user = f"{parts.username}:***@" if parts.username else ""
-    port = f":{parts.port}" if parts.port else ""
-    return urlunsplit(parts._replace(netloc=f"{user}{host}{port}"))
+    """The URL without its password (in the user part or as a `password=` parameter), to
+    show in messages; hosts, ports and everything else as given."""
+    url = re.sub(r"^([a-z]+://[^:/@?]*):[^@/?]*@", r"\1:***@", url)
+    return re.sub(r"([?&]password=)[^&]*", r"\1***", url)
+
+
+def _lost_connection(exc: psycopg.OperationalError) -> bool:
+    """Whether an error is about reaching the server (no SQLSTATE: the client could not
+    connect or lost the connection; class 08: connection exception; 57P0x: the server is
+    shutting down or cannot connect now) rather than about a statement."""
+    state = exc.sqlstate
+    return state is None or state.startswith("08") or state.startswith("57P0")
 
 
 class _Schema:
@@ -99,9 +103,7 @@ class _Schema:
         ).fetchall()
         return {str(r[0]) for r in rows}
 
-    def versions(self) -> list[int]:
-        if "schema_migrations" not in self.tables():
-            return []
+    def recorded(self) -> list[int]:
         return [int(r[0]) for r in self.conn.execute("SELECT version FROM schema_migrations")]
 
     def run(self, sql: str) -> None:
@@ -139,11 +141,8 @@ class PostgresStore(Store):
             url,
             min_size=1,
             max_size=pool_size,
-            kwargs={
-                "connect_timeout": _CONNECT_TIMEOUT_S,
-                # A lock wait beyond busy_s fails (LockNotAvailable) instead of hanging.
-                "options": f"-c lock_timeout={int(self.busy_s * 1000)}",
-            },
+            kwargs={"connect_timeout": _CONNECT_TIMEOUT_S},
+            configure=self._configure,
             timeout=max(self.busy_s, _CONNECT_TIMEOUT_S),
             name="apollo-store",
             open=True,
@@ -154,6 +153,15 @@ class PostgresStore(Store):
             self._pool.close()
             raise
 
+    def _configure(self, conn: psycopg.Connection[Any]) -> None:
+        """Each new connection: READ COMMITTED whatever the server's default (an append reads
+        the highest seq after taking its run's lock, so it must see what committed before),
+        and lock waits bounded by busy_s (LockNotAvailable after it; 0 would mean forever)."""
+        conn.isolation_level = psycopg.IsolationLevel.READ_COMMITTED
+        wait_ms = max(1, round(self.busy_s * 1000))
+        conn.execute("SELECT set_config('lock_timeout', %s, false)", (f"{wait_ms}ms",))
+        conn.commit()
+
     def _unreachable(self, exc: BaseException) -> StoreError:
         why = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         return StoreError(
@@ -162,14 +170,13 @@ class PostgresStore(Store):
         )
 
     def _ensure_schema(self, conn: psycopg.Connection[Any]) -> None:
-        """Bring the schema to this code's version (apollo.log.migrations)."""
+        """Bring the schema to this code's version (apollo.log.migrations), under an advisory
+        lock when something is to be done. Only then: DDL on an existing table still locks it,
+        and a process opening the store would deadlock with another's append."""
         schema = _Schema(conn)
-        # Only when behind: DDL on an existing table still locks it, and a process opening
-        # the store while another appends would deadlock with that append.
-        if migrations.current(schema) == migrations.latest():
-            return
-        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
-        self.migrated = migrations.upgrade(schema, self.where, self._migrate)
+        if migrations.must_migrate(schema, self.where, self._migrate):
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
+            self.migrated = migrations.upgrade(schema, self.where, self._migrate)
 
     def _run(self, body: Callable[[psycopg.Connection[Any]], T]) -> T:
         """`body` in one transaction on a pooled connection (committed when it returns,
@@ -183,7 +190,15 @@ class PostgresStore(Store):
                 f"needs for all the {self.busy_s:g} s it waited. Let it finish and try again; "
                 f"set {BUSY_ENV} to wait longer"
             ) from exc
-        except (psycopg.OperationalError, PoolTimeout) as exc:
+        except PoolTimeout as exc:
+            raise StoreError(
+                f"no connection to the PostgreSQL store {self.where} within "
+                f"{self._pool.timeout:g} s: all of this process's connections are in use, or "
+                "the server refuses new ones (max_connections)"
+            ) from exc
+        except psycopg.OperationalError as exc:
+            if not _lost_connection(exc):
+                raise  # a deadlock, a conflict: a bug of ours, with its traceback
             raise self._unreachable(exc) from exc
 
     # -- runs -----------------------------------------------------------------------------

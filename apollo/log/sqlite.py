@@ -93,6 +93,23 @@ def _one(cursor: sqlite3.Cursor) -> sqlite3.Row:
     return row
 
 
+_LAST_SEQ = "SELECT COALESCE(MAX(seq), 0) FROM events WHERE run_id = ?"
+
+
+def _transaction(db: sqlite3.Connection, body: Callable[[], T]) -> T:
+    """`body` in one write transaction. IMMEDIATE takes the write lock first, so two processes
+    never pick the same seq, and a busy store is found before anything is done."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        result = body()
+        db.execute("COMMIT")
+    except BaseException:
+        if db.in_transaction:  # SQLite has already rolled back after some errors
+            db.execute("ROLLBACK")
+        raise
+    return result
+
+
 class _Schema:
     """The file's schema as migrations read and change it (apollo.log.migrations.SchemaDb)."""
 
@@ -105,9 +122,7 @@ class _Schema:
         rows = self.db.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
         return {str(r[0]) for r in rows}
 
-    def versions(self) -> list[int]:
-        if "schema_migrations" not in self.tables():
-            return []
+    def recorded(self) -> list[int]:
         return [int(r[0]) for r in self.db.execute("SELECT version FROM schema_migrations")]
 
     def run(self, sql: str) -> None:
@@ -126,16 +141,22 @@ class SQLiteStore(Store):
     `busy_s`: how long an operation waits while another process holds the write lock, before
     it raises StoreBusy (default: $APOLLO_STORE_BUSY_S, else DEFAULT_BUSY_S). `migrate`: apply
     the schema migrations the file is behind (`apollo db migrate`); without it such a file is
-    refused (SchemaBehind)."""
+    refused (SchemaBehind). `as_is`: leave the schema as it is, whatever its version (for
+    `apollo backup`, which comes before a migration)."""
 
     def __init__(
-        self, path: str | Path, busy_s: float | None = None, migrate: bool = False
+        self,
+        path: str | Path,
+        busy_s: float | None = None,
+        migrate: bool = False,
+        as_is: bool = False,
     ) -> None:
         super().__init__()
         self.path = Path(path)
         self.where = str(self.path)
         self.busy_s = busy_seconds(busy_s)
         self._migrate = migrate
+        self._as_is = as_is
         # One connection guarded by a lock: cheap, and safe across the runner's threads.
         self._lock = threading.RLock()
         try:
@@ -166,18 +187,15 @@ class SQLiteStore(Store):
         return db
 
     def _ensure_schema(self, db: sqlite3.Connection) -> None:
-        """Bring the schema to this code's version (apollo.log.migrations)."""
+        """Bring the schema to this code's version (apollo.log.migrations), under the write
+        lock when something is to be done."""
+        if self._as_is:
+            return
         schema = _Schema(db)
-        if migrations.current(schema) == migrations.latest():
-            return  # the usual case, read without taking the write lock
-        db.execute("BEGIN IMMEDIATE")  # then again under it: another process may be at it
-        try:
-            self.migrated = migrations.upgrade(schema, self.where, self._migrate)
-            db.execute("COMMIT")
-        except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
+        if migrations.must_migrate(schema, self.where, self._migrate):
+            self.migrated = _transaction(
+                db, lambda: migrations.upgrade(schema, self.where, self._migrate)
+            )
 
     # -- the busy policy and errors -------------------------------------------------------
     def _retry(self, op: Callable[[], T]) -> T:
@@ -238,17 +256,7 @@ class SQLiteStore(Store):
         return None
 
     def _transaction(self, body: Callable[[], T]) -> T:
-        """`body` in one write transaction. IMMEDIATE takes the write lock first, so two
-        processes never pick the same seq, and a busy store is found before anything is done."""
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            result = body()
-            self._db.execute("COMMIT")
-        except BaseException:
-            if self._db.in_transaction:  # SQLite has already rolled back after some errors
-                self._db.execute("ROLLBACK")
-            raise
-        return result
+        return _transaction(self._db, body)
 
     # -- runs -----------------------------------------------------------------------------
     def create_run(self, task: str, config: dict[str, Any], run_id: str | None = None) -> RunRecord:
@@ -299,11 +307,7 @@ class SQLiteStore(Store):
             if not found:
                 raise unknown_run(run_id)
             check_steerable(run_id, found[0], (ev.kind for ev in events))
-            row = _one(
-                self._db.execute(
-                    "SELECT COALESCE(MAX(seq), 0) FROM events WHERE run_id = ?", (run_id,)
-                )
-            )
+            row = _one(self._db.execute(_LAST_SEQ, (run_id,)))
             out, rows = numbered(run_id, events, payloads, int(row[0]), now)
             self._db.executemany("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
             self._db.execute(*run_update_sql(run_id, run_updates(events), now, "?"))
@@ -336,13 +340,7 @@ class SQLiteStore(Store):
         ]
 
     def last_seq(self, run_id: str) -> int:
-        row = self._retry(
-            lambda: _one(
-                self._db.execute(
-                    "SELECT COALESCE(MAX(seq), 0) FROM events WHERE run_id = ?", (run_id,)
-                )
-            )
-        )
+        row = self._retry(lambda: _one(self._db.execute(_LAST_SEQ, (run_id,))))
         return int(row[0])
 
     # -- blobs ----------------------------------------------------------------------------

@@ -14,14 +14,11 @@ FORMS = "sqlite:///ABSOLUTE/PATH.db, or postgresql://USER:PASSWORD@HOST:PORT/DAT
 def open_store(url: str, migrate: bool = False) -> Store:
     """The store at `url` (`migrate`: apply the schema migrations it is behind); anything
     else is a StoreError that gives the forms."""
-    scheme, sep, rest = url.partition("://")
+    scheme, sep, _ = url.partition("://")
     if sep and scheme == "sqlite":
         from apollo.log.sqlite import SQLiteStore
 
-        # As file:// URLs: the path after the scheme's two slashes is absolute.
-        if not rest.startswith("/") or rest == "/":
-            raise StoreError(f"store URL {url!r} names no absolute file path; give {FORMS}")
-        return SQLiteStore(Path(rest), migrate=migrate)
+        return SQLiteStore(sqlite_path(url), migrate=migrate)
     if sep and scheme in ("postgresql", "postgres"):
         try:
             from apollo.log.postgres import PostgresStore
@@ -31,3 +28,12 @@ def open_store(url: str, migrate: bool = False) -> Store:
             ) from exc
         return PostgresStore(url, migrate=migrate)
     raise StoreError(f"store URL {url!r}: not a store Apollo knows; give {FORMS}")
+
+
+def sqlite_path(url: str) -> Path:
+    """The file of an `sqlite:///ABSOLUTE/PATH` URL (as file:// URLs: the path after the
+    scheme's two slashes is absolute)."""
+    rest = url.partition("://")[2]
+    if not rest.startswith("/") or rest == "/":
+        raise StoreError(f"store URL {url!r} names no absolute file path; give {FORMS}")
+    return Path(rest)

@@ -11,7 +11,7 @@ from typing import IO
 from apollo.env.sessions import SessionManager
 from apollo.log.sqlite import SQLiteStore
 from apollo.log.store import Store, StoreError
-from apollo.log.stores import STORE_ENV, open_store
+from apollo.log.stores import STORE_ENV, open_store, sqlite_path
 
 DEFAULT_HOME = Path.home() / ".apollo"
 
@@ -55,13 +55,13 @@ class Home:
             return open_store(self.store_url, migrate)
         return SQLiteStore(self.db_path, migrate=migrate)
 
-    def open_sqlite(self, what: str) -> SQLiteStore:
-        """The store when it is an SQLite file; `what` needs one (a backup of the file)."""
-        store = self.open_store()
-        if not isinstance(store, SQLiteStore):
-            store.close()
-            raise StoreError(f"{what} works on an SQLite store; for PostgreSQL use pg_dump")
-        return store
+    def open_for_backup(self) -> SQLiteStore:
+        """The SQLite store as it is (its schema untouched, whatever its version: a backup
+        comes before a migration); a PostgreSQL store is refused with what to use instead."""
+        url = self.store_url
+        if url and not url.startswith("sqlite://"):
+            raise StoreError("apollo backup works on an SQLite store; for PostgreSQL use pg_dump")
+        return SQLiteStore(sqlite_path(url) if url else self.db_path, as_is=True)
 
     @property
     def instances_dir(self) -> Path:

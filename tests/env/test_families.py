@@ -327,6 +327,7 @@ def test_bug_patch_commands_of_the_description_work_in_the_sandbox(tmp_path: Pat
         [
             act("run", command="python3 check.py"),
             act("run", command="python3 check.py patches/fix2.py"),  # a guessed name
+            act("run", command="python3 check.py tests.json"),  # not a candidate: refused
             act("run", command=f"python3 check.py patches/{name}.py"),
             act("run", command=f"python3 check.py patches/{wrong}.py"),
             act("submit", note="the right one was checked, but not last"),
@@ -341,11 +342,12 @@ def test_bug_patch_commands_of_the_description_work_in_the_sandbox(tmp_path: Pat
     candidates = sorted(p.name for p in (task.path / "workspace" / "patches").glob("*.py"))
     assert candidates == ["fix-a.py", "fix-b.py", "fix-c.py", "fix-d.py"]
     assert all(f"patches/{c}" in seen[1] for c in candidates)
-    assert f"kit.py is now a copy of patches/{name}.py" in seen[2] and "FAIL" not in seen[2]
-    assert f"kit.py is now a copy of patches/{wrong}.py" in seen[3] and "FAIL" in seen[3]
+    assert "tests.json: not a candidate" in seen[2]
+    assert f"kit.py is now a copy of patches/{name}.py" in seen[3] and "FAIL" not in seen[3]
+    assert f"kit.py is now a copy of patches/{wrong}.py" in seen[4] and "FAIL" in seen[4]
     # The last candidate checked is the one scored, and the score says which it is.
-    assert f"a copy of patches/{wrong}.py" in seen[4]
-    assert f"a copy of patches/{name}.py" in seen[6]
+    assert f"a copy of patches/{wrong}.py" in seen[5]
+    assert f"a copy of patches/{name}.py" in seen[7]
     assert final_score(outcome) == 100
 
 

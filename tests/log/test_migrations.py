@@ -54,6 +54,12 @@ class Database:
                 return []
             return conn.execute(statement).fetchall()
 
+    def has_index(self, name: str) -> bool:
+        table, column = (
+            ("pg_indexes", "indexname") if self.kind == "postgres" else ("sqlite_master", "name")
+        )
+        return bool(self.sql(f"SELECT 1 FROM {table} WHERE {column} = '{name}'"))
+
     def versions(self) -> list[tuple[int, str]]:
         return [
             (int(v), str(w))
@@ -99,11 +105,26 @@ def test_a_store_behind_is_refused_until_migrated(
     database.open().close()  # now current
 
 
+def test_a_store_behind_can_be_backed_up_before_migrating(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    home = tmp_path / "home"
+    assert main(["runs", "--home", str(home)]) == 0  # a store at version 1
+    with_v2(monkeypatch)
+    copy = tmp_path / "before-migrating.db"
+    assert main(["backup", str(copy), "--home", str(home)]) == 0, capsys.readouterr().err
+    assert copy.is_file()
+    with sqlite3.connect(copy) as conn:  # the copy is the store as it was
+        assert conn.execute("SELECT max(version) FROM schema_migrations").fetchone() == (1,)
+
+
 def test_a_store_from_before_versioning_is_version_one(
     database: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # The tables as they were made before migrations were recorded.
+    # The tables as they were made before migrations were recorded, less an index that came
+    # later (as in stores made before the events_kind index).
     database.sql(migrations.MIGRATIONS[0].sql(database.kind) + ";")
+    database.sql("DROP INDEX events_kind")
     database.sql(
         "INSERT INTO runs (id, task, status, created, updated, config)"
         " VALUES ('r-old', 't', 'finished', 1, 1, '{}')"
@@ -111,12 +132,14 @@ def test_a_store_from_before_versioning_is_version_one(
     store = database.open()
     assert store.migrated == [] and store.get_run("r-old") is not None
     store.close()
+    versions = database.versions()  # recorded as version 1, what was missing made
+    assert len(versions) == 1 and versions[0][0] == 1 and versions[0][1].endswith(ADOPTED)
+    assert database.has_index("events_kind")
     with_v2(monkeypatch)
     migrated = database.open(migrate=True)
     assert [m.version for m in migrated.migrated] == [2]
     migrated.close()
-    versions = database.versions()
-    assert [v for v, _ in versions] == [1, 2] and versions[0][1].endswith(ADOPTED)
+    assert [v for v, _ in database.versions()] == [1, 2]
 
 
 def test_a_store_ahead_of_the_code_is_refused(database: Database) -> None:

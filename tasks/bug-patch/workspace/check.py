@@ -22,15 +22,15 @@ def main(argv: list[str]) -> int:
         print(__doc__.strip())
         return 2
     kit = HERE / "kit.py"
-    path = HERE / argv[0] if argv else kit
-    if not path.is_file():
+    candidates = sorted((HERE / "patches").glob("*.py"))
+    path = (HERE / argv[0]).resolve() if argv else kit
+    if argv and path not in [c.resolve() for c in candidates]:
         # Name the files: a model that guesses names (patches/fix2.py, fix4.py...) otherwise
-        # spends every step on the same error.
-        found = [f"patches/{p.name}" for p in sorted((HERE / "patches").glob("*.py"))]
-        listed = ", ".join(found) if found else "none (patches/ is empty)"
-        print(f"{argv[0]}: no such file; the candidates are {listed}", file=sys.stderr)
+        # spends every step on the same error. Nothing but a candidate is copied over kit.py.
+        listed = ", ".join(f"patches/{c.name}" for c in candidates) or "none (patches/ is empty)"
+        print(f"{argv[0]}: not a candidate; the candidates are {listed}", file=sys.stderr)
         return 2
-    if path.resolve() != kit.resolve():
+    if argv:
         shutil.copyfile(path, kit)
         print(f"kit.py is now a copy of {argv[0]}")
     tests = json.loads((HERE / "tests.json").read_text())
