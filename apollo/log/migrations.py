@@ -44,23 +44,24 @@ class Migration:
 # Ordinary rowid tables on SQLite: payloads and blobs are often kilobytes, which WITHOUT ROWID
 # tables store poorly (rows past ~1/20 of a page spill into overflow chains). Readers that
 # follow only some kinds of a run's events (the agent polling for guidance) seek by kind.
-_V1_SQLITE = """
+# One text for both dialects, with their types filled in.
+_V1 = """
 CREATE TABLE IF NOT EXISTS runs (
     id TEXT PRIMARY KEY,
     task TEXT NOT NULL,
     status TEXT NOT NULL,
     step INTEGER NOT NULL DEFAULT 0,
-    created REAL NOT NULL,
-    updated REAL NOT NULL,
+    created {real} NOT NULL,
+    updated {real} NOT NULL,
     config TEXT NOT NULL,
-    last_score REAL,
+    last_score {real},
     guidance_count INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS runs_created ON runs (created);
 CREATE TABLE IF NOT EXISTS events (
     run_id TEXT NOT NULL,
     seq INTEGER NOT NULL,
-    ts REAL NOT NULL,
+    ts {real} NOT NULL,
     kind TEXT NOT NULL,
     actor TEXT NOT NULL,
     step INTEGER,
@@ -70,59 +71,28 @@ CREATE TABLE IF NOT EXISTS events (
 CREATE INDEX IF NOT EXISTS events_kind ON events (run_id, kind, seq);
 CREATE TABLE IF NOT EXISTS blobs (
     id TEXT PRIMARY KEY,
-    z INTEGER NOT NULL,
-    data BLOB NOT NULL
+    z {flag} NOT NULL,
+    data {bytes} NOT NULL
 );
 CREATE TABLE IF NOT EXISTS annotators (
     id TEXT PRIMARY KEY,
     name TEXT NOT NULL UNIQUE,
     role TEXT NOT NULL,
     token_hash TEXT NOT NULL UNIQUE,
-    created REAL NOT NULL,
-    revoked INTEGER NOT NULL DEFAULT 0
+    created {real} NOT NULL,
+    revoked {flag} NOT NULL DEFAULT {no}
 )
 """
-_V1_POSTGRES = """
-CREATE TABLE IF NOT EXISTS runs (
-    id TEXT PRIMARY KEY,
-    task TEXT NOT NULL,
-    status TEXT NOT NULL,
-    step INTEGER NOT NULL DEFAULT 0,
-    created DOUBLE PRECISION NOT NULL,
-    updated DOUBLE PRECISION NOT NULL,
-    config TEXT NOT NULL,
-    last_score DOUBLE PRECISION,
-    guidance_count INTEGER NOT NULL DEFAULT 0
-);
-CREATE INDEX IF NOT EXISTS runs_created ON runs (created);
-CREATE TABLE IF NOT EXISTS events (
-    run_id TEXT NOT NULL,
-    seq INTEGER NOT NULL,
-    ts DOUBLE PRECISION NOT NULL,
-    kind TEXT NOT NULL,
-    actor TEXT NOT NULL,
-    step INTEGER,
-    payload TEXT NOT NULL,
-    PRIMARY KEY (run_id, seq)
-);
-CREATE INDEX IF NOT EXISTS events_kind ON events (run_id, kind, seq);
-CREATE TABLE IF NOT EXISTS blobs (
-    id TEXT PRIMARY KEY,
-    z BOOLEAN NOT NULL,
-    data BYTEA NOT NULL
-);
-CREATE TABLE IF NOT EXISTS annotators (
-    id TEXT PRIMARY KEY,
-    name TEXT NOT NULL UNIQUE,
-    role TEXT NOT NULL,
-    token_hash TEXT NOT NULL UNIQUE,
-    created DOUBLE PRECISION NOT NULL,
-    revoked BOOLEAN NOT NULL DEFAULT FALSE
-)
-"""
+_SQLITE_TYPES = {"real": "REAL", "flag": "INTEGER", "bytes": "BLOB", "no": "0"}
+_POSTGRES_TYPES = {"real": "DOUBLE PRECISION", "flag": "BOOLEAN", "bytes": "BYTEA", "no": "FALSE"}
 
 MIGRATIONS: tuple[Migration, ...] = (
-    Migration(1, "runs, events, blobs and annotators", _V1_SQLITE, _V1_POSTGRES),
+    Migration(
+        1,
+        "runs, events, blobs and annotators",
+        _V1.format(**_SQLITE_TYPES),
+        _V1.format(**_POSTGRES_TYPES),
+    ),
 )
 MIGRATIONS_TABLE = (
     "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, what TEXT NOT NULL, "
